@@ -1,0 +1,70 @@
+// Command bridge turns events from NATS subjects and webhooks into Intercom
+// messages, as decided by YAML rule files.
+//
+// Each subcommand lives in its own file as a function with the signature of
+// command.run; main only dispatches.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// command is one subcommand of the CLI.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
+
+// commands lists the subcommands in the order `bridge help` shows them.
+func commands() []command {
+	return []command{
+		{"run", "run the bridge", runRun},
+		{"validate", "check config and rule files; print every error as file:line:col", runValidate},
+		{"test", "run the rule tests (*.test.yaml) beside the rules", runTest},
+		{"render", "print the Intercom request bodies an event would produce", runRender},
+		{"fake-intercom", "run an in-process fake Intercom API that prints each message", runFakeIntercom},
+		{"version", "print the version", runVersion},
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without os.Exit, so tests can call it in-process.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "bridge: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: bridge <command> [flags]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'bridge <command> -h' for the flags of a command.")
+}

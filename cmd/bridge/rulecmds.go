@@ -1,0 +1,361 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/rules"
+)
+
+// newFlagSet returns a flag set that reports to stderr and does not exit.
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: bridge %s %s\n\nFlags:\n", name, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args and returns the exit code to use when parsing
+// ended the command (-h: 0, a bad flag: 2).
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	return 0, true
+}
+
+// printErrors writes an error, one line per rule file problem.
+func printErrors(w io.Writer, err error) {
+	var list rules.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			fmt.Fprintln(w, e)
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+// rulePaths discovers rule and test files. A test file named on its own
+// brings in the rules of its directory.
+func rulePaths(paths []string) (ruleFiles, testFiles []string, err error) {
+	expanded := make([]string, 0, len(paths))
+	for _, p := range paths {
+		expanded = append(expanded, p)
+		if rules.IsTestFile(p) {
+			expanded = append(expanded, filepath.Dir(p))
+		}
+	}
+	return rules.Discover(expanded)
+}
+
+func loadRules(ruleFiles []string, opts rules.Options) (*rules.Set, error) {
+	files := make([]rules.File, 0, len(ruleFiles))
+	for _, name := range ruleFiles {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, rules.File{Name: name, Data: data})
+	}
+	return rules.Parse(files, opts)
+}
+
+func loadTests(testFiles []string) ([]*rules.TestFile, error) {
+	var out []*rules.TestFile
+	var errs rules.ErrorList
+	for _, name := range testFiles {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		tf, err := rules.ParseTests(rules.File{Name: name, Data: data})
+		if err != nil {
+			var list rules.ErrorList
+			if !errors.As(err, &list) {
+				return nil, err
+			}
+			errs = append(errs, list...)
+			continue
+		}
+		out = append(out, tf)
+	}
+	return out, errs.Err()
+}
+
+// runValidate checks rule files (and the rule tests beside them) and prints
+// every problem as file:line:col: message.
+func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("validate", "[-config FILE] [flags] [PATH...]", stderr)
+	configPath := fs.String("config", "", "configuration `file` to check, with the rules it names")
+	defaultAdmin := fs.String("default-admin", "", "admin `id` for rules that set no message.from")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	paths := fs.Args()
+	opts := rules.Options{DefaultAdminID: *defaultAdmin}
+	if *configPath != "" {
+		cfg, err := config.Load(*configPath)
+		if err != nil {
+			printErrors(stderr, err)
+			return 1
+		}
+		paths = append(paths, cfg.Rules.Paths...)
+		opts.Sources = cfg.SourceNames()
+		if opts.DefaultAdminID == "" {
+			opts.DefaultAdminID = cfg.Intercom.DefaultAdminID
+		}
+		fmt.Fprintf(stdout, "ok: %s\n", *configPath)
+	}
+	if len(paths) == 0 {
+		fs.Usage()
+		return 2
+	}
+	ruleFiles, testFiles, err := rulePaths(paths)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	set, ruleErr := loadRules(ruleFiles, opts)
+	_, testErr := loadTests(testFiles)
+	if err := errors.Join(ruleErr, testErr); err != nil {
+		if ruleErr != nil {
+			printErrors(stderr, ruleErr)
+		}
+		if testErr != nil {
+			printErrors(stderr, testErr)
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "ok: %d rules in %d files, %d test files\n", set.Len(), len(ruleFiles), len(testFiles))
+	return 0
+}
+
+// runTest runs the rule tests the way go test runs tests: a line per case,
+// the differences of each failure, and a summary.
+func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("test", "[flags] PATH...", stderr)
+	defaultAdmin := fs.String("default-admin", "", "admin `id` for rules that set no message.from")
+	runPattern := fs.String("run", "", "run only the cases whose \"file: name\" matches this `regexp`")
+	verbose := fs.Bool("v", false, "print passing cases too")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	var filter *regexp.Regexp
+	if *runPattern != "" {
+		var err error
+		if filter, err = regexp.Compile(*runPattern); err != nil {
+			fmt.Fprintf(stderr, "-run: %v\n", err)
+			return 2
+		}
+	}
+	ruleFiles, testFiles, err := rulePaths(fs.Args())
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	set, err := loadRules(ruleFiles, rules.Options{DefaultAdminID: *defaultAdmin})
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
+	}
+	tests, err := loadTests(testFiles)
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
+	}
+	passed, failed := 0, 0
+	for _, tf := range tests {
+		for _, tc := range rules.FilterCases(tf, filter) {
+			res := tc.Run(set)
+			if res.Passed() {
+				passed++
+				if *verbose {
+					fmt.Fprintf(stdout, "--- PASS: %s: %s\n", tc.Pos, tc.Name)
+				}
+				continue
+			}
+			failed++
+			fmt.Fprintf(stdout, "--- FAIL: %s: %s\n", tc.Pos, tc.Name)
+			for _, f := range res.Failures {
+				fmt.Fprintf(stdout, "    %s\n", strings.ReplaceAll(f, "\n", "\n    "))
+			}
+		}
+	}
+	if passed+failed == 0 {
+		fmt.Fprintln(stderr, "no rule tests found (*.test.yaml)")
+		return 1
+	}
+	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+// headerFlags collects repeated -header name=value flags.
+type headerFlags map[string]string
+
+func (h headerFlags) String() string { return "" }
+func (h headerFlags) Set(s string) error {
+	name, value, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("want name=value, got %q", s)
+	}
+	h[strings.ToLower(name)] = value
+	return nil
+}
+
+// renderedDelivery is how render prints one delivery.
+type renderedDelivery struct {
+	Rule      string         `json:"rule"`
+	DedupeKey string         `json:"dedupe_key"`
+	Throttle  *renderedLimit `json:"throttle,omitempty"`
+	Request   rules.Message  `json:"request"`
+}
+
+type renderedLimit struct {
+	Key string `json:"key"`
+	Per string `json:"per"`
+}
+
+func toRendered(d rules.Delivery) renderedDelivery {
+	out := renderedDelivery{Rule: d.Rule, DedupeKey: d.DedupeKey, Request: d.Message}
+	if d.Throttle != nil {
+		out.Throttle = &renderedLimit{Key: d.Throttle.Key, Per: d.Throttle.Per.String()}
+	}
+	return out
+}
+
+// runRender prints the Intercom request bodies an event would produce, or
+// with -explain what every rule did with it.
+func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("render", "-rules PATH -event FILE [flags]", stderr)
+	var rulePathsFlag stringsFlag
+	fs.Var(&rulePathsFlag, "rules", "rule file or directory (repeatable)")
+	eventFile := fs.String("event", "", "JSON payload `file` of the event (- for standard input)")
+	source := fs.String("source", "", "the event's source name")
+	subject := fs.String("subject", "", "the event's NATS subject")
+	id := fs.String("id", "render-1", "the event id")
+	ceType := fs.String("type", "", "the event's CloudEvents type")
+	at := fs.String("time", "", "the event's time, RFC 3339 (default now)")
+	headers := headerFlags{}
+	fs.Var(headers, "header", "a header as `name=value` (repeatable)")
+	defaultAdmin := fs.String("default-admin", "", "admin `id` for rules that set no message.from")
+	explain := fs.Bool("explain", false, "say what every rule did with the event")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if len(rulePathsFlag) == 0 || *eventFile == "" {
+		fs.Usage()
+		return 2
+	}
+	ruleFiles, _, err := rules.Discover(rulePathsFlag)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	set, err := loadRules(ruleFiles, rules.Options{DefaultAdminID: *defaultAdmin})
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
+	}
+	var raw []byte
+	if *eventFile == "-" {
+		raw, err = io.ReadAll(os.Stdin)
+	} else {
+		raw, err = os.ReadFile(*eventFile)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	data, err := rules.DecodeJSON(raw)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: invalid JSON: %v\n", *eventFile, err)
+		return 1
+	}
+	when := time.Now().UTC()
+	if *at != "" {
+		if when, err = time.Parse(time.RFC3339, *at); err != nil {
+			fmt.Fprintf(stderr, "-time: %v\n", err)
+			return 2
+		}
+	}
+	ev := &rules.Event{ID: *id, Source: *source, Subject: *subject, Type: *ceType, Headers: headers, Data: data, Time: when}
+	if *explain {
+		for _, x := range set.Explain(ev) {
+			fmt.Fprintf(stdout, "%s (%s): %s", x.Rule, x.Pos, x.Outcome)
+			switch x.Outcome {
+			case rules.Skipped:
+				fmt.Fprintf(stdout, ": %s", x.Reason)
+			case rules.Failed:
+				fmt.Fprintf(stdout, ": %v", x.Err)
+			}
+			fmt.Fprintln(stdout)
+			if x.Delivery != nil {
+				if err := writeJSON(stdout, toRendered(*x.Delivery), "    "); err != nil {
+					fmt.Fprintln(stderr, err)
+					return 1
+				}
+			}
+		}
+		return 0
+	}
+	res := set.Evaluate(ev)
+	out := make([]renderedDelivery, 0, len(res.Deliveries))
+	for _, d := range res.Deliveries {
+		out = append(out, toRendered(d))
+	}
+	if err := writeJSON(stdout, out, ""); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	for _, e := range res.Errors {
+		fmt.Fprintln(stderr, e)
+	}
+	if len(res.Errors) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// stringsFlag collects a repeatable string flag.
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+// writeJSON prints v indented, with HTML left as it is: a body is meant to
+// be read.
+func writeJSON(w io.Writer, v any, prefix string) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent(prefix, "  ")
+	enc.SetEscapeHTML(false)
+	if prefix != "" {
+		if _, err := io.WriteString(w, prefix); err != nil {
+			return err
+		}
+	}
+	return enc.Encode(v)
+}

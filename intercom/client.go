@@ -1,0 +1,342 @@
+// Package intercom is a client for the parts of Intercom's REST API that the
+// bridge uses: creating admin-initiated messages (POST /messages) and reading
+// admins (GET /me, GET /admins).
+//
+// The client sends exactly one HTTP request per call and never retries:
+// retries belong to the caller, which knows whether a duplicate message is
+// acceptable. What it does instead is pace requests so that all goroutines
+// sharing a Client stay under Intercom's rate limit, and turn every failure
+// into something the caller can act on with Classify.
+//
+// No error or other string produced by this package contains the access
+// token.
+package intercom
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Base URLs of Intercom's regions.
+const (
+	BaseURLUS = "https://api.intercom.io"
+	BaseURLEU = "https://api.eu.intercom.io"
+	BaseURLAU = "https://api.au.intercom.io"
+)
+
+// DefaultVersion is the Intercom-Version sent when Config.Version is empty.
+const DefaultVersion = "2.11"
+
+// Defaults for the zero values of Config.
+const (
+	DefaultRateLimitPerMinute = 10000
+	DefaultWindow             = 10 * time.Second
+	DefaultTimeout            = 10 * time.Second
+	DefaultUserAgent          = "intercom-bridge"
+)
+
+// maxResponse bounds how much of an answer is read. Intercom's answers to
+// the calls made here are a few kilobytes.
+const maxResponse = 1 << 20
+
+// Config configures a Client. Only Token is required.
+type Config struct {
+	BaseURL   string // BaseURLUS (the default), BaseURLEU, BaseURLAU, or a fake's URL
+	Token     string // access token, sent as "Authorization: Bearer <token>"
+	Version   string // Intercom-Version header; DefaultVersion when empty
+	UserAgent string // for example "intercom-bridge/v1.2.3"; DefaultUserAgent when empty
+
+	// RateLimitPerMinute is the app's rate limit. Intercom enforces it per
+	// window of 10 seconds, so each window admits RateLimitPerMinute/6
+	// requests. 0 means DefaultRateLimitPerMinute.
+	RateLimitPerMinute int
+
+	// Window is the length of Intercom's counting window; 0 means
+	// DefaultWindow. Only tests change it, to match a fake with short windows.
+	Window time.Duration
+
+	// Timeout bounds each HTTP exchange, from sending the request to reading
+	// the answer; time spent waiting for the pacer is not included. 0 means
+	// DefaultTimeout.
+	Timeout time.Duration
+
+	// HTTPClient sends the requests. When nil, the Client uses its own, which
+	// keeps enough idle connections to Intercom for many concurrent callers
+	// and does not follow redirects (a redirect means a wrong BaseURL, and
+	// following one would turn the POST into a GET).
+	HTTPClient *http.Client
+
+	// Observe, when set, is called after every HTTP exchange, from the
+	// goroutine that made it. It must be fast and safe for concurrent use.
+	Observe func(Observation)
+}
+
+// Observation describes one HTTP exchange with Intercom, for metrics.
+type Observation struct {
+	Operation          string        // "create_message", "me" or "list_admins"
+	StatusCode         int           // 0 when no answer came (connection error, timeout)
+	Duration           time.Duration // the exchange, without the wait for the pacer
+	Waited             time.Duration // time spent waiting for the pacer before it
+	RateLimitRemaining int           // X-RateLimit-Remaining, or -1 when absent
+}
+
+// Client talks to Intercom. It is safe for concurrent use, and all its
+// callers share one rate-limit budget.
+type Client struct {
+	base       string // without a trailing slash
+	token      string // kept only to scrub it from error text
+	authz      string
+	version    string
+	userAgent  string
+	timeout    time.Duration
+	httpClient *http.Client
+	pacer      *pacer
+	observe    func(Observation)
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) (*Client, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("intercom: an access token is required")
+	}
+	if strings.ContainsFunc(cfg.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		// The token itself must not be in the error.
+		return nil, errors.New("intercom: the access token contains white space or control characters")
+	}
+	base := cfg.BaseURL
+	if base == "" {
+		base = BaseURLUS
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("intercom: base URL: %w", err)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("intercom: base URL %q: want http(s)://host[/path]", u.Redacted())
+	}
+	if cfg.RateLimitPerMinute < 0 || cfg.Window < 0 || cfg.Timeout < 0 {
+		return nil, errors.New("intercom: rate limit, window and timeout must not be negative")
+	}
+
+	c := &Client{
+		base:       strings.TrimRight(u.String(), "/"),
+		token:      cfg.Token,
+		authz:      "Bearer " + cfg.Token,
+		version:    cmp.Or(cfg.Version, DefaultVersion),
+		userAgent:  cmp.Or(cfg.UserAgent, DefaultUserAgent),
+		timeout:    cfg.Timeout,
+		httpClient: cfg.HTTPClient,
+		observe:    cfg.Observe,
+	}
+	if c.timeout == 0 {
+		c.timeout = DefaultTimeout
+	}
+	if c.httpClient == nil {
+		c.httpClient = newHTTPClient()
+	}
+	limit := cfg.RateLimitPerMinute
+	if limit == 0 {
+		limit = DefaultRateLimitPerMinute
+	}
+	window := cfg.Window
+	if window == 0 {
+		window = DefaultWindow
+	}
+	c.pacer = newPacer(limit/6, window)
+	return c, nil
+}
+
+func newHTTPClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:             http.ProxyFromEnvironment,
+			DialContext:       (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2: true,
+			MaxIdleConns:      100,
+			// Every worker talks to the same host; with the default of 2
+			// idle connections most of them would reconnect (and redo TLS)
+			// for each request.
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// CloseIdleConnections closes the connections kept for reuse. Call it when
+// done with the Client, so that no connection goroutines outlive it.
+func (c *Client) CloseIdleConnections() {
+	c.httpClient.CloseIdleConnections()
+}
+
+// CreateMessage sends m as an admin-initiated message (POST /messages).
+//
+// It waits for the pacer, then sends exactly once: a failed call is not
+// retried here, and Classify says what the caller should do. Two fields get
+// a default when empty: From.Type becomes "admin" (the only valid value) and
+// Template becomes "plain" for email, which newer API versions require.
+//
+// A 2xx answer means Intercom accepted the message. If its body cannot be
+// read, CreateMessage still succeeds, with the fields it could read: failing
+// would make the caller send the message again.
+func (c *Client) CreateMessage(ctx context.Context, m Message) (*SentMessage, error) {
+	if m.From.Type == "" {
+		m.From.Type = "admin"
+	}
+	if m.MessageType == MessageTypeEmail && m.Template == "" {
+		m.Template = TemplatePlain
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	// Bodies are HTML; escaping <, > and & as \u003c would only make the
+	// request bigger and harder to read in logs and recordings.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, fmt.Errorf("intercom: encoding message: %w", err)
+	}
+	data, err := c.do(ctx, "create_message", http.MethodPost, "/messages", bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	if err != nil {
+		return nil, err
+	}
+	var w wireSentMessage
+	_ = json.Unmarshal(data, &w) // see the doc comment: tolerate what cannot be read
+	return w.sentMessage(), nil
+}
+
+// Me returns the admin that owns the access token (GET /me). It is the
+// cheapest way to check that a token is accepted.
+func (c *Client) Me(ctx context.Context) (*Admin, error) {
+	data, err := c.do(ctx, "me", http.MethodGet, "/me", nil)
+	if err != nil {
+		return nil, err
+	}
+	var w wireAdmin
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, fmt.Errorf("intercom: GET /me: decoding answer: %w", err)
+	}
+	if w.ID == "" {
+		return nil, errors.New("intercom: GET /me: answer has no admin id")
+	}
+	return w.admin(), nil
+}
+
+// ListAdmins returns the workspace's admins (GET /admins).
+func (c *Client) ListAdmins(ctx context.Context) ([]Admin, error) {
+	data, err := c.do(ctx, "list_admins", http.MethodGet, "/admins", nil)
+	if err != nil {
+		return nil, err
+	}
+	var w wireAdminList
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, fmt.Errorf("intercom: GET /admins: decoding answer: %w", err)
+	}
+	admins := make([]Admin, 0, len(w.Admins))
+	for i := range w.Admins {
+		admins = append(admins, *w.Admins[i].admin())
+	}
+	return admins, nil
+}
+
+// do waits for the pacer, makes one HTTP exchange and returns the body of a
+// 2xx answer. Any other answer is an *Error; no answer is a *transportError.
+func (c *Client) do(ctx context.Context, op, method, path string, body []byte) ([]byte, error) {
+	opText := method + " " + path
+	start := time.Now()
+	tk, err := c.pacer.wait(ctx)
+	if err != nil {
+		return nil, &transportError{op: opText, err: err}
+	}
+	waited := time.Since(start)
+
+	resp, sent, err := c.send(ctx, method, path, body)
+	if err != nil {
+		c.pacer.answered(tk, time.Now(), 0, rateLimit{remaining: -1})
+		c.report(Observation{Operation: op, Duration: time.Since(start) - waited, Waited: waited, RateLimitRemaining: -1})
+		te := &transportError{op: opText, sent: sent, err: err}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			te.err = ue.Err // its text repeats the method and URL
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			te.timeout = c.timeout
+		}
+		return nil, te
+	}
+	rl := parseRateLimit(resp.header)
+	retryAt := c.pacer.answered(tk, time.Now(), resp.status, rl)
+	c.report(Observation{Operation: op, StatusCode: resp.status, Duration: time.Since(start) - waited, Waited: waited, RateLimitRemaining: rl.remaining})
+
+	if resp.status >= 200 && resp.status < 300 {
+		return resp.body, nil
+	}
+	e := decodeError(resp.status, resp.header, resp.body, c.token)
+	e.RetryAt = retryAt
+	return nil, e
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// send makes one HTTP exchange within the client's timeout. sent reports
+// whether the whole request was written: only then can Intercom have acted
+// on it, which makes a failure uncertain.
+func (c *Client) send(ctx context.Context, method, path string, body []byte) (_ *response, sent bool, _ error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var wrote atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				wrote.Store(true)
+			}
+		},
+	})
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, false, err
+	}
+	req.Header.Set("Authorization", c.authz)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Intercom-Version", c.version)
+	req.Header.Set("User-Agent", c.userAgent)
+
+	resp, err := c.httpClient.Do(req)
+	if err != nil {
+		return nil, wrote.Load(), err
+	}
+	defer resp.Body.Close()
+	// A failure while reading the body is ignored: the status decides, and
+	// a 2xx must stay a success (see CreateMessage).
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	return &response{status: resp.StatusCode, header: resp.Header, body: data}, true, nil
+}
+
+func (c *Client) report(o Observation) {
+	if c.observe != nil {
+		c.observe(o)
+	}
+}

@@ -1,0 +1,208 @@
+package intercom
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// pacer keeps one Client under Intercom's rate limit. Intercom counts
+// requests per app in fixed 10-second windows, so the pacer does the same: a
+// budget of requests per window, shared by every goroutine using the Client.
+//
+// What the server says overrides what the pacer assumes. Answers carry
+// X-RateLimit-Remaining and X-RateLimit-Reset: the requests left in the
+// server's window and when it ends. Other replicas of the bridge, or other
+// integrations of the same app, spend the same limit, so Remaining can only
+// lower the budget; a Remaining of 0, or a 429, stops every caller until
+// the reset.
+//
+// A request sent near the end of a window may be counted in the next one,
+// on top of that window's full budget. Two rules keep that from causing a
+// 429: nothing is sent in the last twentieth of a window, and a new window
+// opens only once the requests of the previous one have been answered
+// (waiting at most one window for them), because their answers say in which
+// window the server counted them.
+type pacer struct {
+	budget int           // requests per window
+	window time.Duration // length of a window
+	guard  time.Duration // the tail of each window in which nothing is sent
+
+	mu           sync.Mutex
+	seq          uint64        // number of the current window, for tickets
+	windowEnd    time.Time     // end of the current window
+	left         int           // requests left in the current window
+	inflight     int           // requests of the current window not yet answered
+	drained      chan struct{} // closed when inflight drops to 0, for those waiting on it
+	blockedUntil time.Time     // nothing is sent before this (a 429, or Remaining 0)
+}
+
+func newPacer(budget int, window time.Duration) *pacer {
+	return &pacer{budget: max(budget, 1), window: window, guard: window / 20}
+}
+
+// A ticket identifies the window a request was charged to.
+type ticket uint64
+
+// wait blocks until a request may be sent and takes it from the budget. The
+// caller must pass the ticket to answered once the exchange is over.
+func (p *pacer) wait(ctx context.Context) (ticket, error) {
+	for {
+		tk, d, drained := p.reserve(time.Now())
+		if d <= 0 {
+			return tk, nil
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, ctx.Err()
+		case <-drained: // nil unless waiting for answers; never ready then
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// reserve takes one request from the budget if it may be sent at now. If it
+// may not, it returns how long to wait before asking again, and a channel
+// that is closed if the answer may change sooner.
+func (p *pacer) reserve(now time.Time) (tk ticket, wait time.Duration, drained <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now.Before(p.blockedUntil) {
+		return 0, p.blockedUntil.Sub(now), nil
+	}
+	if !now.Before(p.windowEnd) {
+		if deadline := p.windowEnd.Add(p.window); p.inflight > 0 && now.Before(deadline) {
+			if p.drained == nil {
+				p.drained = make(chan struct{})
+			}
+			return 0, deadline.Sub(now), p.drained
+		}
+		p.open(p.nextEnd(now), p.budget)
+	}
+	if p.left > 0 && p.windowEnd.Sub(now) > p.guard {
+		p.left--
+		p.inflight++
+		return ticket(p.seq), 0, nil
+	}
+	return 0, p.windowEnd.Sub(now), nil
+}
+
+// nextEnd is the end of the window containing now. Windows keep the phase of
+// the previous one, which the server's X-RateLimit-Reset may have set; the
+// first is aligned to the wall clock, as Intercom's and the fake's are.
+func (p *pacer) nextEnd(now time.Time) time.Time {
+	if p.windowEnd.IsZero() {
+		return now.Truncate(p.window).Add(p.window)
+	}
+	n := now.Sub(p.windowEnd)/p.window + 1
+	return p.windowEnd.Add(n * p.window)
+}
+
+// open starts a window ending at end with left requests. Requests still in
+// flight belong to the old window; their tickets no longer count.
+func (p *pacer) open(end time.Time, left int) {
+	p.seq++
+	p.windowEnd = end
+	p.left = left
+	p.inflight = 0
+	p.wake()
+}
+
+func (p *pacer) wake() {
+	if p.drained != nil {
+		close(p.drained)
+		p.drained = nil
+	}
+}
+
+// answered ends the request with ticket tk and takes in the rate-limit state
+// of its answer (status 0 and no headers if there was none). For a 429 it
+// returns when requests may be sent again.
+func (p *pacer) answered(tk ticket, now time.Time, status int, rl rateLimit) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if tk == ticket(p.seq) && p.inflight > 0 {
+		p.inflight--
+		if p.inflight == 0 {
+			p.wake()
+		}
+	}
+
+	reset, ok := p.sane(now, rl.reset)
+	if status == http.StatusTooManyRequests {
+		if !ok {
+			reset = now.Add(p.window)
+		}
+		p.block(reset)
+		return reset
+	}
+	switch {
+	case rl.remaining < 0:
+		// Nothing to go by.
+	case !rl.reset.IsZero() && !ok:
+		// An answer about a window that is over.
+	case !ok:
+		// Remaining without Reset: it can only be about the current window.
+		if now.Before(p.windowEnd) {
+			p.left = min(p.left, rl.remaining)
+		}
+	case reset.Before(p.windowEnd.Add(p.window / 2)):
+		// The server's current window is ours: follow its end, and let its
+		// count cap ours. Ours may be lower still, as it already counts
+		// requests whose answers are on the way.
+		p.windowEnd = reset
+		p.left = min(p.left, rl.remaining)
+	default:
+		// The server counted this request in a window after ours: open
+		// that window, less what may still land in it from ours.
+		p.open(reset, max(0, min(p.budget, rl.remaining)-p.inflight))
+	}
+	if ok && rl.remaining == 0 {
+		p.block(reset)
+	}
+	return time.Time{}
+}
+
+func (p *pacer) block(until time.Time) {
+	if until.After(p.blockedUntil) {
+		p.blockedUntil = until
+	}
+}
+
+// sane returns reset if it lies in the future and no further than a window
+// and a second away (the header has a resolution of one second). A reset
+// outside that range comes from a skewed clock or a confused proxy; it is
+// clamped rather than trusted to stop sending for an hour.
+func (p *pacer) sane(now, reset time.Time) (time.Time, bool) {
+	if reset.IsZero() || !reset.After(now) {
+		return time.Time{}, false
+	}
+	if limit := now.Add(p.window + time.Second); reset.After(limit) {
+		return limit, true
+	}
+	return reset, true
+}
+
+// rateLimit is the X-RateLimit-* state of one answer.
+type rateLimit struct {
+	remaining int       // -1 when absent
+	reset     time.Time // zero when absent
+}
+
+func parseRateLimit(h http.Header) rateLimit {
+	rl := rateLimit{remaining: -1}
+	if v := h.Get("X-RateLimit-Remaining"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			rl.remaining = n
+		}
+	}
+	if t, ok := parseUnix(h.Get("X-RateLimit-Reset")); ok {
+		rl.reset = t
+	}
+	return rl
+}

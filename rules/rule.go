@@ -1,0 +1,398 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+	"gopkg.in/yaml.v3"
+)
+
+// Limits that keep a condition from running away.
+const (
+	// maxConditionNodes bounds a condition's size at compile time.
+	maxConditionNodes = 2000
+	// conditionMemoryBudget bounds what one evaluation may allocate (in
+	// expr's units: elements of ranges, maps and arrays it builds).
+	conditionMemoryBudget = 100_000
+)
+
+var (
+	nameRe    = regexp.MustCompile(`^[a-z0-9._-]+$`)
+	adminIDRe = regexp.MustCompile(`^[0-9]+$`)
+)
+
+// Rule is one compiled rule. Its exported fields describe it; matching and
+// rendering go through the Set.
+type Rule struct {
+	Name        string
+	Description string
+	Pos         Pos      // where the rule's entry starts
+	Sources     []string // on.sources; empty means any source
+	Subjects    []string // on.subjects; empty means any subject
+
+	when      *vm.Program // nil: always
+	whenSrc   string
+	whenWhere *scalarMap
+
+	messageType string
+	template    string
+	from        string
+	toType      string
+	toField     string // "id", "user_id" or "email"
+	to          *tmpl
+	subject     *tmpl
+	body        *tmpl
+	createConv  *bool
+
+	dedupe      *tmpl // nil: the event id
+	throttleKey *tmpl // nil: no throttle
+	throttlePer time.Duration
+}
+
+// conditionEnv declares the names a condition can use, with their types.
+// Templates see the same names (see Event.env).
+var conditionEnv = map[string]any{
+	"event":   map[string]any{},
+	"source":  "",
+	"subject": "",
+	"id":      "",
+	"type":    "",
+	"time":    time.Time{},
+	"headers": map[string]string{},
+}
+
+// compileRule decodes and compiles one entry of a file's rules list. It
+// returns nil, having added the errors, when anything is wrong.
+func compileRule(d *decoder, n *yaml.Node, opts Options) *Rule {
+	n = resolve(n)
+	before := len(*d.errs)
+	r := &Rule{Pos: d.src.pos(n)}
+	var nameNode, msgNode, whenNode *yaml.Node
+	d.fields(n, "a rule", map[string]func(*yaml.Node){
+		"name": func(v *yaml.Node) {
+			nameNode = v
+			r.Name, _ = d.str(v, "name")
+		},
+		"description": func(v *yaml.Node) { r.Description, _ = d.str(v, "description") },
+		"on": func(v *yaml.Node) {
+			d.fields(v, "on", map[string]func(*yaml.Node){
+				"sources":  func(v *yaml.Node) { r.Sources = d.sources(v, opts) },
+				"subjects": func(v *yaml.Node) { r.Subjects = d.subjects(v) },
+			})
+		},
+		"when":    func(v *yaml.Node) { whenNode = v },
+		"message": func(v *yaml.Node) { msgNode = v },
+		"dedupe": func(v *yaml.Node) {
+			if s, ok := d.str(v, "dedupe"); ok && s != "" {
+				r.dedupe = parseTemplate("dedupe", s, false, d.src.mapScalar(resolve(v)), d.errs)
+			}
+		},
+		"throttle": func(v *yaml.Node) { d.throttle(v, r) },
+	})
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	switch {
+	case nameNode == nil:
+		d.errorf(n, "rule has no name")
+	case r.Name == "":
+		d.errorf(nameNode, "name must not be empty")
+	case !nameRe.MatchString(r.Name):
+		d.errorf(nameNode, "name %q may only hold a-z, 0-9, '.', '_' and '-'", r.Name)
+	}
+	if whenNode != nil {
+		d.condition(whenNode, r)
+	}
+	if msgNode == nil {
+		d.errorf(n, "rule %q has no message", r.Name)
+	} else {
+		d.message(msgNode, r, opts)
+	}
+	if len(*d.errs) > before {
+		return nil
+	}
+	return r
+}
+
+// sources decodes on.sources and checks them against the configured ones.
+func (d *decoder) sources(n *yaml.Node, opts Options) []string {
+	list, _ := d.strList(n, "on.sources")
+	if opts.Sources == nil {
+		return list
+	}
+	for i, s := range list {
+		known := false
+		for _, k := range opts.Sources {
+			known = known || k == s
+		}
+		if !known {
+			d.errorf(resolve(n).Content[i], "on.sources: unknown source %q (configured: %s)", s, strings.Join(opts.Sources, ", "))
+		}
+	}
+	return list
+}
+
+// subjects decodes on.subjects, NATS subjects with * and > wildcards.
+func (d *decoder) subjects(n *yaml.Node) []string {
+	list, _ := d.strList(n, "on.subjects")
+	for i, s := range list {
+		if err := CheckSubjectPattern(s); err != nil {
+			d.errorf(resolve(n).Content[i], "on.subjects: %v", err)
+		}
+	}
+	return list
+}
+
+// CheckSubjectPattern validates a NATS subject that may hold the wildcards
+// * and >.
+func CheckSubjectPattern(s string) error {
+	if s == "" || strings.ContainsAny(s, " \t\r\n") {
+		return fmt.Errorf("subject %q must not be empty or contain white space", s)
+	}
+	tokens := strings.Split(s, ".")
+	for i, t := range tokens {
+		switch {
+		case t == "":
+			return fmt.Errorf("subject %q has an empty token", s)
+		case t == ">" && i != len(tokens)-1:
+			return fmt.Errorf("subject %q: '>' must be the last token", s)
+		case t != "*" && t != ">" && strings.ContainsAny(t, "*>"):
+			return fmt.Errorf("subject %q: wildcards must be whole tokens", s)
+		}
+	}
+	return nil
+}
+
+// condition compiles `when`. Errors point into the expression in the file.
+func (d *decoder) condition(n *yaml.Node, r *Rule) {
+	src, ok := d.str(n, "when")
+	if !ok || strings.TrimSpace(src) == "" {
+		return
+	}
+	n = resolve(n)
+	r.whenSrc = src
+	r.whenWhere = d.src.mapScalar(n)
+	prog, err := expr.Compile(src, expr.Env(conditionEnv), expr.MaxNodes(maxConditionNodes))
+	if err != nil {
+		pos, msg := conditionError(r.whenWhere, err)
+		d.errs.add(pos, "when: %s", msg)
+		return
+	}
+	// Not expr.AsBool: it turns a nil result (a missing field) into false.
+	// A result that is known not to be a bool is an error here; one known
+	// only at run time (an event field) is checked in match.
+	if t := prog.Node().Type(); t != nil && t.Kind() != reflect.Bool && t.Kind() != reflect.Interface {
+		d.errs.add(r.whenWhere.at(0), "when: the condition must be true or false, but gives %s", t)
+		return
+	}
+	r.when = prog
+}
+
+// conditionError maps an expr error to a file position and its message.
+func conditionError(where *scalarMap, err error) (Pos, string) {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		return where.at(fe.From), fe.Message
+	}
+	return where.at(0), err.Error()
+}
+
+// message decodes and checks the message block against the seed's contract.
+func (d *decoder) message(n *yaml.Node, r *Rule, opts Options) {
+	var typeNode, subjectNode, templateNode, bodyNode, toNode, fromNode *yaml.Node
+	ok := d.fields(n, "message", map[string]func(*yaml.Node){
+		"type":     func(v *yaml.Node) { typeNode = v },
+		"template": func(v *yaml.Node) { templateNode = v },
+		"from":     func(v *yaml.Node) { fromNode = v },
+		"to":       func(v *yaml.Node) { toNode = v },
+		"subject":  func(v *yaml.Node) { subjectNode = v },
+		"body":     func(v *yaml.Node) { bodyNode = v },
+		"create_conversation_without_contact_reply": func(v *yaml.Node) {
+			if b, ok := d.boolean(v, "create_conversation_without_contact_reply"); ok {
+				r.createConv = &b
+			}
+		},
+	})
+	if !ok {
+		return
+	}
+	n = resolve(n)
+
+	// type: email | inapp
+	if typeNode == nil {
+		d.errorf(n, "message has no type (email or inapp)")
+		return
+	}
+	r.messageType, _ = d.str(typeNode, "message.type")
+	switch r.messageType {
+	case "email", "inapp":
+	case "in_app", "in-app":
+		d.errorf(typeNode, "message.type %q: write inapp", r.messageType)
+		return
+	default:
+		d.errorf(typeNode, "message.type must be email or inapp, got %q", r.messageType)
+		return
+	}
+	email := r.messageType == "email"
+
+	// subject: required for email, not used for inapp.
+	switch {
+	case subjectNode != nil && !email:
+		d.errorf(subjectNode, "message.subject is only used for email messages; remove it from this inapp message")
+	case subjectNode == nil && email:
+		d.errorf(n, "message.subject is required for email messages")
+	case subjectNode != nil:
+		if s, ok := d.str(subjectNode, "message.subject"); ok {
+			if strings.TrimSpace(s) == "" {
+				d.errorf(subjectNode, "message.subject must not be empty")
+			} else {
+				r.subject = parseTemplate("message.subject", s, false, d.src.mapScalar(resolve(subjectNode)), d.errs)
+			}
+		}
+	}
+
+	// template: plain | personal, email only, default plain.
+	switch {
+	case templateNode != nil && !email:
+		d.errorf(templateNode, "message.template is only valid for email messages")
+	case templateNode != nil:
+		r.template, _ = d.str(templateNode, "message.template")
+		if r.template != "plain" && r.template != "personal" {
+			d.errorf(templateNode, "message.template must be plain or personal, got %q", r.template)
+		}
+	case email:
+		r.template = "plain"
+	}
+
+	// body: required, HTML.
+	if bodyNode == nil {
+		d.errorf(n, "message.body is required")
+	} else if s, ok := d.str(bodyNode, "message.body"); ok {
+		if strings.TrimSpace(s) == "" {
+			d.errorf(bodyNode, "message.body must not be empty")
+		} else {
+			r.body = parseTemplate("message.body", s, true, d.src.mapScalar(resolve(bodyNode)), d.errs)
+		}
+	}
+
+	// from: an admin id, the rule's or the default.
+	if fromNode != nil {
+		r.from, _ = d.str(fromNode, "message.from")
+		if !adminIDRe.MatchString(r.from) {
+			d.errorf(fromNode, "message.from must be an Intercom admin id (digits), got %q", r.from)
+		}
+	} else if opts.DefaultAdminID == "" {
+		d.errorf(n, "message.from is not set and no default admin id is configured (intercom.default_admin_id)")
+	} else {
+		r.from = opts.DefaultAdminID
+	}
+
+	// to: user | contact | lead, exactly one identifier.
+	if toNode == nil {
+		d.errorf(n, "message.to is required")
+		return
+	}
+	d.recipient(toNode, r)
+}
+
+// recipient decodes message.to.
+func (d *decoder) recipient(n *yaml.Node, r *Rule) {
+	var typeNode *yaml.Node
+	type ident struct {
+		field string
+		node  *yaml.Node
+	}
+	var ids []ident
+	idField := func(field string) func(*yaml.Node) {
+		return func(v *yaml.Node) { ids = append(ids, ident{field, v}) }
+	}
+	if !d.fields(n, "message.to", map[string]func(*yaml.Node){
+		"type":    func(v *yaml.Node) { typeNode = v },
+		"id":      idField("id"),
+		"user_id": idField("user_id"),
+		"email":   idField("email"),
+	}) {
+		return
+	}
+	n = resolve(n)
+	if typeNode == nil {
+		d.errorf(n, "message.to has no type (user, contact or lead)")
+		return
+	}
+	r.toType, _ = d.str(typeNode, "message.to.type")
+	switch r.toType {
+	case "user", "contact", "lead":
+	default:
+		d.errorf(typeNode, "message.to.type must be user, contact or lead, got %q", r.toType)
+		return
+	}
+	switch len(ids) {
+	case 0:
+		d.errorf(n, "message.to needs one of id, user_id or email")
+		return
+	case 1:
+	default:
+		d.errorf(ids[1].node, "message.to must have exactly one of id, user_id or email; it has %s and %s", ids[0].field, ids[1].field)
+		return
+	}
+	id := ids[0]
+	if id.field == "email" && r.toType != "user" {
+		d.errorf(id.node, "message.to.email identifies users only; a %s is identified by id or user_id", r.toType)
+		return
+	}
+	s, ok := d.str(id.node, "message.to."+id.field)
+	if !ok {
+		return
+	}
+	if strings.TrimSpace(s) == "" {
+		d.errorf(id.node, "message.to.%s must not be empty", id.field)
+		return
+	}
+	r.toField = id.field
+	r.to = parseTemplate("message.to."+id.field, s, false, d.src.mapScalar(resolve(id.node)), d.errs)
+}
+
+// throttle decodes throttle: {key, per}.
+func (d *decoder) throttle(n *yaml.Node, r *Rule) {
+	var keyNode, perNode *yaml.Node
+	if !d.fields(n, "throttle", map[string]func(*yaml.Node){
+		"key": func(v *yaml.Node) { keyNode = v },
+		"per": func(v *yaml.Node) { perNode = v },
+	}) {
+		return
+	}
+	n = resolve(n)
+	if keyNode == nil {
+		d.errorf(n, "throttle.key is required")
+	} else if s, ok := d.str(keyNode, "throttle.key"); ok {
+		if strings.TrimSpace(s) == "" {
+			d.errorf(keyNode, "throttle.key must not be empty")
+		} else {
+			r.throttleKey = parseTemplate("throttle.key", s, false, d.src.mapScalar(resolve(keyNode)), d.errs)
+		}
+	}
+	if perNode == nil {
+		d.errorf(n, "throttle.per is required (a duration such as 24h)")
+		return
+	}
+	s, ok := d.str(perNode, "throttle.per")
+	if !ok {
+		return
+	}
+	per, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		d.errorf(perNode, "throttle.per: %q is not a duration (use units h, m, s: 24h, 90m)", s)
+	case per <= 0:
+		d.errorf(perNode, "throttle.per must be positive, got %s", s)
+	default:
+		r.throttlePer = per
+	}
+}

@@ -1,0 +1,415 @@
+package rules
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// TestFile is a parsed *.test.yaml file: cases that feed an event to the
+// rule set and say which messages must come out.
+type TestFile struct {
+	Name  string
+	Cases []*TestCase
+}
+
+// TestCase is one event and what the rules must produce for it.
+type TestCase struct {
+	Name   string
+	Pos    Pos
+	Event  Event
+	Expect []Expectation // no entries: no message at all
+	Errors []ExpectedError
+}
+
+// Expectation describes one message. Rule is required; every other field is
+// checked only when the test gives it.
+type Expectation struct {
+	Rule         string
+	Pos          Pos
+	Type         *string
+	Template     *string
+	From         *string
+	To           *Recipient
+	Subject      *string
+	Body         *string
+	BodyContains []string
+	Dedupe       *string
+	Throttle     *Throttle
+}
+
+// ExpectedError is a rule that must fail for the event, with an error that
+// contains the given text.
+type ExpectedError struct {
+	Rule     string
+	Contains string
+}
+
+// testEpoch is the time a test event carries unless the case sets one, so
+// that templates that print the time render the same on every run.
+var testEpoch = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// ParseTests parses one rule test file. The error, if any, is an ErrorList.
+func ParseTests(f File) (*TestFile, error) {
+	var errs ErrorList
+	tf := &TestFile{Name: f.Name}
+	doc, err := parseYAML(f.Data)
+	if err != nil {
+		errs.add(yamlErrorPos(f, err), "%s", yamlErrorMsg(err))
+		return nil, errs
+	}
+	if doc == nil {
+		return tf, nil
+	}
+	d := &decoder{src: newSource(f.Name, f.Data), errs: &errs}
+	d.fields(doc, "the test file", map[string]func(*yaml.Node){
+		"tests": func(n *yaml.Node) {
+			if n.Kind != yaml.SequenceNode {
+				d.errorf(n, "tests must be a list, got %s", kindName(n))
+				return
+			}
+			for i, item := range n.Content {
+				if tc := d.testCase(item, i+1); tc != nil {
+					tf.Cases = append(tf.Cases, tc)
+				}
+			}
+		},
+	})
+	if len(errs) > 0 {
+		errs.Sort()
+		return nil, errs
+	}
+	return tf, nil
+}
+
+func (d *decoder) testCase(n *yaml.Node, num int) *TestCase {
+	n = resolve(n)
+	tc := &TestCase{Pos: d.src.pos(n), Event: Event{ID: fmt.Sprintf("test-%d", num), Time: testEpoch}}
+	var hasEvent, hasExpect bool
+	ok := d.fields(n, "a test", map[string]func(*yaml.Node){
+		"name":    func(v *yaml.Node) { tc.Name, _ = d.str(v, "name") },
+		"source":  func(v *yaml.Node) { tc.Event.Source, _ = d.str(v, "source") },
+		"subject": func(v *yaml.Node) { tc.Event.Subject, _ = d.str(v, "subject") },
+		"id":      func(v *yaml.Node) { tc.Event.ID, _ = d.str(v, "id") },
+		"type":    func(v *yaml.Node) { tc.Event.Type, _ = d.str(v, "type") },
+		"time": func(v *yaml.Node) {
+			s, _ := d.str(v, "time")
+			t, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				d.errorf(v, "time must be RFC 3339, like 2025-01-01T09:00:00Z, got %q", s)
+			}
+			tc.Event.Time = t
+		},
+		"headers": func(v *yaml.Node) {
+			if v = resolve(v); v.Kind != yaml.MappingNode {
+				d.errorf(v, "headers must be a mapping, got %s", kindName(v))
+				return
+			}
+			tc.Event.Headers = map[string]string{}
+			for _, p := range d.pairs(v) {
+				s, _ := d.str(p.value, "header "+p.key.Value)
+				tc.Event.Headers[strings.ToLower(p.key.Value)] = s
+			}
+		},
+		"event": func(v *yaml.Node) {
+			hasEvent = true
+			var data any
+			if err := resolve(v).Decode(&data); err != nil {
+				d.errorf(v, "event: %v", err)
+				return
+			}
+			tc.Event.Data = Normalize(data)
+		},
+		"expect": func(v *yaml.Node) {
+			hasExpect = true
+			v = resolve(v)
+			if v.Kind != yaml.SequenceNode {
+				d.errorf(v, "expect must be a list of messages (expect: [] for none), got %s", kindName(v))
+				return
+			}
+			for _, item := range v.Content {
+				if e := d.expectation(item); e != nil {
+					tc.Expect = append(tc.Expect, *e)
+				}
+			}
+		},
+		"errors": func(v *yaml.Node) {
+			v = resolve(v)
+			if v.Kind != yaml.SequenceNode {
+				d.errorf(v, "errors must be a list, got %s", kindName(v))
+				return
+			}
+			for _, item := range v.Content {
+				var e ExpectedError
+				d.fields(item, "an expected error", map[string]func(*yaml.Node){
+					"rule":     func(v *yaml.Node) { e.Rule, _ = d.str(v, "rule") },
+					"contains": func(v *yaml.Node) { e.Contains, _ = d.str(v, "contains") },
+				})
+				if e.Rule == "" {
+					d.errorf(item, "an expected error needs a rule")
+				}
+				tc.Errors = append(tc.Errors, e)
+			}
+		},
+	})
+	if !ok {
+		return nil
+	}
+	if tc.Name == "" {
+		tc.Name = fmt.Sprintf("case %d", num)
+	}
+	if !hasEvent {
+		d.errorf(n, "test %q has no event", tc.Name)
+	}
+	if !hasExpect {
+		d.errorf(n, "test %q has no expect (write expect: [] when no message may be sent)", tc.Name)
+	}
+	return tc
+}
+
+func (d *decoder) expectation(n *yaml.Node) *Expectation {
+	n = resolve(n)
+	e := &Expectation{Pos: d.src.pos(n)}
+	optStr := func(dst **string, what string) func(*yaml.Node) {
+		return func(v *yaml.Node) {
+			if s, ok := d.str(v, what); ok {
+				*dst = &s
+			}
+		}
+	}
+	d.fields(n, "an expected message", map[string]func(*yaml.Node){
+		"rule":     func(v *yaml.Node) { e.Rule, _ = d.str(v, "rule") },
+		"type":     optStr(&e.Type, "type"),
+		"template": optStr(&e.Template, "template"),
+		"from":     optStr(&e.From, "from"),
+		"subject":  optStr(&e.Subject, "subject"),
+		"body":     optStr(&e.Body, "body"),
+		"dedupe":   optStr(&e.Dedupe, "dedupe"),
+		"body_contains": func(v *yaml.Node) {
+			if v = resolve(v); v.Kind == yaml.ScalarNode {
+				s, _ := d.str(v, "body_contains")
+				e.BodyContains = []string{s}
+				return
+			}
+			e.BodyContains, _ = d.strList(v, "body_contains")
+		},
+		"to": func(v *yaml.Node) {
+			e.To = &Recipient{}
+			d.fields(v, "to", map[string]func(*yaml.Node){
+				"type":    func(v *yaml.Node) { e.To.Type, _ = d.str(v, "to.type") },
+				"id":      func(v *yaml.Node) { e.To.ID, _ = d.str(v, "to.id") },
+				"user_id": func(v *yaml.Node) { e.To.UserID, _ = d.str(v, "to.user_id") },
+				"email":   func(v *yaml.Node) { e.To.Email, _ = d.str(v, "to.email") },
+			})
+		},
+		"throttle": func(v *yaml.Node) {
+			e.Throttle = &Throttle{}
+			d.fields(v, "throttle", map[string]func(*yaml.Node){
+				"key": func(v *yaml.Node) { e.Throttle.Key, _ = d.str(v, "throttle.key") },
+				"per": func(v *yaml.Node) {
+					s, _ := d.str(v, "throttle.per")
+					per, err := time.ParseDuration(s)
+					if err != nil {
+						d.errorf(v, "throttle.per: %q is not a duration", s)
+					}
+					e.Throttle.Per = per
+				},
+			})
+		},
+	})
+	if e.Rule == "" {
+		d.errorf(n, "an expected message needs the rule that sends it")
+		return nil
+	}
+	return e
+}
+
+// CaseResult is the outcome of one test case; it passed when Failures is
+// empty.
+type CaseResult struct {
+	Case     *TestCase
+	Failures []string
+}
+
+// Passed reports whether the case passed.
+func (r CaseResult) Passed() bool { return len(r.Failures) == 0 }
+
+// Run feeds the case's event to the set and compares what comes out with
+// what the case expects.
+func (tc *TestCase) Run(s *Set) CaseResult {
+	res := CaseResult{Case: tc}
+	fail := func(format string, args ...any) { res.Failures = append(res.Failures, fmt.Sprintf(format, args...)) }
+	ev := tc.Event
+	out := s.Evaluate(&ev)
+
+	got := map[string]*Delivery{}
+	for i := range out.Deliveries {
+		got[out.Deliveries[i].Rule] = &out.Deliveries[i]
+	}
+	var explained []Explanation // computed once, when a failure needs it
+	why := func(rule string) string {
+		if explained == nil {
+			explained = s.Explain(&ev)
+		}
+		for _, x := range explained {
+			if x.Rule == rule {
+				switch x.Outcome {
+				case Skipped:
+					return "skipped: " + x.Reason
+				case NoMatch:
+					return "its condition was false"
+				case Failed:
+					return "it failed: " + x.Err.Error()
+				}
+			}
+		}
+		return "there is no such rule"
+	}
+	for _, want := range tc.Expect {
+		d := got[want.Rule]
+		if d == nil {
+			fail("rule %s: expected a message, got none (%s)", want.Rule, why(want.Rule))
+			continue
+		}
+		delete(got, want.Rule)
+		for _, f := range want.compare(d) {
+			fail("rule %s: %s", want.Rule, f)
+		}
+	}
+	for _, d := range out.Deliveries {
+		if got[d.Rule] != nil {
+			fail("rule %s: sent a message the test does not expect (%s to %s)", d.Rule, d.Message.MessageType, recipientString(d.Message.To))
+		}
+	}
+	for _, e := range out.Errors {
+		expected := slices.ContainsFunc(tc.Errors, func(x ExpectedError) bool {
+			return x.Rule == e.Rule && strings.Contains(e.Err.Error(), x.Contains)
+		})
+		reported := slices.ContainsFunc(tc.Expect, func(x Expectation) bool { return x.Rule == e.Rule })
+		if !expected && !reported {
+			fail("rule %s: unexpected error: %v", e.Rule, e.Err)
+		}
+	}
+	for _, x := range tc.Errors {
+		if !slices.ContainsFunc(out.Errors, func(e *EvalError) bool {
+			return x.Rule == e.Rule && strings.Contains(e.Err.Error(), x.Contains)
+		}) {
+			fail("rule %s: expected an error containing %q, got none", x.Rule, x.Contains)
+		}
+	}
+	return res
+}
+
+func recipientString(r Recipient) string {
+	switch {
+	case r.ID != "":
+		return r.Type + " id " + r.ID
+	case r.UserID != "":
+		return r.Type + " user_id " + r.UserID
+	}
+	return r.Type + " email " + r.Email
+}
+
+// compare lists how d differs from the expectation.
+func (e *Expectation) compare(d *Delivery) []string {
+	var diffs []string
+	check := func(field string, want *string, got string) {
+		if want != nil && *want != got {
+			diffs = append(diffs, field+":\n"+Diff(*want, got))
+		}
+	}
+	m := d.Message
+	check("type", e.Type, m.MessageType)
+	check("template", e.Template, m.Template)
+	check("from", e.From, m.From.ID)
+	check("subject", e.Subject, m.Subject)
+	check("body", e.Body, m.Body)
+	check("dedupe", e.Dedupe, d.DedupeKey)
+	if e.To != nil && *e.To != m.To {
+		diffs = append(diffs, "to:\n"+Diff(recipientString(*e.To), recipientString(m.To)))
+	}
+	for _, s := range e.BodyContains {
+		if !strings.Contains(m.Body, s) {
+			diffs = append(diffs, fmt.Sprintf("body does not contain %q; body is:\n%s", s, indent(m.Body)))
+		}
+	}
+	if e.Throttle != nil {
+		got := "none"
+		if d.Throttle != nil {
+			got = fmt.Sprintf("key %q per %s", d.Throttle.Key, d.Throttle.Per)
+		}
+		want := fmt.Sprintf("key %q per %s", e.Throttle.Key, e.Throttle.Per)
+		if e.Throttle.Per == 0 { // only the key given
+			want = fmt.Sprintf("key %q", e.Throttle.Key)
+			if d.Throttle != nil {
+				got = fmt.Sprintf("key %q", d.Throttle.Key)
+			}
+		}
+		if want != got {
+			diffs = append(diffs, "throttle:\n"+Diff(want, got))
+		}
+	}
+	return diffs
+}
+
+func indent(s string) string {
+	return "    | " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n    | ")
+}
+
+// Diff shows two texts line by line: lines only in want start with "- ",
+// lines only in got with "+ ", shared lines with spaces.
+func Diff(want, got string) string {
+	a := strings.Split(strings.TrimSuffix(want, "\n"), "\n")
+	b := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	if len(a) == 1 && len(b) == 1 {
+		return fmt.Sprintf("    - want: %q\n    + got:  %q", want, got)
+	}
+	// Longest common subsequence of lines; bodies are short.
+	lcs := make([][]int, len(a)+1)
+	for i := range lcs {
+		lcs[i] = make([]int, len(b)+1)
+	}
+	for i := len(a) - 1; i >= 0; i-- {
+		for j := len(b) - 1; j >= 0; j-- {
+			if a[i] == b[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	out := []string{"    (- want, + got)"}
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case i < len(a) && j < len(b) && a[i] == b[j]:
+			out = append(out, "      "+a[i])
+			i, j = i+1, j+1
+		case i < len(a) && (j == len(b) || lcs[i+1][j] >= lcs[i][j+1]):
+			out = append(out, "    - "+a[i])
+			i++
+		default:
+			out = append(out, "    + "+b[j])
+			j++
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// FilterCases keeps the cases whose "file: name" matches re.
+func FilterCases(tf *TestFile, re *regexp.Regexp) []*TestCase {
+	if re == nil {
+		return tf.Cases
+	}
+	var out []*TestCase
+	for _, c := range tf.Cases {
+		if re.MatchString(tf.Name + ": " + c.Name) {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -1,0 +1,310 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// Set is a loaded, compiled set of rules. It is immutable and safe for
+// concurrent use; a reload builds a new Set and swaps it in whole.
+type Set struct {
+	rules []*Rule
+	index *index
+	hash  string
+}
+
+func newSet(rules []*Rule, hash string) *Set {
+	return &Set{rules: rules, index: newIndex(rules), hash: hash}
+}
+
+// Rules returns the rules in load order (files sorted by name, rules in
+// file order).
+func (s *Set) Rules() []*Rule { return slices.Clone(s.rules) }
+
+// Len is the number of rules.
+func (s *Set) Len() int { return len(s.rules) }
+
+// Hash identifies the rule files' content, to tell which set is running.
+func (s *Set) Hash() string { return s.hash }
+
+// Event is what rules match against and render from. Conditions and
+// templates see its fields under these names: event (Data), source,
+// subject, id, type, time and headers (lower-case names).
+type Event struct {
+	ID      string
+	Source  string
+	Subject string
+	Type    string // the CloudEvents type, when there is one
+	Time    time.Time
+	Headers map[string]string
+	Data    any // the JSON payload: maps, lists, strings, float64, int64, bool, nil
+}
+
+func (e *Event) env() map[string]any {
+	headers := e.Headers
+	if headers == nil {
+		headers = map[string]string{}
+	}
+	return map[string]any{
+		"event":   e.Data,
+		"source":  e.Source,
+		"subject": e.Subject,
+		"id":      e.ID,
+		"type":    e.Type,
+		"time":    e.Time,
+		"headers": headers,
+	}
+}
+
+// Message is the body of an Intercom admin-initiated message request, with
+// the field names of the API.
+type Message struct {
+	MessageType                           string    `json:"message_type"`
+	Subject                               string    `json:"subject,omitempty"`
+	Body                                  string    `json:"body"`
+	Template                              string    `json:"template,omitempty"`
+	From                                  Admin     `json:"from"`
+	To                                    Recipient `json:"to"`
+	CreateConversationWithoutContactReply *bool     `json:"create_conversation_without_contact_reply,omitempty"`
+}
+
+// Admin is the sender of a message.
+type Admin struct {
+	Type string `json:"type"` // always "admin"
+	ID   string `json:"id"`
+}
+
+// Recipient is a user or contact, named by exactly one of its fields.
+type Recipient struct {
+	Type   string `json:"type"` // user, contact or lead
+	ID     string `json:"id,omitempty"`
+	UserID string `json:"user_id,omitempty"`
+	Email  string `json:"email,omitempty"`
+}
+
+// Delivery is one message that a rule produced for an event.
+type Delivery struct {
+	Rule      string
+	DedupeKey string    // the rendered dedupe key; the event id by default
+	Throttle  *Throttle // nil when the rule has no throttle
+	Message   Message
+}
+
+// Throttle allows at most one message per Key per window.
+type Throttle struct {
+	Key string
+	Per time.Duration
+}
+
+// EvalError is a rule that failed for one event: its condition errored or
+// a template could not render. The event's other rules are unaffected.
+type EvalError struct {
+	Rule string
+	Err  error // usually an *Error with the position in the rule file
+}
+
+func (e *EvalError) Error() string { return fmt.Sprintf("rule %s: %v", e.Rule, e.Err) }
+func (e *EvalError) Unwrap() error { return e.Err }
+
+// Result is what a set produced for one event.
+type Result struct {
+	Deliveries []Delivery
+	Errors     []*EvalError
+}
+
+// Evaluate matches the event against the candidate rules and renders a
+// delivery for each rule whose condition holds.
+func (s *Set) Evaluate(ev *Event) Result {
+	var buf [16]int
+	cands := s.index.candidates(ev.Source, ev.Subject, buf[:0])
+	var res Result
+	if len(cands) == 0 {
+		return res
+	}
+	env := ev.env()
+	for _, i := range cands {
+		r := s.rules[i]
+		ok, err := r.match(env)
+		if err == nil && ok {
+			var d Delivery
+			if d, err = r.render(ev, env); err == nil {
+				res.Deliveries = append(res.Deliveries, d)
+			}
+		}
+		if err != nil {
+			res.Errors = append(res.Errors, &EvalError{Rule: r.Name, Err: err})
+		}
+	}
+	return res
+}
+
+// Outcome is what one rule did with one event.
+type Outcome string
+
+const (
+	Matched Outcome = "matched" // the condition held and the message rendered
+	NoMatch Outcome = "false"   // the condition was false
+	Failed  Outcome = "error"   // the condition or a template failed
+	Skipped Outcome = "skipped" // on.sources or on.subjects left the event out
+)
+
+// Explanation says what one rule did with an event and why.
+type Explanation struct {
+	Rule     string
+	Pos      Pos
+	Outcome  Outcome
+	Reason   string    // for Skipped: which filter
+	Err      error     // for Failed
+	Delivery *Delivery // for Matched
+}
+
+// Explain reports, for every rule in order, what it did with the event.
+func (s *Set) Explain(ev *Event) []Explanation {
+	cands := s.index.candidates(ev.Source, ev.Subject, nil)
+	env := ev.env()
+	out := make([]Explanation, 0, len(s.rules))
+	for i, r := range s.rules {
+		x := Explanation{Rule: r.Name, Pos: r.Pos}
+		switch ok, err := r.match(env); {
+		case !slices.Contains(cands, i):
+			x.Outcome, x.Reason = Skipped, r.filterReason(ev)
+		case err != nil:
+			x.Outcome, x.Err = Failed, err
+		case !ok:
+			x.Outcome = NoMatch
+		default:
+			d, err := r.render(ev, env)
+			if err != nil {
+				x.Outcome, x.Err = Failed, err
+			} else {
+				x.Outcome, x.Delivery = Matched, &d
+			}
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// filterReason says which of on.sources and on.subjects left an event out.
+func (r *Rule) filterReason(ev *Event) string {
+	var why []string
+	if !admitsSource(r, ev.Source) {
+		why = append(why, fmt.Sprintf("source %q is not in on.sources [%s]", ev.Source, strings.Join(r.Sources, ", ")))
+	}
+	if len(r.Subjects) > 0 && !slices.ContainsFunc(r.Subjects, func(p string) bool { return SubjectMatches(p, ev.Subject) }) {
+		why = append(why, fmt.Sprintf("subject %q matches none of on.subjects [%s]", ev.Subject, strings.Join(r.Subjects, ", ")))
+	}
+	return strings.Join(why, "; ")
+}
+
+var vmPool = sync.Pool{New: func() any { return &vm.VM{MemoryBudget: conditionMemoryBudget} }}
+
+// match evaluates the rule's condition. A runtime error (comparing a
+// missing field, say) is returned, never taken as false.
+func (r *Rule) match(env map[string]any) (bool, error) {
+	if r.when == nil {
+		return true, nil
+	}
+	m := vmPool.Get().(*vm.VM)
+	out, err := m.Run(r.when, env)
+	vmPool.Put(m)
+	if err != nil {
+		pos, msg := conditionError(r.whenWhere, err)
+		return false, &Error{Pos: pos, Msg: "when: " + msg}
+	}
+	b, ok := out.(bool)
+	if !ok {
+		return false, &Error{Pos: r.whenWhere.at(0), Msg: fmt.Sprintf("when: the condition gave %s, not true or false", describe(out))}
+	}
+	return b, nil
+}
+
+func describe(v any) string {
+	if v == nil {
+		return "nil (a missing field?)"
+	}
+	return fmt.Sprintf("%T %v", v, v)
+}
+
+var crlf = strings.NewReplacer("\r", "", "\n", "")
+
+// render builds the rule's delivery for an event whose condition held.
+func (r *Rule) render(ev *Event, env map[string]any) (Delivery, error) {
+	d := Delivery{Rule: r.Name}
+	m := &d.Message
+	m.MessageType = r.messageType
+	m.Template = r.template
+	m.From = Admin{Type: "admin", ID: r.from}
+	m.To.Type = r.toType
+	m.CreateConversationWithoutContactReply = r.createConv
+
+	to, err := r.to.render(env)
+	if err != nil {
+		return d, err
+	}
+	to = strings.TrimSpace(to)
+	if to == "" {
+		return d, r.to.empty()
+	}
+	switch r.toField {
+	case "id":
+		m.To.ID = to
+	case "user_id":
+		m.To.UserID = to
+	case "email":
+		m.To.Email = to
+	}
+	if r.subject != nil {
+		subject, err := r.subject.render(env)
+		if err != nil {
+			return d, err
+		}
+		// A subject is one line: a line break from an event value must not
+		// reach a mail header.
+		m.Subject = strings.TrimSpace(crlf.Replace(subject))
+		if m.Subject == "" {
+			return d, r.subject.empty()
+		}
+	}
+	if m.Body, err = r.body.render(env); err != nil {
+		return d, err
+	}
+	if strings.TrimSpace(m.Body) == "" {
+		return d, r.body.empty()
+	}
+	d.DedupeKey = ev.ID
+	if r.dedupe != nil {
+		if d.DedupeKey, err = r.dedupe.render(env); err != nil {
+			return d, err
+		}
+		d.DedupeKey = strings.TrimSpace(d.DedupeKey)
+	}
+	if d.DedupeKey == "" {
+		if r.dedupe != nil {
+			return d, r.dedupe.empty()
+		}
+		return d, errors.New("the event has no id and the rule no dedupe key")
+	}
+	if r.throttleKey != nil {
+		key, err := r.throttleKey.render(env)
+		if err != nil {
+			return d, err
+		}
+		if key = strings.TrimSpace(key); key == "" {
+			return d, r.throttleKey.empty()
+		}
+		d.Throttle = &Throttle{Key: key, Per: r.throttlePer}
+	}
+	return d, nil
+}
+
+// empty is the error for a field that rendered to nothing.
+func (t *tmpl) empty() error {
+	return &Error{Pos: t.where.at(0), Msg: t.field + " rendered empty"}
+}
