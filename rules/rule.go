@@ -396,3 +396,6 @@ func (d *decoder) throttle(n *yaml.Node, r *Rule) {
 		r.throttlePer = per
 	}
 }
+
+// AdminID is the admin the rule's messages are sent from.
+func (r *Rule) AdminID() string { return r.from }

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -20,26 +18,15 @@ import (
 // request it receives. It is for trying the bridge without an Intercom
 // workspace: point intercom.base_url and intercom.token at it.
 func runFakeIntercom(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("fake-intercom", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: bridge fake-intercom [flags]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Serve a fake Intercom API that checks each request like Intercom and prints each message.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("fake-intercom", "[flags]\n\nServe a fake Intercom API that checks each request like Intercom and prints each message.", stderr)
 	listen := fs.String("listen", "127.0.0.1:8089", "`address` to listen on")
 	token := fs.String("token", "test-token", "access `token` clients must send")
 	var admins adminIDsFlag
 	fs.Var(&admins, "admin", "admin `id` that may send messages; repeatable or comma-separated (default 394051)")
 	permissive := fs.Bool("permissive", true, "accept messages to users and contacts the fake does not know (admins are still checked)")
 	windowLimit := fs.Int("window-limit", 0, "answer 429 beyond `N` requests per 10-second window (0: no limit)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "bridge fake-intercom: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))

@@ -28,6 +28,7 @@ func commands() []command {
 		{"validate", "check config and rule files; print every error as file:line:col", runValidate},
 		{"test", "run the rule tests (*.test.yaml) beside the rules", runTest},
 		{"render", "print the Intercom request bodies an event would produce", runRender},
+		{"check", "verify the Intercom token, admin ids, NATS and streams", runCheck},
 		{"fake-intercom", "run an in-process fake Intercom API that prints each message", runFakeIntercom},
 		{"version", "print the version", runVersion},
 	}

@@ -1,0 +1,61 @@
+// Package natstest starts real NATS servers with JetStream for tests: a temp
+// directory, a random port, shut down when the test ends.
+package natstest
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Server is a NATS server for one test, which can be restarted on the same
+// port and store.
+type Server struct {
+	*server.Server
+	t    testing.TB
+	opts server.Options
+}
+
+// Start starts a server listening on a random loopback port.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{t: t, opts: server.Options{
+		Host:      "127.0.0.1",
+		Port:      server.RANDOM_PORT,
+		JetStream: true,
+		StoreDir:  t.TempDir(),
+		NoLog:     true,
+		NoSigs:    true,
+	}}
+	s.start()
+	// Keep the port it got, so that a restart comes back on it.
+	s.opts.Port = s.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() { s.Server.Shutdown(); s.Server.WaitForShutdown() })
+	return s
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	opts := s.opts
+	srv, err := server.NewServer(&opts)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		s.t.Fatal("nats server not ready")
+	}
+	s.Server = srv
+}
+
+// Restart stops the server and starts it again on the same port and store,
+// after down has passed.
+func (s *Server) Restart(down time.Duration) {
+	s.t.Helper()
+	s.Server.Shutdown()
+	s.Server.WaitForShutdown()
+	time.Sleep(down)
+	s.start()
+}
