@@ -12,8 +12,8 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/config"
-	"github.com/intercom-bridge/bridge/internal/natstest"
 	"github.com/intercom-bridge/bridge/intercom/intercomtest"
+	"github.com/intercom-bridge/bridge/internal/natstest"
 )
 
 func writeFile(t *testing.T, path, content string) {

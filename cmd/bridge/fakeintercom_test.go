@@ -47,7 +47,9 @@ func TestFakeIntercomCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut syncBuffer
 	done := make(chan int)
-	go func() { done <- runFakeIntercom(ctx, []string{"-listen", "127.0.0.1:0", "-admin", "7,8"}, &out, &errOut) }()
+	go func() {
+		done <- runFakeIntercom(ctx, []string{"-listen", "127.0.0.1:0", "-admin", "7,8"}, &out, &errOut)
+	}()
 	m := waitForOutput(t, &out, regexp.MustCompile(`intercom.base_url: (\S+)\n  intercom.token:    (\S+)`))
 	client, err := intercom.New(intercom.Config{BaseURL: m[1], Token: m[2]})
 	if err != nil {
