@@ -1,0 +1,247 @@
+// Package broker is the bridge's NATS side: an embedded NATS server with
+// JetStream, or a connection to an external server or cluster, and the
+// streams the bridge keeps there.
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/intercom-bridge/bridge/bridge/config"
+)
+
+// Broker holds the connection to NATS and, when embedded, the server.
+type Broker struct {
+	Conn *nats.Conn
+	JS   jetstream.JetStream
+
+	server    *server.Server // nil for an external server
+	lock      *dirLock
+	log       zerolog.Logger
+	connected atomic.Bool
+	closing   atomic.Bool
+}
+
+// Open starts the embedded server (no nats.url) or connects to the external
+// one, and waits for the first connection for at most nats.connect_timeout.
+// Afterwards a lost connection is retried for ever; Connected tells whether
+// it is up.
+func Open(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Broker, error) {
+	b := &Broker{log: log}
+	if cfg.NATS.URL == "" {
+		if err := b.startEmbedded(cfg); err != nil {
+			b.Close()
+			return nil, err
+		}
+	} else if err := b.connectExternal(ctx, cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
+	js, err := jetstream.New(b.Conn)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("nats: jetstream: %w", err)
+	}
+	b.JS = js
+	return b, nil
+}
+
+// Dial connects a tool (bridge dlq, bridge check) to the NATS that cfg's
+// bridge uses: the external server, or the embedded one through
+// nats.listen. When the embedded server does not listen, Dial opens its
+// store itself, which only works while the bridge is stopped.
+func Dial(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Broker, error) {
+	if cfg.NATS.URL == "" && cfg.NATS.Listen != "" {
+		c := *cfg
+		c.NATS.URL = "nats://" + cfg.NATS.Listen
+		c.NATS.Connect = config.Duration(2 * time.Second)
+		b, err := Open(ctx, &c, log)
+		if err == nil {
+			return b, nil
+		}
+		// Not running: fall through and open the store.
+	}
+	b, err := Open(ctx, cfg, log)
+	if err != nil && cfg.NATS.URL == "" && cfg.NATS.Listen == "" {
+		return nil, fmt.Errorf("%w\n(to use this while the bridge runs, set nats.listen so tools can reach its embedded server)", err)
+	}
+	return b, err
+}
+
+func (b *Broker) startEmbedded(cfg *config.Config) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	lock, err := lockDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	b.lock = lock
+	opts := &server.Options{
+		ServerName: "bridge",
+		JetStream:  true,
+		StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
+		NoSigs:     true,
+		DontListen: cfg.NATS.Listen == "",
+	}
+	if cfg.NATS.Listen != "" {
+		host, port, err := net.SplitHostPort(cfg.NATS.Listen)
+		if err != nil {
+			return fmt.Errorf("nats.listen: %w", err)
+		}
+		opts.Host = host
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return fmt.Errorf("nats.listen: port %q", port)
+		}
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("embedded nats: %w", err)
+	}
+	s.SetLoggerV2(serverLogger{b.log.With().Str("component", "nats-server").Logger()}, false, false, false)
+	go s.Start()
+	if !s.ReadyForConnections(cfg.NATS.Connect.D()) {
+		s.Shutdown()
+		return fmt.Errorf("embedded nats: not ready after %s", cfg.NATS.Connect)
+	}
+	b.server = s
+	nc, err := nats.Connect("", nats.InProcessServer(s), nats.Name("intercom-bridge"), nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(b.onDisconnect), nats.ReconnectHandler(b.onReconnect))
+	if err != nil {
+		return fmt.Errorf("embedded nats: connect: %w", err)
+	}
+	b.Conn = nc
+	b.connected.Store(true)
+	if cfg.NATS.Listen != "" {
+		b.log.Info().Str("url", s.ClientURL()).Msg("embedded NATS server listening")
+	}
+	return nil
+}
+
+func (b *Broker) connectExternal(ctx context.Context, cfg *config.Config) error {
+	n := cfg.NATS
+	opts := []nats.Option{
+		nats.Name("intercom-bridge"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.ConnectHandler(b.onReconnect),
+		nats.DisconnectErrHandler(b.onDisconnect),
+		nats.ReconnectHandler(b.onReconnect),
+		nats.ClosedHandler(func(*nats.Conn) { b.connected.Store(false) }),
+	}
+	if n.Creds != "" {
+		opts = append(opts, nats.UserCredentials(n.Creds))
+	}
+	if n.User != "" {
+		opts = append(opts, nats.UserInfo(n.User, n.Password))
+	}
+	if n.Token != "" {
+		opts = append(opts, nats.Token(n.Token))
+	}
+	if n.TLS.CA != "" {
+		opts = append(opts, nats.RootCAs(n.TLS.CA))
+	}
+	if n.TLS.Cert != "" {
+		opts = append(opts, nats.ClientCert(n.TLS.Cert, n.TLS.Key))
+	}
+	if n.TLS.CA != "" || n.TLS.Cert != "" {
+		opts = append(opts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}))
+	}
+	nc, err := nats.Connect(n.URL, opts...)
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	b.Conn = nc
+	deadline := time.NewTimer(n.Connect.D())
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !nc.IsConnected() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("nats: could not connect to %s within %s", n.URL, n.Connect)
+		case <-tick.C:
+		}
+	}
+	b.connected.Store(true)
+	return nil
+}
+
+func (b *Broker) onDisconnect(nc *nats.Conn, err error) {
+	b.connected.Store(false)
+	if b.closing.Load() {
+		return
+	}
+	ev := b.log.Warn()
+	if err != nil {
+		ev = ev.Err(err)
+	}
+	ev.Msg("NATS connection lost; reconnecting")
+}
+
+func (b *Broker) onReconnect(nc *nats.Conn) {
+	b.connected.Store(true)
+	b.log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("NATS connected")
+}
+
+// Connected reports whether the connection to NATS is up.
+func (b *Broker) Connected() bool { return b.connected.Load() && b.Conn != nil && b.Conn.IsConnected() }
+
+// ClientURL is the URL other programs use to reach the embedded server; ""
+// when it does not listen or the server is external.
+func (b *Broker) ClientURL() string {
+	if b.server == nil || b.server.Addr() == nil {
+		return ""
+	}
+	return b.server.ClientURL()
+}
+
+// Close drains the connection, shuts the embedded server down cleanly and
+// releases the data directory.
+func (b *Broker) Close() error {
+	b.closing.Store(true)
+	var errs []error
+	if b.Conn != nil {
+		if err := b.Conn.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, err)
+		}
+		for i := 0; i < 100 && !b.Conn.IsClosed(); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		b.Conn.Close()
+	}
+	if b.server != nil {
+		b.server.Shutdown()
+		b.server.WaitForShutdown()
+	}
+	if b.lock != nil {
+		errs = append(errs, b.lock.release())
+	}
+	return errors.Join(errs...)
+}
+
+// serverLogger sends the embedded server's log to zerolog.
+type serverLogger struct{ log zerolog.Logger }
+
+func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
+func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
+func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l serverLogger) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
+func (l serverLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }

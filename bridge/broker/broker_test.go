@@ -1,0 +1,164 @@
+package broker
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/internal/natstest"
+)
+
+func testConfig(t *testing.T) *config.Config {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Sources = []config.Source{{Name: "billing", NATS: &config.NATSSource{Subjects: []string{"billing.>"}}}}
+	return &cfg
+}
+
+func TestEmbeddedServerStoresEvents(t *testing.T) {
+	cfg := testConfig(t)
+	ctx := context.Background()
+	b, err := Open(ctx, cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Connected() || b.ClientURL() != "" {
+		t.Errorf("connected %v, client URL %q (want none without nats.listen)", b.Connected(), b.ClientURL())
+	}
+	s, err := b.EnsureStream(ctx, EventsStreamConfig(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.JS.Publish(ctx, "billing.invoice.paid", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.JS.Publish(ctx, "bridge.in.shop", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2 || info.Config.MaxAge != 7*24*time.Hour || info.Config.Duplicates != 10*time.Minute {
+		t.Errorf("stream: %d msgs, config %+v", info.State.Msgs, info.Config)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The store survives a restart.
+	b, err = Open(ctx, cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	s, err = b.EnsureStream(ctx, EventsStreamConfig(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := s.Info(ctx); info.State.Msgs != 2 {
+		t.Errorf("after restart: %d msgs", info.State.Msgs)
+	}
+}
+
+func TestDataDirIsLocked(t *testing.T) {
+	cfg := testConfig(t)
+	b, err := Open(context.Background(), cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(context.Background(), cfg, zerolog.Nop())
+	if err == nil || !strings.Contains(err.Error(), "is in use by another bridge process") {
+		t.Fatalf("second open: %v", err)
+	}
+	b.Close()
+	b, err = Open(context.Background(), cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	b.Close()
+}
+
+func TestEmbeddedListen(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.NATS.Listen = "127.0.0.1:0"
+	b, err := Open(context.Background(), cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.ClientURL() == "" {
+		t.Fatal("no client URL")
+	}
+	nc, err := nats.Connect(b.ClientURL())
+	if err != nil {
+		t.Fatalf("another program cannot connect: %v", err)
+	}
+	nc.Close()
+}
+
+func TestStreamChangeRefused(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := testConfig(t)
+	cfg.NATS.URL = srv.ClientURL()
+	b, err := Open(context.Background(), cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// Another stream owns billing.>: the events stream cannot capture it.
+	if _, err := b.JS.CreateStream(context.Background(), jetstream.StreamConfig{Name: "BILLING", Subjects: []string{"billing.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.EnsureStream(context.Background(), EventsStreamConfig(cfg))
+	if err == nil || !strings.Contains(err.Error(), "stream BRIDGE_EVENTS (subjects [bridge.in.> billing.>]): JetStream refused the configuration") ||
+		!strings.Contains(err.Error(), "overlap") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestExternalServerReconnects(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := testConfig(t)
+	cfg.NATS.URL = srv.ClientURL()
+	b, err := Open(context.Background(), cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if !b.Connected() {
+		t.Fatal("not connected")
+	}
+	srv.Server.Shutdown()
+	srv.Server.WaitForShutdown()
+	waitFor(t, func() bool { return !b.Connected() })
+	srv.Restart(0)
+	waitFor(t, b.Connected)
+}
+
+func TestExternalServerUnreachable(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.NATS.URL = "nats://127.0.0.1:1"
+	cfg.NATS.Connect = config.Duration(300 * time.Millisecond)
+	_, err := Open(context.Background(), cfg, zerolog.Nop())
+	if err == nil || !strings.Contains(err.Error(), "could not connect to nats://127.0.0.1:1 within 300ms") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

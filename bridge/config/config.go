@@ -1,0 +1,462 @@
+// Package config loads and checks the bridge's configuration file.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/intercom-bridge/bridge/rules"
+)
+
+// Config is the whole configuration file. config.example.yaml documents
+// every key.
+type Config struct {
+	Log      Log      `yaml:"log"`
+	DataDir  string   `yaml:"data_dir"`
+	NATS     NATS     `yaml:"nats"`
+	HTTP     HTTP     `yaml:"http"`
+	Admin    Admin    `yaml:"admin"`
+	Sources  []Source `yaml:"sources"`
+	Intercom Intercom `yaml:"intercom"`
+	Rules    Rules    `yaml:"rules"`
+	Delivery Delivery `yaml:"delivery"`
+
+	// path is the file the config was loaded from; relative paths in the
+	// file are taken relative to its directory.
+	path string
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // json | console
+}
+
+// NATS configures the embedded server or the connection to an external one.
+type NATS struct {
+	URL      string   `yaml:"url"`    // empty: embedded; else a URL or comma-separated URLs
+	Listen   string   `yaml:"listen"` // embedded only: host:port for other clients
+	Creds    string   `yaml:"creds"`  // external only: a .creds file
+	User     string   `yaml:"user"`
+	Password string   `yaml:"password"`
+	Token    string   `yaml:"token"`
+	TLS      TLS      `yaml:"tls"`
+	Prefix   string   `yaml:"prefix"`
+	Events   Stream   `yaml:"events"`
+	Connect  Duration `yaml:"connect_timeout"`
+}
+
+// TLS configures TLS to an external NATS server.
+type TLS struct {
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Stream configures the events stream.
+type Stream struct {
+	MaxAge     Duration `yaml:"max_age"`    // how long events are kept
+	Duplicates Duration `yaml:"duplicates"` // the Nats-Msg-Id duplicate window
+	Replicas   int      `yaml:"replicas"`   // on a cluster
+	MaxBytes   int64    `yaml:"max_bytes"`  // 0: unlimited
+}
+
+// HTTP configures the webhook listener.
+type HTTP struct {
+	Listen       string `yaml:"listen"`
+	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+	MaxDepth     int    `yaml:"max_json_depth"`
+}
+
+// Admin configures the listener for health checks and metrics.
+type Admin struct {
+	Listen string `yaml:"listen"`
+}
+
+// Source is where events come from: exactly one of Webhook or NATS.
+type Source struct {
+	Name    string      `yaml:"name"`
+	Webhook *Webhook    `yaml:"webhook"`
+	NATS    *NATSSource `yaml:"nats"`
+}
+
+// Webhook is a source that receives events at POST /hooks/<name>.
+type Webhook struct {
+	Auth    WebhookAuth `yaml:"auth"`
+	ID      string      `yaml:"id"`      // expr for the event id
+	Subject string      `yaml:"subject"` // expr for the event's subject
+	Headers []string    `yaml:"headers"` // request headers rules may see
+}
+
+// WebhookAuth says how a webhook proves where it comes from.
+type WebhookAuth struct {
+	Scheme    string   `yaml:"scheme"` // standard-webhooks | hmac-sha256 | bearer | none
+	Secret    string   `yaml:"secret"`
+	Secrets   []string `yaml:"secrets"` // several, while rotating keys
+	Header    string   `yaml:"header"`
+	Prefix    string   `yaml:"prefix"`
+	Encoding  string   `yaml:"encoding"`
+	Tolerance Duration `yaml:"tolerance"`
+}
+
+// AllSecrets returns Secret and Secrets together.
+func (a WebhookAuth) AllSecrets() []string {
+	var out []string
+	if a.Secret != "" {
+		out = append(out, a.Secret)
+	}
+	return append(out, a.Secrets...)
+}
+
+// NATSSource is a source that reads NATS subjects, in one of three modes:
+// capture (the bridge's stream stores the subjects), bind (a durable
+// consumer on an existing stream) or core (a queue subscription,
+// at-most-once).
+type NATSSource struct {
+	Subjects []string `yaml:"subjects"`
+	Stream   string   `yaml:"stream"` // bind mode: the existing stream
+	Core     bool     `yaml:"core"`
+	Queue    string   `yaml:"queue"` // core mode: the queue group
+	ID       string   `yaml:"id"`    // expr for the event id
+}
+
+// Mode names the source's mode: webhook, capture, bind or core.
+func (s Source) Mode() string {
+	switch {
+	case s.Webhook != nil:
+		return "webhook"
+	case s.NATS == nil:
+		return ""
+	case s.NATS.Core:
+		return "core"
+	case s.NATS.Stream != "":
+		return "bind"
+	}
+	return "capture"
+}
+
+// Intercom configures the Intercom API client.
+type Intercom struct {
+	BaseURL            string   `yaml:"base_url"`
+	Token              string   `yaml:"token"`
+	Version            string   `yaml:"version"`
+	DefaultAdminID     string   `yaml:"default_admin_id"`
+	RateLimitPerMinute int      `yaml:"rate_limit_per_minute"`
+	Timeout            Duration `yaml:"timeout"`
+	DryRun             bool     `yaml:"dry_run"`
+}
+
+// Rules configures where rules are loaded from.
+type Rules struct {
+	Paths []string `yaml:"paths"`
+	Watch bool     `yaml:"watch"`
+}
+
+// Delivery configures sending.
+type Delivery struct {
+	Workers      int      `yaml:"workers"`
+	MaxAttempts  int      `yaml:"max_attempts"`
+	Backoff      Backoff  `yaml:"backoff"`
+	DedupeWindow Duration `yaml:"dedupe_window"`
+	OnUncertain  string   `yaml:"on_uncertain"` // resend | dead_letter
+}
+
+// Backoff is the delay between attempts: Initial, doubling up to Max.
+type Backoff struct {
+	Initial Duration `yaml:"initial"`
+	Max     Duration `yaml:"max"`
+}
+
+// Default returns the configuration used for every key the file leaves out.
+func Default() Config {
+	return Config{
+		Log:     Log{Level: "info", Format: "json"},
+		DataDir: "./data",
+		NATS: NATS{
+			Prefix:  "bridge",
+			Events:  Stream{MaxAge: Duration(7 * 24 * time.Hour), Duplicates: Duration(10 * time.Minute), Replicas: 1},
+			Connect: Duration(10 * time.Second),
+		},
+		HTTP:  HTTP{Listen: ":8080", MaxBodyBytes: 1 << 20, MaxDepth: 64},
+		Admin: Admin{Listen: "127.0.0.1:9090"},
+		Intercom: Intercom{
+			BaseURL:            "https://api.intercom.io",
+			Version:            "2.11",
+			RateLimitPerMinute: 10000,
+			Timeout:            Duration(10 * time.Second),
+		},
+		Rules: Rules{Paths: []string{"./rules"}, Watch: true},
+		Delivery: Delivery{
+			Workers:      32,
+			MaxAttempts:  12,
+			Backoff:      Backoff{Initial: Duration(time.Second), Max: Duration(10 * time.Minute)},
+			DedupeWindow: Duration(7 * 24 * time.Hour),
+			OnUncertain:  "resend",
+		},
+	}
+}
+
+// applySourceDefaults fills what sources leave out.
+func (c *Config) applySourceDefaults() {
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		if s.Webhook != nil {
+			a := &s.Webhook.Auth
+			if a.Scheme == "hmac-sha256" {
+				if a.Header == "" {
+					a.Header = "X-Signature-256"
+				}
+				if a.Encoding == "" {
+					a.Encoding = "hex"
+				}
+			}
+			if a.Scheme == "standard-webhooks" && a.Tolerance == 0 {
+				a.Tolerance = Duration(5 * time.Minute)
+			}
+		}
+		if s.NATS != nil && s.NATS.Core && s.NATS.Queue == "" {
+			s.NATS.Queue = c.NATS.Prefix
+		}
+	}
+}
+
+// EventsStream is the name of the stream that holds events.
+func (c *Config) EventsStream() string { return strings.ToUpper(c.NATS.Prefix) + "_EVENTS" }
+
+// WebhookSubject is the subject a webhook source's events are stored under.
+func (c *Config) WebhookSubject(source string) string { return c.NATS.Prefix + ".in." + source }
+
+// Path is the file the configuration was loaded from.
+func (c *Config) Path() string { return c.path }
+
+// FieldError is a problem with one key, named by its path in the file
+// ("sources[1].webhook.auth.scheme").
+type FieldError struct {
+	Path string
+	Msg  string
+}
+
+func (e FieldError) Error() string { return e.Path + ": " + e.Msg }
+
+var (
+	nameRe   = regexp.MustCompile(`^[a-z0-9_-]+$`)
+	prefixRe = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+	adminRe  = regexp.MustCompile(`^[0-9]+$`)
+)
+
+// Validate checks every key and returns every problem.
+func (c *Config) Validate() []FieldError {
+	var errs []FieldError
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		bad("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "console" {
+		bad("log.format", "must be json or console, not %q", c.Log.Format)
+	}
+	if c.DataDir == "" && c.NATS.URL == "" {
+		bad("data_dir", "is required for the embedded NATS server")
+	}
+
+	n := c.NATS
+	if !prefixRe.MatchString(n.Prefix) {
+		bad("nats.prefix", "must be letters, digits, '-' or '_', not %q", n.Prefix)
+	}
+	if n.URL == "" {
+		for key, v := range map[string]string{"creds": n.Creds, "user": n.User, "password": n.Password, "token": n.Token, "tls.ca": n.TLS.CA, "tls.cert": n.TLS.Cert} {
+			if v != "" {
+				bad("nats."+key, "is for an external server: set nats.url too, or remove it")
+			}
+		}
+		if n.Listen != "" {
+			if _, _, err := net.SplitHostPort(n.Listen); err != nil {
+				bad("nats.listen", "must be host:port, not %q", n.Listen)
+			}
+		}
+	} else {
+		if n.Listen != "" {
+			bad("nats.listen", "is for the embedded server; with nats.url set the bridge uses that server")
+		}
+		for _, u := range strings.Split(n.URL, ",") {
+			if pu, err := url.Parse(strings.TrimSpace(u)); err != nil || pu.Host == "" {
+				bad("nats.url", "%q is not a URL such as nats://host:4222", strings.TrimSpace(u))
+			}
+		}
+		if (n.TLS.Cert == "") != (n.TLS.Key == "") {
+			bad("nats.tls", "cert and key go together")
+		}
+		if n.Password != "" && n.User == "" {
+			bad("nats.password", "needs nats.user")
+		}
+	}
+	if n.Events.MaxAge <= 0 {
+		bad("nats.events.max_age", "must be positive")
+	}
+	if n.Events.Duplicates <= 0 || n.Events.Duplicates > n.Events.MaxAge {
+		bad("nats.events.duplicates", "must be positive and at most max_age")
+	}
+	if n.Events.Replicas < 1 || n.Events.Replicas > 5 {
+		bad("nats.events.replicas", "must be 1 to 5")
+	}
+
+	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+		bad("http.listen", "must be host:port or :port, not %q", c.HTTP.Listen)
+	}
+	if c.HTTP.MaxBodyBytes < 1 {
+		bad("http.max_body_bytes", "must be positive")
+	}
+	if c.HTTP.MaxDepth < 1 {
+		bad("http.max_json_depth", "must be positive")
+	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			bad("admin.listen", "must be host:port, not %q", c.Admin.Listen)
+		}
+	}
+
+	errs = append(errs, c.validateSources()...)
+
+	ic := c.Intercom
+	if u, err := url.Parse(ic.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("intercom.base_url", "must be an http(s) URL such as https://api.intercom.io")
+	}
+	if ic.DefaultAdminID != "" && !adminRe.MatchString(ic.DefaultAdminID) {
+		bad("intercom.default_admin_id", "must be an admin id (digits)")
+	}
+	if ic.RateLimitPerMinute < 1 {
+		bad("intercom.rate_limit_per_minute", "must be positive")
+	}
+	if ic.Timeout <= 0 {
+		bad("intercom.timeout", "must be positive")
+	}
+
+	if len(c.Rules.Paths) == 0 {
+		bad("rules.paths", "needs at least one file or directory")
+	}
+
+	d := c.Delivery
+	if d.Workers < 1 || d.Workers > 1024 {
+		bad("delivery.workers", "must be 1 to 1024")
+	}
+	if d.MaxAttempts < 1 {
+		bad("delivery.max_attempts", "must be at least 1")
+	}
+	if d.Backoff.Initial <= 0 || d.Backoff.Max < d.Backoff.Initial {
+		bad("delivery.backoff", "initial must be positive and max at least initial")
+	}
+	if d.DedupeWindow <= 0 {
+		bad("delivery.dedupe_window", "must be positive")
+	}
+	if d.OnUncertain != "resend" && d.OnUncertain != "dead_letter" {
+		bad("delivery.on_uncertain", "must be resend or dead_letter, not %q", d.OnUncertain)
+	}
+	return errs
+}
+
+var schemes = []string{"standard-webhooks", "hmac-sha256", "bearer", "none"}
+
+func (c *Config) validateSources() []FieldError {
+	var errs []FieldError
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	seen := map[string]int{}
+	captured := map[string]string{} // subject -> source, for capture-mode overlaps
+	for i, s := range c.Sources {
+		p := fmt.Sprintf("sources[%d]", i)
+		switch {
+		case s.Name == "":
+			bad(p+".name", "is required")
+		case !nameRe.MatchString(s.Name):
+			bad(p+".name", "%q may only hold a-z, 0-9, '-' and '_'", s.Name)
+		}
+		if j, dup := seen[s.Name]; dup && s.Name != "" {
+			bad(p+".name", "%q is also the name of sources[%d]", s.Name, j)
+		}
+		seen[s.Name] = i
+		if (s.Webhook == nil) == (s.NATS == nil) {
+			bad(p, "needs exactly one of webhook or nats")
+			continue
+		}
+		if w := s.Webhook; w != nil {
+			a := w.Auth
+			wp := p + ".webhook.auth"
+			switch {
+			case a.Scheme == "":
+				bad(wp+".scheme", "is required: one of %s (none must be written out)", strings.Join(schemes, ", "))
+			case !slices.Contains(schemes, a.Scheme):
+				bad(wp+".scheme", "must be one of %s, not %q", strings.Join(schemes, ", "), a.Scheme)
+			case a.Scheme == "none" && len(a.AllSecrets()) > 0:
+				bad(wp, "scheme none takes no secret")
+			case a.Scheme != "none" && len(a.AllSecrets()) == 0:
+				bad(wp+".secret", "is required for scheme %s", a.Scheme)
+			}
+			if a.Scheme != "hmac-sha256" && (a.Header != "" || a.Prefix != "" || a.Encoding != "") {
+				bad(wp, "header, prefix and encoding are for scheme hmac-sha256")
+			}
+			if a.Scheme == "hmac-sha256" && a.Encoding != "hex" && a.Encoding != "base64" {
+				bad(wp+".encoding", "must be hex or base64, not %q", a.Encoding)
+			}
+		}
+		if ns := s.NATS; ns != nil {
+			np := p + ".nats"
+			if len(ns.Subjects) == 0 {
+				bad(np+".subjects", "needs at least one subject")
+			}
+			for k, subj := range ns.Subjects {
+				if err := rules.CheckSubjectPattern(subj); err != nil {
+					bad(fmt.Sprintf("%s.subjects[%d]", np, k), "%v", err)
+				}
+				if strings.HasPrefix(subj, c.NATS.Prefix+".") || subj == ">" {
+					bad(fmt.Sprintf("%s.subjects[%d]", np, k), "%q overlaps the bridge's own subjects (%s.>)", subj, c.NATS.Prefix)
+				}
+				if s.Mode() == "capture" {
+					if other, dup := captured[subj]; dup {
+						bad(fmt.Sprintf("%s.subjects[%d]", np, k), "%q is also captured by source %q", subj, other)
+					}
+					captured[subj] = s.Name
+				}
+			}
+			if ns.Core && ns.Stream != "" {
+				bad(np, "core and stream exclude each other")
+			}
+			if !ns.Core && ns.Queue != "" {
+				bad(np+".queue", "is for core mode")
+			}
+		}
+	}
+	return errs
+}
+
+// SourceNames lists the configured sources' names.
+func (c *Config) SourceNames() []string {
+	names := make([]string, 0, len(c.Sources))
+	for _, s := range c.Sources {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+// Secrets lists every secret value in the configuration, so that logs and
+// errors can be checked for them.
+func (c *Config) Secrets() []string {
+	var out []string
+	for _, v := range []string{c.Intercom.Token, c.NATS.Password, c.NATS.Token} {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	for _, s := range c.Sources {
+		if s.Webhook != nil {
+			out = append(out, s.Webhook.Auth.AllSecrets()...)
+		}
+	}
+	return out
+}

@@ -1,0 +1,240 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/intercom-bridge/bridge/rules"
+)
+
+// Load reads, expands, decodes and validates a configuration file. Every
+// problem is reported, at its line and column, as a rules.ErrorList. Values
+// are never quoted in errors about keys that may hold secrets.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data, os.LookupEnv)
+}
+
+// Parse is Load for a file already read, with the environment given.
+func Parse(path string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	l := &loader{file: path, pos: map[string]rules.Pos{}}
+	cfg := Default()
+	cfg.path = path
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		l.add(l.lineOf(err.Error()), "invalid YAML: %s", stripYAMLPrefix(err.Error()))
+		return nil, l.errs
+	}
+	if len(doc.Content) == 0 { // an empty file: all defaults
+		return finish(l, &cfg)
+	}
+	root := doc.Content[0]
+	l.expand(root, lookupEnv)
+	l.checkKeys(root, reflect.TypeOf(cfg), "")
+	if len(l.errs) > 0 {
+		l.errs.Sort()
+		return nil, l.errs
+	}
+	if err := root.Decode(&cfg); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			for _, msg := range te.Errors {
+				l.add(l.lineOf(msg), "%s", stripYAMLPrefix(msg))
+			}
+		} else {
+			l.add(l.lineOf(err.Error()), "%s", stripYAMLPrefix(err.Error()))
+		}
+		l.errs.Sort()
+		return nil, l.errs
+	}
+	return finish(l, &cfg)
+}
+
+func finish(l *loader, cfg *Config) (*Config, error) {
+	cfg.applySourceDefaults()
+	cfg.resolvePaths()
+	for _, fe := range cfg.Validate() {
+		l.errs = append(l.errs, &rules.Error{Pos: l.where(fe.Path), Msg: fe.Error()})
+	}
+	if len(l.errs) > 0 {
+		l.errs.Sort()
+		return nil, l.errs
+	}
+	return cfg, nil
+}
+
+// resolvePaths makes relative paths in the file relative to its directory,
+// so that the bridge finds its rules wherever it is started from.
+func (c *Config) resolvePaths() {
+	dir := filepath.Dir(c.path)
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.DataDir)
+	abs(&c.NATS.Creds)
+	abs(&c.NATS.TLS.CA)
+	abs(&c.NATS.TLS.Cert)
+	abs(&c.NATS.TLS.Key)
+	for i := range c.Rules.Paths {
+		abs(&c.Rules.Paths[i])
+	}
+}
+
+type loader struct {
+	file string
+	errs rules.ErrorList
+	pos  map[string]rules.Pos // key path -> position of its value
+}
+
+func (l *loader) add(pos rules.Pos, format string, args ...any) {
+	l.errs = append(l.errs, &rules.Error{Pos: pos, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (l *loader) at(n *yaml.Node) rules.Pos {
+	return rules.Pos{File: l.file, Line: n.Line, Col: n.Column}
+}
+
+var (
+	lineRe       = regexp.MustCompile(`line (\d+)`)
+	linePrefixRe = regexp.MustCompile(`^line \d+: `)
+)
+
+func (l *loader) lineOf(msg string) rules.Pos {
+	var line int
+	if m := lineRe.FindStringSubmatch(msg); m != nil {
+		fmt.Sscan(m[1], &line)
+	}
+	return rules.Pos{File: l.file, Line: max(line, 1)}
+}
+
+func stripYAMLPrefix(msg string) string {
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	return linePrefixRe.ReplaceAllString(msg, "")
+}
+
+// where finds the position of a key path, or of its closest parent that the
+// file has; a key the file leaves out is reported at the file's start.
+func (l *loader) where(path string) rules.Pos {
+	for p := path; p != ""; {
+		if pos, ok := l.pos[p]; ok {
+			return pos
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return rules.Pos{File: l.file, Line: 1, Col: 1}
+}
+
+// envRe matches ${NAME} and ${NAME:-default}; $$ is a literal $.
+var envRe = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}`)
+
+// expand replaces ${VAR} in every scalar value (never in keys). An unset
+// variable without a default is an error that names it. Expanding values in
+// the parsed tree, rather than the text, keeps line numbers and stops a
+// variable from injecting YAML structure.
+func (l *loader) expand(n *yaml.Node, lookupEnv func(string) (string, bool)) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			l.expand(n.Content[i], lookupEnv)
+		}
+	case yaml.SequenceNode, yaml.DocumentNode:
+		for _, c := range n.Content {
+			l.expand(c, lookupEnv)
+		}
+	case yaml.ScalarNode:
+		if !strings.Contains(n.Value, "$") {
+			return
+		}
+		n.Value = envRe.ReplaceAllStringFunc(n.Value, func(m string) string {
+			if m == "$$" {
+				return "$"
+			}
+			sub := envRe.FindStringSubmatch(m)
+			if v, ok := lookupEnv(sub[1]); ok && v != "" {
+				return v
+			}
+			if strings.Contains(m, ":-") {
+				return sub[2]
+			}
+			l.add(l.at(n), "environment variable %s is not set", sub[1])
+			return ""
+		})
+		if n.Style == 0 {
+			n.Tag = "" // a plain scalar: let the expanded text decide its type
+		}
+	}
+}
+
+// checkKeys reports unknown and duplicate keys against the struct the node
+// decodes into, and records where each key's value is.
+func (l *loader) checkKeys(n *yaml.Node, t reflect.Type, path string) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	l.pos[path] = l.at(n)
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return // the decoder reports the wrong type
+		}
+		fields := map[string]reflect.Type{}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); tag != "" && tag != "-" {
+				fields[tag] = f.Type
+			}
+		}
+		seen := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			key := join(path, k.Value)
+			if line, dup := seen[k.Value]; dup {
+				l.add(l.at(k), "%s: duplicate key (first at line %d)", key, line)
+				continue
+			}
+			seen[k.Value] = k.Line
+			ft, ok := fields[k.Value]
+			if !ok {
+				known := make([]string, 0, len(fields))
+				for name := range fields {
+					known = append(known, name)
+				}
+				sort.Strings(known)
+				l.add(l.at(k), "%s: unknown key (known keys here: %s)", key, strings.Join(known, ", "))
+				continue
+			}
+			l.checkKeys(v, ft, key)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return
+		}
+		for i, item := range n.Content {
+			l.checkKeys(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+		}
+	}
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}

@@ -1,0 +1,178 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/event"
+)
+
+// NATSSources runs the NATS sources that need the bridge to read them: bind
+// (a durable consumer on a stream that already exists) and core (a queue
+// subscription). Capture sources need nothing: the events stream stores
+// their subjects itself.
+type NATSSources struct {
+	js     jetstream.JetStream
+	nc     *nats.Conn
+	prefix string
+	log    zerolog.Logger
+
+	consumers []jetstream.ConsumeContext
+	subs      []*nats.Subscription
+
+	// Observe, when set, is told each message's source and outcome:
+	// "stored", "duplicate", "invalid" or "error".
+	Observe func(source, outcome string)
+}
+
+// StartNATSSources starts the bind and core sources of cfg.
+func StartNATSSources(ctx context.Context, cfg *config.Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) (*NATSSources, error) {
+	n := &NATSSources{js: js, nc: nc, prefix: cfg.NATS.Prefix, log: log}
+	for _, s := range cfg.Sources {
+		var err error
+		switch s.Mode() {
+		case "bind":
+			err = n.bind(ctx, s)
+		case "core":
+			err = n.core(s)
+		default:
+			continue
+		}
+		if err != nil {
+			n.Stop()
+			return nil, fmt.Errorf("source %s: %w", s.Name, err)
+		}
+	}
+	return n, nil
+}
+
+// bind reads an existing stream with a durable consumer named
+// <prefix>_<source>, so that replicas share the work and a restart goes on
+// where it stopped. Each message is acked only after its event is stored.
+func (n *NATSSources) bind(ctx context.Context, s config.Source) error {
+	id, err := event.CompileExpr(s.NATS.ID)
+	if err != nil {
+		return fmt.Errorf("id: %w", err)
+	}
+	durable := n.prefix + "_" + s.Name
+	cons, err := n.js.CreateOrUpdateConsumer(ctx, s.NATS.Stream, jetstream.ConsumerConfig{
+		Durable:        durable,
+		Description:    "intercom-bridge: source " + s.Name,
+		FilterSubjects: s.NATS.Subjects,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        30 * time.Second,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		MaxAckPending:  1024,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s on stream %s: %w", durable, s.NATS.Stream, err)
+	}
+	stream := s.NATS.Stream
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		meta, err := m.Metadata()
+		if err != nil {
+			n.log.Error().Err(err).Str("source", s.Name).Msg("message without metadata")
+			m.Nak()
+			return
+		}
+		// A stored message's own sequence is a stable id: a redelivery
+		// after a crash is stored once.
+		msg := event.NATSMsg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data(), Time: meta.Timestamp,
+			Fallback: event.Seq(stream, meta.Sequence.Stream)}
+		switch err := n.store(s.Name, id, msg); {
+		case errors.Is(err, errInvalid):
+			// It can never become an event: redelivering it would block
+			// nothing but would loop for ever.
+			m.Term()
+		case err != nil:
+			m.NakWithDelay(time.Second)
+		default:
+			m.Ack()
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", stream, err)
+	}
+	n.consumers = append(n.consumers, cc)
+	return nil
+}
+
+// core subscribes with a queue group: at-most-once, since a message
+// published while no bridge listens, or lost before it is stored, is gone.
+func (n *NATSSources) core(s config.Source) error {
+	id, err := event.CompileExpr(s.NATS.ID)
+	if err != nil {
+		return fmt.Errorf("id: %w", err)
+	}
+	for _, subject := range s.NATS.Subjects {
+		sub, err := n.nc.QueueSubscribe(subject, s.NATS.Queue, func(m *nats.Msg) {
+			msg := event.NATSMsg{Subject: m.Subject, Header: m.Header, Data: m.Data, Time: time.Now(), Fallback: nuid.Next()}
+			if err := n.store(s.Name, id, msg); err != nil {
+				n.log.Warn().Err(err).Str("source", s.Name).Str("subject", m.Subject).Msg("core message dropped")
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", subject, err)
+		}
+		// Core messages arrive faster than they can be stored at times:
+		// hold many rather than drop them as a slow consumer.
+		sub.SetPendingLimits(1<<20, 1<<30)
+		n.subs = append(n.subs, sub)
+	}
+	return nil
+}
+
+var errInvalid = errors.New("invalid event")
+
+// store puts one message's event in the events stream.
+func (n *NATSSources) store(source string, id *event.Expr, msg event.NATSMsg) error {
+	env, err := event.FromNATS(source, id, msg)
+	if err != nil {
+		n.observe(source, "invalid")
+		n.log.Error().Err(err).Str("source", source).Msg("message is not a valid event; dropped")
+		return fmt.Errorf("%w: %v", errInvalid, err)
+	}
+	m, err := env.Msg(n.prefix + ".in." + source)
+	if err != nil {
+		n.observe(source, "invalid")
+		return fmt.Errorf("%w: %v", errInvalid, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	ack, err := n.js.PublishMsg(ctx, m)
+	if err != nil {
+		n.observe(source, "error")
+		return err
+	}
+	if ack.Duplicate {
+		n.observe(source, "duplicate")
+	} else {
+		n.observe(source, "stored")
+	}
+	return nil
+}
+
+func (n *NATSSources) observe(source, outcome string) {
+	if n.Observe != nil {
+		n.Observe(source, outcome)
+	}
+}
+
+// Stop stops reading. Messages being handled finish; unacked ones are
+// redelivered to another replica or after a restart.
+func (n *NATSSources) Stop() {
+	for _, cc := range n.consumers {
+		cc.Drain()
+	}
+	for _, s := range n.subs {
+		s.Drain()
+	}
+}

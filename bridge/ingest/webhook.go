@@ -1,0 +1,290 @@
+// Package ingest receives events, from webhooks and from NATS sources, and
+// stores them in the events stream. An event is accepted only once
+// JetStream has acknowledged it.
+package ingest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/event"
+	"github.com/intercom-bridge/bridge/bridge/webhook"
+	"github.com/intercom-bridge/bridge/rules"
+)
+
+// Publisher stores a message in JetStream; jetstream.JetStream is one.
+type Publisher interface {
+	PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+}
+
+// publishTimeout bounds the wait for JetStream's acknowledgement; past it
+// the sender is told to retry.
+const publishTimeout = 5 * time.Second
+
+// hopHeaders are request headers that say nothing about the event.
+var hopHeaders = map[string]bool{
+	"connection": true, "content-length": true, "accept-encoding": true, "keep-alive": true,
+	"transfer-encoding": true, "te": true, "upgrade": true, "expect": true,
+}
+
+// webhookSource is one configured webhook source, ready to serve.
+type webhookSource struct {
+	name     string
+	verifier webhook.Verifier
+	id       *event.Expr
+	subject  *event.Expr
+	headers  map[string]bool // lower-case names to keep; nil: all but secrets
+}
+
+// Webhooks serves POST /hooks/{source}.
+type Webhooks struct {
+	js       Publisher
+	sources  map[string]*webhookSource
+	prefix   string
+	maxBody  int64
+	maxDepth int
+	log      zerolog.Logger
+	now      func() time.Time
+	closing  atomic.Bool
+
+	// Observe, when set, is told the outcome of every request: the source
+	// (or "" when unknown) and the HTTP status.
+	Observe func(source string, status int)
+}
+
+// NewWebhooks prepares the webhook sources of cfg.
+func NewWebhooks(cfg *config.Config, js Publisher, log zerolog.Logger) (*Webhooks, error) {
+	w := &Webhooks{
+		js: js, sources: map[string]*webhookSource{}, prefix: cfg.NATS.Prefix,
+		maxBody: cfg.HTTP.MaxBodyBytes, maxDepth: cfg.HTTP.MaxDepth, log: log, now: time.Now,
+	}
+	for _, s := range cfg.Sources {
+		if s.Webhook == nil {
+			continue
+		}
+		a := s.Webhook.Auth
+		v, err := webhook.NewVerifier(webhook.AuthConfig{
+			Scheme: a.Scheme, Secrets: a.AllSecrets(), Header: a.Header, Prefix: a.Prefix,
+			Encoding: a.Encoding, Tolerance: a.Tolerance.D(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", s.Name, err)
+		}
+		ws := &webhookSource{name: s.Name, verifier: v}
+		if ws.id, err = event.CompileExpr(s.Webhook.ID); err != nil {
+			return nil, fmt.Errorf("source %s: id: %w", s.Name, err)
+		}
+		if ws.subject, err = event.CompileExpr(s.Webhook.Subject); err != nil {
+			return nil, fmt.Errorf("source %s: subject: %w", s.Name, err)
+		}
+		if len(s.Webhook.Headers) > 0 {
+			ws.headers = map[string]bool{}
+			for _, h := range s.Webhook.Headers {
+				ws.headers[strings.ToLower(h)] = true
+			}
+		}
+		w.sources[s.Name] = ws
+	}
+	return w, nil
+}
+
+// Close makes every later request answer 503, so that senders retry
+// elsewhere or later while the bridge shuts down.
+func (w *Webhooks) Close() { w.closing.Store(true) }
+
+// Handler returns the HTTP handler with the /hooks/ route.
+func (w *Webhooks) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/hooks/{source}", w)
+	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
+		writeError(rw, http.StatusNotFound, "no such endpoint: webhooks are received at POST /hooks/<source>")
+	})
+	return mux
+}
+
+// accepted is the answer to a stored event.
+type accepted struct {
+	ID        string `json:"id"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	start := w.now()
+	reqID := r.Header.Get("X-Request-Id")
+	if reqID == "" {
+		reqID = newRequestID()
+	}
+	rw.Header().Set("X-Request-Id", reqID)
+	name := r.PathValue("source")
+	status, eventID, dup := w.serve(rw, r, name)
+	if w.Observe != nil {
+		if _, known := w.sources[name]; !known {
+			name = ""
+		}
+		w.Observe(name, status)
+	}
+	ev := w.log.Info()
+	if status >= 500 {
+		ev = w.log.Warn()
+	}
+	ev.Str("request_id", reqID).Str("source", name).Str("remote", r.RemoteAddr).Int("status", status).
+		Str("event_id", eventID).Bool("duplicate", dup).Dur("duration", w.now().Sub(start)).Msg("webhook")
+}
+
+// serve handles one request and returns the status it answered.
+func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (status int, id string, dup bool) {
+	fail := func(status int, format string, args ...any) (int, string, bool) {
+		writeError(rw, status, fmt.Sprintf(format, args...))
+		return status, "", false
+	}
+	if r.Method != http.MethodPost {
+		rw.Header().Set("Allow", http.MethodPost)
+		return fail(http.StatusMethodNotAllowed, "method %s not allowed: send events with POST", r.Method)
+	}
+	src := w.sources[name]
+	if src == nil {
+		return fail(http.StatusNotFound, "unknown source %q", name)
+	}
+	if w.closing.Load() {
+		rw.Header().Set("Retry-After", "5")
+		return fail(http.StatusServiceUnavailable, "shutting down; retry later")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, w.maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return fail(http.StatusRequestEntityTooLarge, "body larger than %d bytes", w.maxBody)
+		}
+		return fail(http.StatusBadRequest, "reading body: %v", err)
+	}
+	now := w.now()
+	if err := src.verifier.Verify(r.Header, body, now); err != nil {
+		var ae *webhook.AuthError
+		if errors.As(err, &ae) {
+			return fail(http.StatusUnauthorized, "%s", ae.Reason)
+		}
+		return fail(http.StatusUnauthorized, "authentication failed")
+	}
+	env, status, msg := w.envelope(src, r, body, now)
+	if env == nil {
+		return fail(status, "%s", msg)
+	}
+	m, err := env.Msg(w.prefix + ".in." + src.name)
+	if err != nil {
+		return fail(http.StatusInternalServerError, "encoding the event: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), publishTimeout)
+	defer cancel()
+	ack, err := w.js.PublishMsg(ctx, m)
+	if err != nil {
+		w.log.Warn().Err(err).Str("source", src.name).Str("event_id", env.ID).Msg("cannot store webhook event")
+		rw.Header().Set("Retry-After", "5")
+		return fail(http.StatusServiceUnavailable, "the event could not be stored; retry later")
+	}
+	writeJSON(rw, http.StatusAccepted, accepted{ID: env.ID, Duplicate: ack.Duplicate})
+	return http.StatusAccepted, env.ID, ack.Duplicate
+}
+
+// envelope checks the body and builds the stored event; on a bad request it
+// returns nil with the status and the reason.
+func (w *Webhooks) envelope(src *webhookSource, r *http.Request, body []byte, now time.Time) (*event.Envelope, int, string) {
+	// Every body is JSON: a payload, or a structured CloudEvent. Size and
+	// depth are checked before anything decodes it.
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return nil, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON: send application/json or a CloudEvent", ct)
+		}
+	}
+	if len(body) > 0 || !isBinaryCloudEvent(r.Header) {
+		if err := webhook.CheckJSON(body, w.maxDepth); err != nil {
+			return nil, http.StatusBadRequest, err.Error()
+		}
+	}
+	ce, isCE, err := webhook.ParseCloudEvent(r.Header, body)
+	if isCE && err != nil {
+		return nil, http.StatusBadRequest, err.Error()
+	}
+	env := &event.Envelope{Source: src.name, Time: now.UTC(), Headers: w.keepHeaders(src, r.Header), Data: body}
+	if isCE {
+		env.Data, env.Type = ce.Data, ce.Type
+	}
+	data, err := rules.DecodeJSON(env.Data)
+	if err != nil {
+		return nil, http.StatusBadRequest, "invalid JSON: " + err.Error()
+	}
+	defaultSubject := w.prefix + ".in." + src.name
+	if env.Subject, err = src.subject.Eval(env.Headers, data, src.name, defaultSubject); err != nil {
+		return nil, http.StatusBadRequest, "subject: " + err.Error()
+	}
+	if env.Subject == "" {
+		env.Subject = defaultSubject
+	}
+	byExpr, err := src.id.Eval(env.Headers, data, src.name, env.Subject)
+	if err != nil {
+		return nil, http.StatusBadRequest, "id: " + err.Error()
+	}
+	ceID := ""
+	if isCE {
+		ceID = ce.ID
+	}
+	for _, candidate := range []string{byExpr, r.Header.Get("Webhook-Id"), ceID, event.BodyHash(src.name, body)} {
+		if candidate != "" {
+			env.ID = candidate
+			break
+		}
+	}
+	return env, 0, ""
+}
+
+// isBinaryCloudEvent reports a binary-mode CloudEvent, whose body may be
+// empty (an event without data).
+func isBinaryCloudEvent(h http.Header) bool { return h.Get("Ce-Id") != "" }
+
+// keepHeaders selects the request headers stored with the event: the
+// configured ones, else all that are not credentials or transport.
+func (w *Webhooks) keepHeaders(src *webhookSource, h http.Header) map[string]string {
+	out := map[string]string{}
+	for k, v := range h {
+		name := strings.ToLower(k)
+		if len(v) == 0 || event.IsSecretHeader(name) || hopHeaders[name] {
+			continue
+		}
+		if src.headers != nil && !src.headers[name] {
+			continue
+		}
+		out[name] = v[0]
+	}
+	return out
+}
+
+func writeJSON(rw http.ResponseWriter, status int, v any) {
+	rw.Header().Set("Content-Type", "application/json")
+	rw.WriteHeader(status)
+	json.NewEncoder(rw).Encode(v)
+}
+
+func writeError(rw http.ResponseWriter, status int, msg string) {
+	writeJSON(rw, status, map[string]string{"error": msg})
+}
+
+func newRequestID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,135 @@
+// Package pipeline moves events to Intercom in two durable stages on
+// JetStream.
+//
+// Stage 1 (Matcher) reads the events stream, evaluates the rules, and stores
+// one Job per (event, rule) in the outbox stream, with Nats-Msg-Id set to
+// the job's delivery key; only then is the event acked. Stage 2 (Sender)
+// reads the outbox, skips keys the ledger has as sent, applies throttles,
+// sends at the pace Intercom allows, records the key as sent and acks.
+// Whatever cannot be delivered goes to the dead-letter stream with the
+// reason.
+package pipeline
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/intercom"
+)
+
+// Job is one message to send: what stage 1 rendered for one (event, rule).
+type Job struct {
+	Key       string           `json:"key"` // the delivery key: rule + "/" + dedupe key
+	Rule      string           `json:"rule"`
+	EventID   string           `json:"event_id"`
+	Source    string           `json:"source"`
+	DedupeKey string           `json:"dedupe_key"`
+	Throttle  *Throttle        `json:"throttle,omitempty"`
+	Message   intercom.Message `json:"message"`
+	Received  time.Time        `json:"received"` // when the event arrived, for end-to-end latency
+	Replay    bool             `json:"replay,omitempty"`
+}
+
+// Throttle allows one message per Key per Per.
+type Throttle struct {
+	Key string        `json:"key"`
+	Per time.Duration `json:"per"`
+}
+
+// DeliveryKey is the key of a rule's message for a dedupe key: each is sent
+// at most once within the dedupe window.
+func DeliveryKey(rule, dedupeKey string) string { return rule + "/" + dedupeKey }
+
+// kvKey maps any text to a valid KV key.
+func kvKey(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// Names of the streams, buckets and consumers for a prefix.
+type Names struct {
+	Events, Outbox, DLQ         string // streams
+	OutboxSubject, DLQSubject   string // subject prefixes: <prefix>.outbox, <prefix>.dlq
+	Sent, Throttle              string // KV buckets
+	MatchConsumer, SendConsumer string
+}
+
+// NamesFor returns the names for cfg's prefix.
+func NamesFor(cfg *config.Config) Names {
+	p := cfg.NATS.Prefix
+	up := strings.ToUpper(p)
+	return Names{
+		Events: up + "_EVENTS", Outbox: up + "_OUTBOX", DLQ: up + "_DLQ",
+		OutboxSubject: p + ".outbox", DLQSubject: p + ".dlq",
+		Sent: p + "_sent", Throttle: p + "_throttle",
+		MatchConsumer: p + "_match", SendConsumer: p + "_send",
+	}
+}
+
+// subjectToken makes a rule name safe as one subject token.
+func subjectToken(s string) string {
+	if s == "" {
+		return "_"
+	}
+	return strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_").Replace(s)
+}
+
+// OutboxStreamConfig is the outbox: a work queue of jobs. Its duplicate
+// window stops a job rendered twice (an event redelivered to stage 1) from
+// being queued twice; the sent ledger covers the longer dedupe window.
+func OutboxStreamConfig(cfg *config.Config) jetstream.StreamConfig {
+	n := NamesFor(cfg)
+	return jetstream.StreamConfig{
+		Name:        n.Outbox,
+		Description: "intercom-bridge: messages waiting to be sent",
+		Subjects:    []string{n.OutboxSubject + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Duplicates:  cfg.NATS.Events.Duplicates.D(),
+		Replicas:    cfg.NATS.Events.Replicas,
+	}
+}
+
+// DLQStreamConfig is the dead-letter stream: kept until replayed or purged.
+func DLQStreamConfig(cfg *config.Config) jetstream.StreamConfig {
+	n := NamesFor(cfg)
+	return jetstream.StreamConfig{
+		Name:        n.DLQ,
+		Description: "intercom-bridge: events and messages that could not be delivered",
+		Subjects:    []string{n.DLQSubject + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.NATS.Events.Replicas,
+	}
+}
+
+// SentBucketConfig is the ledger of delivery keys: pending before a send,
+// sent after, kept for the dedupe window.
+func SentBucketConfig(cfg *config.Config) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      NamesFor(cfg).Sent,
+		Description: "intercom-bridge: delivery keys pending or sent",
+		TTL:         cfg.Delivery.DedupeWindow.D(),
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.NATS.Events.Replicas,
+		History:     1,
+	}
+}
+
+// ThrottleBucketConfig holds one key per throttled (rule, key), each with
+// the rule's window as its own TTL.
+func ThrottleBucketConfig(cfg *config.Config) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:         NamesFor(cfg).Throttle,
+		Description:    "intercom-bridge: throttle windows",
+		Storage:        jetstream.FileStorage,
+		Replicas:       cfg.NATS.Events.Replicas,
+		History:        1,
+		LimitMarkerTTL: time.Minute,
+	}
+}

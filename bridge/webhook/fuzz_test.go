@@ -1,0 +1,247 @@
+package webhook
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fuzzNow is the fixed "now" of the fuzz targets.
+var fuzzNow = time.Unix(1700000000, 0)
+
+// checkAuthError fails unless err is nil or an *AuthError whose text holds
+// none of the forbidden strings.
+func checkAuthError(t *testing.T, err error, forbidden ...string) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	var ae *AuthError
+	if !errors.As(err, &ae) {
+		t.Fatalf("error %v (%T) is not an *AuthError", err, err)
+	}
+	for _, f := range forbidden {
+		if strings.Contains(err.Error(), f) {
+			t.Fatalf("error %q contains secret material", err)
+		}
+	}
+}
+
+func FuzzStandardWebhooksVerify(f *testing.F) {
+	key := []byte("fuzz-key-0123456789abcdefghijklmn")
+	secret := "whsec_" + base64.StdEncoding.EncodeToString(key)
+	v := mustVerifier(f, AuthConfig{Scheme: "standard-webhooks", Secrets: []string{secret}})
+	ts := strconv.FormatInt(fuzzNow.Unix(), 10)
+
+	f.Add("msg_1", ts, "", []byte(`{"a":1}`), true)
+	f.Add("msg_1", ts, "v1,AAAA", []byte(`{"a":1}`), false)
+	f.Add("msg_1", ts, "v1a,xyz v2,abc", []byte(`{}`), true)
+	f.Add("", ts, "v1,"+base64.StdEncoding.EncodeToString(make([]byte, 32)), []byte(`{}`), false)
+	f.Add("id", "0", ",", []byte(nil), true)
+	f.Add("id", "9223372036854775807", "v1, v1,", []byte("x"), true)
+	f.Add("a.b", "-1", "   ", []byte("."), false)
+	f.Add(vectorID, strconv.Itoa(vectorTimestamp), vectorSignature, []byte(vectorBody), false)
+
+	f.Fuzz(func(t *testing.T, id, ts, sig string, body []byte, signIt bool) {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(id + "." + ts + "."))
+		mac.Write(body)
+		want := mac.Sum(nil)
+		if signIt {
+			sig = "v1," + base64.StdEncoding.EncodeToString(want) + " " + sig
+		}
+		h := http.Header{
+			"Webhook-Id":        {id},
+			"Webhook-Timestamp": {ts},
+			"Webhook-Signature": {sig},
+		}
+		err := v.Verify(h, body, fuzzNow)
+		checkAuthError(t, err, secret, base64.StdEncoding.EncodeToString(want), hex.EncodeToString(want))
+
+		if err == nil {
+			// Accepted: the header must really carry the right signature,
+			// for a present id and a timestamp within tolerance.
+			if id == "" {
+				t.Fatal("accepted without webhook-id")
+			}
+			n, perr := strconv.ParseInt(ts, 10, 64)
+			if perr != nil || n < fuzzNow.Unix()-300 || n > fuzzNow.Unix()+300 {
+				t.Fatalf("accepted timestamp %q outside tolerance", ts)
+			}
+			found := false
+			for _, e := range strings.Fields(sig) {
+				if s, ok := strings.CutPrefix(e, "v1,"); ok {
+					raw, _ := base64.StdEncoding.DecodeString(s)
+					found = found || hmac.Equal(raw, want)
+				}
+			}
+			if !found {
+				t.Fatalf("accepted without the right signature: %q", sig)
+			}
+		}
+		if signIt && reason(t, err) == reasonSignatureMismatch {
+			t.Fatalf("correctly signed request rejected as mismatched (id %q, ts %q, sig %q)", id, ts, sig)
+		}
+	})
+}
+
+func FuzzHMACVerify(f *testing.F) {
+	const secret = "fuzz-hmac-secret"
+	hexV := mustVerifier(f, AuthConfig{Scheme: "hmac-sha256", Secrets: []string{"old-secret", secret}, Header: "X-Hub-Signature-256", Prefix: "sha256="})
+	b64V := mustVerifier(f, AuthConfig{Scheme: "hmac-sha256", Secrets: []string{secret}, Encoding: "base64"})
+
+	f.Add("", []byte(`{"a":1}`), true, false)
+	f.Add("", []byte(`{"a":1}`), true, true)
+	f.Add("sha256=", []byte(nil), false, false)
+	f.Add("sha256="+strings.Repeat("0", 64), []byte("x"), false, false)
+	f.Add(strings.Repeat("A", 43)+"=", []byte("x"), false, true)
+	f.Add("SHA256=zz", []byte("x"), false, false)
+	f.Add("  ", []byte(""), false, true)
+
+	f.Fuzz(func(t *testing.T, value string, body []byte, signIt, useBase64 bool) {
+		v, prefix, header, enc := hexV, "sha256=", "X-Hub-Signature-256", "hex"
+		if useBase64 {
+			v, prefix, header, enc = b64V, "", "X-Signature-256", "base64"
+		}
+		want := hmacSHA256([]byte(secret), body)
+		if signIt {
+			value = prefix + SignHMAC(secret, body, enc)
+		}
+		err := v.Verify(http.Header{header: {value}}, body, fuzzNow)
+		checkAuthError(t, err, secret, hex.EncodeToString(want), base64.StdEncoding.EncodeToString(want))
+
+		if signIt && err != nil {
+			t.Fatalf("correctly signed request rejected: %v", err)
+		}
+		if err == nil && !signIt {
+			// Only the configured secrets can have produced an accepted value.
+			s := strings.TrimSpace(value)
+			s = s[len(prefix):]
+			var raw []byte
+			if useBase64 {
+				raw, _ = base64.StdEncoding.DecodeString(s)
+				if raw == nil {
+					raw, _ = base64.RawStdEncoding.DecodeString(s)
+				}
+			} else {
+				raw, _ = hex.DecodeString(s)
+			}
+			if !hmac.Equal(raw, want) && !hmac.Equal(raw, hmacSHA256([]byte("old-secret"), body)) {
+				t.Fatalf("accepted %q without the right signature", value)
+			}
+		}
+	})
+}
+
+func FuzzParseCloudEvent(f *testing.F) {
+	f.Add("application/cloudevents+json", "", "", "", "", `{"specversion":"1.0","id":"a","source":"s","type":"t","data":{"x":1}}`)
+	f.Add("application/cloudevents+json; charset=utf-8", "", "", "", "", `{"specversion":"1.0","id":"a","source":"s","type":"t","data_base64":"e30="}`)
+	f.Add("application/cloudevents+json", "", "", "", "", `{"specversion":"1.0","id":"a","source":"s","type":"t","data":1,"data_base64":"e30="}`)
+	f.Add("application/cloudevents+json", "", "", "", "", `[]`)
+	f.Add("application/json", "evt", "/src", "1.0", "t", `{"a":1}`)
+	f.Add("application/json", "evt%20", "%zz", "1.0", "t", `{"a":1}`)
+	f.Add("text/plain", "evt", "/src", "1.0", "t", `hello`)
+	f.Add("", "evt", "/src", "1.0", "t", ``)
+	f.Add("application/json", "", "", "", "", `{"a":1}`)
+	f.Add("application/cloudevents-batch+json", "", "", "", "", `[]`)
+
+	f.Fuzz(func(t *testing.T, contentType, id, source, specversion, typ, body string) {
+		h := http.Header{}
+		for name, v := range map[string]string{
+			"Content-Type": contentType, "Ce-Id": id, "Ce-Source": source,
+			"Ce-Specversion": specversion, "Ce-Type": typ,
+		} {
+			if v != "" {
+				h.Set(name, v)
+			}
+		}
+		ce, ok, err := ParseCloudEvent(h, []byte(body))
+		switch {
+		case !ok:
+			if ce != nil || err != nil {
+				t.Fatalf("not a CloudEvent but got %+v, %v", ce, err)
+			}
+			if id != "" || source != "" || specversion != "" || typ != "" {
+				t.Fatal("ce- headers present but not recognised as a CloudEvent")
+			}
+		case err != nil:
+			if ce != nil {
+				t.Fatalf("error %v with a non-nil event", err)
+			}
+		default:
+			if ce.ID == "" || ce.Source == "" || ce.Type == "" || ce.SpecVersion != "1.0" {
+				t.Fatalf("accepted event lacks required attributes: %+v", ce)
+			}
+			if !json.Valid(ce.Data) {
+				t.Fatalf("accepted event has invalid JSON data %q", ce.Data)
+			}
+		}
+	})
+}
+
+func FuzzCheckJSON(f *testing.F) {
+	f.Add([]byte(`{"a":[1,2,{"b":"[["}]}`), 2)
+	f.Add([]byte(`[[[[]]]]`), 3)
+	f.Add([]byte(`{"a":1} {"b":2}`), 64)
+	f.Add([]byte(`"\\"`), 1)
+	f.Add([]byte(`"\"[["`), 1)
+	f.Add([]byte(`]][[`), 1)
+	f.Add([]byte(`1e400`), 0)
+	f.Add([]byte(strings.Repeat("[", 100)), 64)
+	f.Add([]byte(" "), 1)
+
+	f.Fuzz(func(t *testing.T, body []byte, maxDepth int) {
+		maxDepth %= 100
+		limit := maxDepth
+		if limit < 1 {
+			limit = DefaultMaxDepth
+		}
+		err := CheckJSON(body, maxDepth)
+		valid := json.Valid(body)
+		if valid {
+			depth := tokenDepth(t, body)
+			if (err == nil) != (depth <= limit) {
+				t.Fatalf("CheckJSON(depth %d, limit %d) = %v", depth, limit, err)
+			}
+			if err != nil && !errors.Is(err, ErrTooDeep) {
+				t.Fatalf("valid JSON refused for something other than depth: %v", err)
+			}
+		} else if err == nil {
+			t.Fatalf("CheckJSON accepted invalid JSON %q", body)
+		}
+	})
+}
+
+// tokenDepth measures the nesting depth of valid JSON with json.Decoder, an
+// implementation independent of CheckJSON's byte scan.
+func tokenDepth(t *testing.T, body []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	depth, deepest := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return deepest
+		}
+		if err != nil {
+			t.Fatalf("Decoder.Token on valid JSON: %v", err)
+		}
+		switch tok {
+		case json.Delim('['), json.Delim('{'):
+			depth++
+			deepest = max(deepest, depth)
+		case json.Delim(']'), json.Delim('}'):
+			depth--
+		}
+	}
+}
