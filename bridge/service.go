@@ -1,5 +1,6 @@
 // Package bridge is the service: it wires the NATS side, the sources, the
-// rules and delivery together, and serves webhooks.
+// rules and the delivery pipeline together, and serves webhooks and the
+// admin endpoints.
 package bridge
 
 import (
@@ -11,26 +12,46 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/ingest"
+	"github.com/intercom-bridge/bridge/bridge/metrics"
+	"github.com/intercom-bridge/bridge/bridge/pipeline"
+	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
+// Options are what the caller supplies besides the config.
+type Options struct {
+	Version string // for the User-Agent sent to Intercom
+	// Sender replaces the Intercom client (tests); nil: a real client, or
+	// dry run when the config says so or has no token.
+	Sender pipeline.MessageSender
+}
+
 // Service is a running bridge.
 type Service struct {
-	cfg    *config.Config
-	log    zerolog.Logger
-	broker *broker.Broker
-	rules  atomic.Pointer[rules.Set]
+	cfg     *config.Config
+	log     zerolog.Logger
+	metrics *metrics.Metrics
+	broker  *broker.Broker
+	rules   atomic.Pointer[rules.Set]
+	dryRun  bool
+
+	tokenRejected atomic.Bool
+	streamsReady  atomic.Bool
 
 	webhooks *ingest.Webhooks
 	sources  *ingest.NATSSources
-	matcher  *matcher
-	http     *http.Server
-	httpLn   net.Listener
+	matcher  *pipeline.Matcher
+	sender   *pipeline.Sender
+	client   *intercom.Client
+
+	http, admin     *http.Server
+	httpLn, adminLn net.Listener
 }
 
 // LoadRules loads the rules that cfg names, checked against its sources
@@ -39,58 +60,145 @@ func LoadRules(cfg *config.Config) (*rules.Set, error) {
 	return rules.Load(cfg.Rules.Paths, rules.Options{DefaultAdminID: cfg.Intercom.DefaultAdminID, Sources: cfg.SourceNames()})
 }
 
-// Start starts the bridge: NATS, the streams, the rules, the sources and the
-// webhook listener. Stop undoes it.
-func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Service, error) {
-	s := &Service{cfg: cfg, log: log}
+// Start starts the bridge: the rules, NATS and its streams, both pipeline
+// stages, the sources, and the webhook and admin listeners. Stop undoes it.
+func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Options) (_ *Service, err error) {
+	s := &Service{cfg: cfg, log: log, metrics: metrics.New()}
+	defer func() {
+		if err != nil {
+			s.Stop(context.Background())
+		}
+	}()
 	set, err := LoadRules(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("rules:\n%w", err)
 	}
-	s.rules.Store(set)
-	log.Info().Int("rules", set.Len()).Str("hash", set.Hash()[:12]).Msg("rules loaded")
+	s.setRules(set)
+
+	sender := opts.Sender
+	if sender == nil {
+		if cfg.Intercom.DryRun || cfg.Intercom.Token == "" {
+			s.dryRun = true
+			log.Warn().Msg("dry run: messages are rendered and logged, never sent (set intercom.token and dry_run: false to send)")
+		} else {
+			s.client, err = intercom.New(intercom.Config{BaseURL: cfg.Intercom.BaseURL, Token: cfg.Intercom.Token,
+				Version: cfg.Intercom.Version, UserAgent: "intercom-bridge/" + opts.Version,
+				RateLimitPerMinute: cfg.Intercom.RateLimitPerMinute, Timeout: cfg.Intercom.Timeout.D(),
+				Observe: s.observeIntercom})
+			if err != nil {
+				return nil, err
+			}
+			sender = s.client
+		}
+	}
 
 	if s.broker, err = broker.Open(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	if _, err := s.broker.EnsureStream(ctx, broker.EventsStreamConfig(cfg)); err != nil {
-		s.Stop(ctx)
+	for _, sc := range []jetstream.StreamConfig{broker.EventsStreamConfig(cfg), pipeline.OutboxStreamConfig(cfg), pipeline.DLQStreamConfig(cfg)} {
+		if _, err := s.broker.EnsureStream(ctx, sc); err != nil {
+			return nil, err
+		}
+	}
+	s.streamsReady.Store(true)
+
+	if s.sender, err = pipeline.StartSender(ctx, s.broker.JS, cfg, sender, s.dryRun, log, s.metrics); err != nil {
 		return nil, err
 	}
-	if s.matcher, err = startMatcher(ctx, s.broker.JS, cfg, s.rules.Load, log); err != nil {
-		s.Stop(ctx)
+	s.sender.OnUnauthorized = func() {
+		if !s.tokenRejected.Swap(true) {
+			s.metrics.IntercomTokenOK.Set(0)
+			log.Error().Msg("Intercom rejected the token (401): /readyz fails until a message is accepted")
+		}
+	}
+	if s.matcher, err = pipeline.StartMatcher(ctx, s.broker.JS, cfg, s.rules.Load, log, s.metrics); err != nil {
 		return nil, err
 	}
 	if s.sources, err = ingest.StartNATSSources(ctx, cfg, s.broker.Conn, s.broker.JS, log); err != nil {
-		s.Stop(ctx)
 		return nil, err
+	}
+	s.sources.Observe = func(source, outcome string) {
+		switch outcome {
+		case "stored":
+			s.metrics.EventsReceived.WithLabelValues(source).Inc()
+		case "invalid":
+			s.metrics.EventsInvalid.WithLabelValues(source).Inc()
+		}
 	}
 	if s.webhooks, err = ingest.NewWebhooks(cfg, s.broker.JS, log); err != nil {
-		s.Stop(ctx)
 		return nil, err
 	}
+	s.webhooks.Observe = func(source string, status int) {
+		s.metrics.WebhookRequests.WithLabelValues(source, metrics.Code(status)).Inc()
+		if status == http.StatusAccepted {
+			s.metrics.EventsReceived.WithLabelValues(source).Inc()
+		}
+	}
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
-		s.Stop(ctx)
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
-	s.http = &http.Server{Handler: s.webhooks.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
+	s.http = s.serve(s.httpLn, s.webhooks.Handler(), "webhook")
+	if cfg.Admin.Listen != "" {
+		if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			return nil, fmt.Errorf("admin.listen: %w", err)
+		}
+		s.admin = s.serve(s.adminLn, s.adminHandler(), "admin")
+	}
+	log.Info().Str("webhooks", s.httpLn.Addr().String()).Str("admin", cfg.Admin.Listen).Bool("dry_run", s.dryRun).Msg("bridge running")
+	return s, nil
+}
+
+func (s *Service) serve(ln net.Listener, h http.Handler, name string) *http.Server {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute}
 	go func() {
-		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error().Err(err).Msg("webhook listener failed")
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error().Err(err).Str("listener", name).Msg("listener failed")
 		}
 	}()
-	log.Info().Str("addr", s.httpLn.Addr().String()).Msg("receiving webhooks at POST /hooks/<source>")
-	return s, nil
+	return srv
+}
+
+func (s *Service) setRules(set *rules.Set) {
+	s.rules.Store(set)
+	s.metrics.RulesLoaded.Set(float64(set.Len()))
+	s.metrics.RulesHash.Reset()
+	s.metrics.RulesHash.WithLabelValues(set.Hash()).Set(1)
+	s.metrics.RulesReloadSuccess.Set(1)
+	s.metrics.RulesLastReloadTime.SetToCurrentTime()
+	s.log.Info().Int("rules", set.Len()).Str("hash", set.Hash()[:12]).Msg("rules loaded")
+}
+
+func (s *Service) observeIntercom(o intercom.Observation) {
+	s.metrics.IntercomDuration.WithLabelValues(metrics.Code(o.StatusCode)).Observe(o.Duration.Seconds())
+	if o.RateLimitRemaining >= 0 {
+		s.metrics.IntercomRemaining.Set(float64(o.RateLimitRemaining))
+	}
+	if o.StatusCode >= 200 && o.StatusCode < 300 && s.tokenRejected.Swap(false) {
+		s.metrics.IntercomTokenOK.Set(1)
+		s.log.Info().Msg("Intercom accepts the token again")
+	}
 }
 
 // WebhookAddr is the address the webhook listener is bound to.
 func (s *Service) WebhookAddr() string { return s.httpLn.Addr().String() }
 
+// AdminAddr is the address of the admin listener; "" when it is off.
+func (s *Service) AdminAddr() string {
+	if s.adminLn == nil {
+		return ""
+	}
+	return s.adminLn.Addr().String()
+}
+
+// Metrics are the service's metrics.
+func (s *Service) Metrics() *metrics.Metrics { return s.metrics }
+
 // Broker is the service's NATS side.
 func (s *Service) Broker() *broker.Broker { return s.broker }
 
 // Stop shuts the bridge down: webhooks answer 503 at once, sources stop,
-// work in flight finishes, and NATS closes cleanly.
+// stage 1 and stage 2 finish what they hold (the rest is redelivered
+// later), and NATS closes cleanly.
 func (s *Service) Stop(ctx context.Context) error {
 	if s.webhooks != nil {
 		s.webhooks.Close()
@@ -103,10 +211,19 @@ func (s *Service) Stop(ctx context.Context) error {
 		s.sources.Stop()
 	}
 	if s.matcher != nil {
-		s.matcher.stop()
+		s.matcher.Stop()
+	}
+	if s.sender != nil {
+		s.sender.Stop()
+	}
+	if s.admin != nil {
+		errs = append(errs, s.admin.Shutdown(ctx))
 	}
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close())
+	}
+	if s.client != nil {
+		s.client.CloseIdleConnections()
 	}
 	return errors.Join(errs...)
 }

@@ -29,6 +29,7 @@ func commands() []command {
 		{"test", "run the rule tests (*.test.yaml) beside the rules", runTest},
 		{"render", "print the Intercom request bodies an event would produce", runRender},
 		{"check", "verify the Intercom token, admin ids, NATS and streams", runCheck},
+		{"dlq", "list, show, replay or purge dead letters", runDLQ},
 		{"fake-intercom", "run an in-process fake Intercom API that prints each message", runFakeIntercom},
 		{"version", "print the version", runVersion},
 	}

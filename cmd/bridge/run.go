@@ -27,7 +27,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log := bridge.NewLogger(cfg.Log, stderr)
 	log.Info().Str("version", versionString()).Str("config", *configPath).Msg("starting")
-	svc, err := bridge.Start(ctx, cfg, log)
+	svc, err := bridge.Start(ctx, cfg, log, bridge.Options{Version: versionString()})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		fmt.Fprintln(stderr, err)

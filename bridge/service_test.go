@@ -1,0 +1,480 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/metrics"
+	"github.com/intercom-bridge/bridge/bridge/pipeline"
+	"github.com/intercom-bridge/bridge/bridge/webhook"
+	"github.com/intercom-bridge/bridge/intercom/intercomtest"
+	"github.com/intercom-bridge/bridge/internal/natstest"
+)
+
+const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+const testRules = `rules:
+  - name: order-thanks
+    on: {sources: [shop]}
+    when: event.type == "order.paid"
+    message:
+      type: email
+      from: "394051"
+      to: {type: user, user_id: '{{ .event.user }}'}
+      subject: 'Thanks for order {{ .event.order }}'
+      body: '<p>Hi {{ .event.name }}, we got {{ money .event.amount "EUR" }}.</p>'
+    dedupe: 'order-{{ .event.order }}'
+  - name: order-audit
+    on: {sources: [shop]}
+    when: event.type == "order.paid" && event.amount > 1000
+    message:
+      type: inapp
+      from: "394051"
+      to: {type: user, user_id: '{{ .event.user }}'}
+      body: 'Big order {{ .event.order }}'
+    dedupe: 'order-{{ .event.order }}'
+  - name: lead-welcome
+    on: {sources: [crm]}
+    message:
+      type: inapp
+      from: "394051"
+      to: {type: contact, id: '{{ .event.contact }}'}
+      body: 'Welcome, {{ .event.name }}!'
+  - name: usage-warning
+    on: {sources: [crm]}
+    when: event.kind == "usage"
+    message:
+      type: inapp
+      from: "394051"
+      to: {type: user, id: '{{ .event.user }}'}
+      body: 'You used {{ .event.used }}'
+    throttle: {key: '{{ .event.user }}', per: 1h}
+`
+
+// harness is a bridge on a real NATS server, sending to the fake Intercom.
+type harness struct {
+	t    *testing.T
+	nats *natstest.Server
+	ic   *intercomtest.Server
+	cfg  *config.Config
+	svc  *Service
+	logs *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newHarness starts a NATS server, the fake Intercom and a bridge; tweak,
+// when not nil, changes the config first.
+func newHarness(t *testing.T, tweak func(*config.Config)) *harness {
+	t.Helper()
+	h := &harness{t: t, nats: natstest.Start(t), ic: intercomtest.NewServer(intercomtest.WithPermissive(true)), logs: &syncBuffer{}}
+	t.Cleanup(h.ic.Close)
+	h.ic.AddAdmin("394051", "Wash", "wash@example.com")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(testRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := fmt.Sprintf(`
+log: {level: debug}
+nats: {url: "%s"}
+http: {listen: "127.0.0.1:0"}
+admin: {listen: "127.0.0.1:0"}
+sources:
+  - {name: shop, webhook: {auth: {scheme: standard-webhooks, secret: "%s"}}}
+  - {name: crm, nats: {subjects: ["crm.>"]}}
+intercom: {base_url: "%s", token: "%s", timeout: 2s}
+rules: {paths: [rules.yaml]}
+delivery: {workers: 4, backoff: {initial: 50ms, max: 200ms}}
+`, h.nats.ClientURL(), secret, h.ic.URL(), h.ic.Token())
+	cfg, err := config.Parse(filepath.Join(dir, "bridge.yaml"), []byte(src), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg = cfg
+	if tweak != nil {
+		tweak(cfg)
+	}
+	h.start()
+	return h
+}
+
+func (h *harness) start() {
+	h.t.Helper()
+	log := zerolog.New(h.logs).Level(zerolog.DebugLevel)
+	svc, err := Start(context.Background(), h.cfg, log, Options{Version: "test"})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.svc = svc
+	h.t.Cleanup(func() { svc.Stop(context.Background()) })
+}
+
+// webhook sends a signed webhook and returns the status.
+func (h *harness) webhook(id string, payload any) int {
+	h.t.Helper()
+	body, _ := json.Marshal(payload)
+	sig, err := webhook.SignStandard(secret, id, time.Now(), body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", "http://"+h.svc.WebhookAddr()+"/hooks/shop", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Webhook-Id", id)
+	req.Header.Set("Webhook-Timestamp", fmt.Sprint(time.Now().Unix()))
+	req.Header.Set("Webhook-Signature", sig)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (h *harness) publish(subject string, payload any) {
+	h.t.Helper()
+	nc, err := nats.Connect(h.nats.ClientURL())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer nc.Close()
+	body, _ := json.Marshal(payload)
+	if err := nc.Publish(subject, body); err != nil {
+		h.t.Fatal(err)
+	}
+	nc.Flush()
+}
+
+// delivered returns the number of deliveries with outcome for rule.
+func (h *harness) delivered(rule, outcome string) int {
+	return int(testutil.ToFloat64(h.svc.Metrics().Deliveries.WithLabelValues(rule, outcome)))
+}
+
+func (h *harness) waitFor(what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s\nlogs:\n%s", what, tail(h.logs.String(), 30))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// settle waits until nothing is pending in either stage.
+func (h *harness) settle() {
+	h.t.Helper()
+	ctx := context.Background()
+	names := pipeline.NamesFor(h.cfg)
+	h.waitFor("the pipeline to settle", func() bool {
+		for _, c := range [][2]string{{names.Events, names.MatchConsumer}, {names.Outbox, names.SendConsumer}} {
+			cons, err := h.svc.Broker().JS.Consumer(ctx, c[0], c[1])
+			if err != nil {
+				return false
+			}
+			info, err := cons.Info(ctx)
+			if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func (h *harness) dlq() []pipeline.Entry {
+	h.t.Helper()
+	q, err := pipeline.OpenDLQ(context.Background(), h.svc.Broker().JS, h.cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	entries, err := q.List(context.Background(), pipeline.Filter{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return entries
+}
+
+func TestWebhookBecomesOneEmail(t *testing.T) {
+	h := newHarness(t, nil)
+	for range 3 { // the sender retries: one event, one message
+		if status := h.webhook("msg_1", map[string]any{"type": "order.paid", "order": 1001, "user": "u-1", "name": "Ada & co", "amount": 99.5}); status != 202 {
+			t.Fatalf("status %d", status)
+		}
+	}
+	h.waitFor("the email", func() bool { return len(h.ic.Messages()) == 1 })
+	h.settle()
+	msgs := h.ic.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("got %d messages", len(msgs))
+	}
+	m := msgs[0]
+	if m.MessageType != "email" || m.Subject != "Thanks for order 1001" || m.Body != "<p>Hi Ada &amp; co, we got €99.50.</p>" ||
+		m.To.Type != "user" || m.To.UserID != "u-1" || m.From.ID != "394051" || m.Template != "plain" {
+		t.Errorf("message: %+v", m)
+	}
+	if got := h.delivered("order-thanks", metrics.Sent); got != 1 {
+		t.Errorf("sent metric %d", got)
+	}
+	if !strings.Contains(h.logs.String(), `"delivery_key":"order-thanks/order-1001"`) {
+		t.Errorf("no delivery log line with the delivery key")
+	}
+}
+
+func TestNATSPublishBecomesInAppToContact(t *testing.T) {
+	h := newHarness(t, nil)
+	h.publish("crm.lead.created", map[string]any{"contact": "c-9", "name": "Grace"})
+	h.waitFor("the message", func() bool { return len(h.ic.Messages()) == 1 })
+	m := h.ic.Messages()[0]
+	if m.MessageType != "inapp" || m.To.Type != "contact" || m.To.ID != "c-9" || m.Body != "Welcome, Grace!" || m.Subject != "" {
+		t.Errorf("message: %+v", m)
+	}
+}
+
+func TestTwoRulesOneFailingTwice(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ic.FailNext(2, 503)
+	h.webhook("msg_2", map[string]any{"type": "order.paid", "order": 7, "user": "u-7", "name": "Bo", "amount": 5000})
+	h.waitFor("both messages", func() bool {
+		return h.delivered("order-thanks", metrics.Sent) == 1 && h.delivered("order-audit", metrics.Sent) == 1
+	})
+	h.settle()
+	if n := len(h.ic.Messages()); n != 2 {
+		t.Errorf("Intercom got %d messages, want 2 (one per rule)", n)
+	}
+	if r := h.delivered("order-thanks", metrics.Retry) + h.delivered("order-audit", metrics.Retry); r != 2 {
+		t.Errorf("%d retries, want 2", r)
+	}
+}
+
+func TestPermanentErrorIsDeadLetteredWithoutRetry(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ic.FailNext(1, 422)
+	h.webhook("msg_3", map[string]any{"type": "order.paid", "order": 8, "user": "u-8", "name": "Cy", "amount": 10})
+	h.waitFor("the dead letter", func() bool { return h.delivered("order-thanks", metrics.DeadLetter) == 1 })
+	h.settle()
+	if n := len(h.ic.Requests()); n != 1 {
+		t.Errorf("%d requests: a 422 must not be retried", n)
+	}
+	dl := h.dlq()
+	if len(dl) != 1 {
+		t.Fatalf("dead letters: %+v", dl)
+	}
+	d := dl[0]
+	if d.Reason != pipeline.ReasonPermanent || d.Status != 422 || d.Code == "" || d.Rule != "order-thanks" || d.EventID != "msg_3" ||
+		d.Key != "order-thanks/order-8" || d.Job == nil || d.Job.Message.Subject != "Thanks for order 8" || d.Attempts != 1 {
+		t.Errorf("dead letter: %+v", d)
+	}
+}
+
+func TestRateLimitWaitsWithoutSpendingAttempts(t *testing.T) {
+	h := newHarness(t, func(c *config.Config) { c.Delivery.MaxAttempts = 1 })
+	h.ic.SetWindowLimit(0, time.Second)
+	h.ic.FailNext(1, 429)
+	h.webhook("msg_4", map[string]any{"type": "order.paid", "order": 9, "user": "u-9", "name": "Di", "amount": 10})
+	h.waitFor("the message", func() bool { return h.delivered("order-thanks", metrics.Sent) == 1 })
+	if got := h.delivered("order-thanks", metrics.RateLimited); got != 1 {
+		t.Errorf("rate_limited %d", got)
+	}
+	if len(h.dlq()) != 0 {
+		t.Error("a 429 spent the only attempt")
+	}
+}
+
+func TestRenderErrorIsDeadLettered(t *testing.T) {
+	h := newHarness(t, nil)
+	h.webhook("msg_5", map[string]any{"type": "order.paid", "order": 10, "user": "u-10", "amount": 10}) // no name
+	h.waitFor("the dead letter", func() bool { return len(h.dlq()) == 1 })
+	d := h.dlq()[0]
+	if d.Reason != pipeline.ReasonRender || d.Rule != "order-thanks" || !strings.Contains(d.Error, `no field "name"`) || d.Event == nil || d.Event.ID != "msg_5" {
+		t.Errorf("dead letter: %+v", d)
+	}
+	if len(h.ic.Messages()) != 0 {
+		t.Error("a message was sent")
+	}
+}
+
+func TestThrottle(t *testing.T) {
+	h := newHarness(t, nil)
+	for i := range 3 {
+		h.publish("crm.usage", map[string]any{"kind": "usage", "user": "u-1", "used": i, "contact": "c", "name": "n"})
+	}
+	h.publish("crm.usage", map[string]any{"kind": "usage", "user": "u-2", "used": 5, "contact": "c", "name": "n"})
+	h.waitFor("the messages", func() bool {
+		return h.delivered("usage-warning", metrics.Sent)+h.delivered("usage-warning", metrics.Throttled) == 4
+	})
+	if s, th := h.delivered("usage-warning", metrics.Sent), h.delivered("usage-warning", metrics.Throttled); s != 2 || th != 2 {
+		t.Errorf("sent %d, throttled %d; want 2 and 2", s, th)
+	}
+}
+
+func TestDryRunSendsNothing(t *testing.T) {
+	h := newHarness(t, func(c *config.Config) { c.Intercom.DryRun = true })
+	h.webhook("msg_6", map[string]any{"type": "order.paid", "order": 11, "user": "u-11", "name": "Ed", "amount": 10})
+	h.waitFor("the dry run", func() bool { return h.delivered("order-thanks", metrics.DryRun) == 1 })
+	if n := len(h.ic.Requests()); n != 0 {
+		t.Errorf("%d requests reached Intercom in dry run", n)
+	}
+	if !strings.Contains(h.logs.String(), `"message":"dry run: would send"`) || !strings.Contains(h.logs.String(), `"subject":"Thanks for order 11"`) {
+		t.Errorf("the request is not logged:\n%s", tail(h.logs.String(), 10))
+	}
+}
+
+func TestReplayResendsOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ic.FailNext(1, 400)
+	h.webhook("msg_7", map[string]any{"type": "order.paid", "order": 12, "user": "u-12", "name": "Flo", "amount": 10})
+	h.waitFor("the dead letter", func() bool { return len(h.dlq()) == 1 })
+	seq := h.dlq()[0].Seq
+	q, err := pipeline.OpenDLQ(context.Background(), h.svc.Broker().JS, h.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := q.Replay(context.Background(), pipeline.Filter{}, nil); err != nil || n != 1 {
+		t.Fatalf("replay: %d %v", n, err)
+	}
+	h.waitFor("the message", func() bool { return h.delivered("order-thanks", metrics.Sent) == 1 })
+	// A second replay of the same job (an operator replaying an old copy)
+	// finds the key sent.
+	job := *h.dlqJob(seq)
+	h.replayJob(job)
+	h.waitFor("the duplicate", func() bool { return h.delivered("order-thanks", metrics.Duplicate) == 1 })
+	if n := len(h.ic.Messages()); n != 1 {
+		t.Errorf("%d messages sent", n)
+	}
+}
+
+// dlqJob keeps a copy of a dead letter's job before a replay deletes it.
+func (h *harness) dlqJob(seq uint64) *pipeline.Job {
+	h.t.Helper()
+	for _, e := range h.dlq() {
+		if e.Seq == seq {
+			return e.Job
+		}
+	}
+	// Already replayed: rebuild it from the sent message.
+	m := h.ic.Messages()[0]
+	return &pipeline.Job{Key: "order-thanks/order-12", Rule: "order-thanks", EventID: "msg_7", Message: m, Replay: true}
+}
+
+func (h *harness) replayJob(job pipeline.Job) {
+	h.t.Helper()
+	job.Replay = true
+	body, _ := json.Marshal(job)
+	m := nats.NewMsg(pipeline.NamesFor(h.cfg).OutboxSubject + ".order-thanks")
+	m.Data = body
+	m.Header.Set(nats.MsgIdHdr, "replay:manual")
+	if _, err := h.svc.Broker().JS.PublishMsg(context.Background(), m); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func TestTwoReplicasSendEachJobOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	second, err := Start(context.Background(), h.cfg, zerolog.New(h.logs), Options{Version: "test"})
+	if err == nil {
+		t.Cleanup(func() { second.Stop(context.Background()) })
+	} else if !strings.Contains(err.Error(), "http.listen") {
+		t.Fatal(err)
+	}
+	const n = 200
+	for i := range n {
+		h.publish("crm.lead.created", map[string]any{"contact": fmt.Sprintf("c-%d", i), "name": "x"})
+	}
+	h.waitFor("all messages", func() bool { return len(h.ic.Messages()) >= n })
+	h.settle()
+	seen := map[string]int{}
+	for _, m := range h.ic.Messages() {
+		seen[m.To.ID]++
+	}
+	dups := 0
+	for _, c := range seen {
+		dups += c - 1
+	}
+	if len(seen) != n || dups != 0 {
+		t.Errorf("%d recipients, %d duplicates", len(seen), dups)
+	}
+	if second != nil {
+		a := int(testutil.ToFloat64(h.svc.Metrics().Deliveries.WithLabelValues("lead-welcome", metrics.Sent)))
+		b := int(testutil.ToFloat64(second.Metrics().Deliveries.WithLabelValues("lead-welcome", metrics.Sent)))
+		t.Logf("replica 1 sent %d, replica 2 sent %d", a, b)
+		if a+b != n {
+			t.Errorf("replicas sent %d + %d", a, b)
+		}
+	}
+}
+
+func TestNATSRestartLosesAndDuplicatesNothing(t *testing.T) {
+	h := newHarness(t, nil)
+	const n = 300
+	nc, err := nats.Connect(h.nats.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	for i := range n {
+		if i == n/2 {
+			h.nats.Restart(300 * time.Millisecond)
+		}
+		body, _ := json.Marshal(map[string]any{"contact": fmt.Sprintf("c-%d", i), "name": "x"})
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err := js.Publish(ctx, "crm.lead.created", body)
+			cancel()
+			if err == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	h.waitFor("all messages", func() bool { return len(h.ic.Messages()) >= n })
+	h.settle()
+	seen := map[string]int{}
+	for _, m := range h.ic.Messages() {
+		seen[m.To.ID]++
+	}
+	dups := len(h.ic.Messages()) - len(seen)
+	t.Logf("published %d, sent %d, unique %d", n, len(h.ic.Messages()), len(seen))
+	if len(seen) != n || dups != 0 {
+		t.Errorf("lost %d, duplicated %d", n-len(seen), dups)
+	}
+}
