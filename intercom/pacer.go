@@ -21,20 +21,22 @@ import (
 //
 // A request sent near the end of a window may be counted in the next one,
 // on top of that window's full budget. Two rules keep that from causing a
-// 429: nothing is sent in the last twentieth of a window, and a new window
-// opens only once the requests of the previous one have been answered
+// 429: a request sent in the last twentieth of a window is charged to the
+// next window too (so sending never stalls at a window's end), and a new
+// window opens only once the requests of the previous one have been answered
 // (waiting at most one window for them), because their answers say in which
 // window the server counted them.
 type pacer struct {
 	budget int           // requests per window
 	window time.Duration // length of a window
-	guard  time.Duration // the tail of each window in which nothing is sent
+	guard  time.Duration // the tail of each window whose requests the next window is charged for too
 
 	mu           sync.Mutex
 	seq          uint64        // number of the current window, for tickets
 	windowEnd    time.Time     // end of the current window
 	left         int           // requests left in the current window
 	inflight     int           // requests of the current window not yet answered
+	carry        int           // requests sent in the current window's guard, charged to the next
 	drained      chan struct{} // closed when inflight drops to 0, for those waiting on it
 	blockedUntil time.Time     // nothing is sent before this (a 429, or Remaining 0)
 }
@@ -82,11 +84,14 @@ func (p *pacer) reserve(now time.Time) (tk ticket, wait time.Duration, drained <
 			}
 			return 0, deadline.Sub(now), p.drained
 		}
-		p.open(p.nextEnd(now), p.budget)
+		p.open(p.nextEnd(now), max(0, p.budget-p.carry))
 	}
-	if p.left > 0 && p.windowEnd.Sub(now) > p.guard {
+	if p.left > 0 {
 		p.left--
 		p.inflight++
+		if p.windowEnd.Sub(now) <= p.guard {
+			p.carry++
+		}
 		return ticket(p.seq), 0, nil
 	}
 	return 0, p.windowEnd.Sub(now), nil
@@ -110,6 +115,7 @@ func (p *pacer) open(end time.Time, left int) {
 	p.windowEnd = end
 	p.left = left
 	p.inflight = 0
+	p.carry = 0
 	p.wake()
 }
 

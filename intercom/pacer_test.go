@@ -64,9 +64,12 @@ func TestPacer(t *testing.T) {
 			},
 		},
 		{
-			name:   "nothing is sent in the last moments of a window",
-			budget: 3,
-			steps:  []step{reserve(9600*time.Millisecond, 400*time.Millisecond), reserve(10*s, 0)},
+			name:   "a request at the end of a window is charged to the next one too",
+			budget: 2,
+			steps: []step{
+				reserve(9600*time.Millisecond, 0), ok(9700 * time.Millisecond),
+				reserve(10*s, 0), reserve(10100*time.Millisecond, 9900*time.Millisecond),
+			},
 		},
 		{
 			name:   "a new window waits for the answers of the last one",

@@ -210,10 +210,11 @@ func decodeEntry(seq uint64, subject string, h nats.Header, data []byte, stored 
 
 // Summary counts the dead letters of one (rule, reason).
 type Summary struct {
-	Rule           string    `json:"rule"`
-	Reason         string    `json:"reason"`
-	Count          int       `json:"count"`
-	Oldest, Newest time.Time `json:"-"`
+	Rule   string    `json:"rule"`
+	Reason string    `json:"reason"`
+	Count  int       `json:"count"`
+	Oldest time.Time `json:"oldest"` // the At of the oldest entry
+	Newest time.Time `json:"newest"`
 }
 
 // Summarize groups entries by rule and reason, sorted by rule then reason.

@@ -271,7 +271,7 @@ func (s *Sender) succeed(msg jetstream.Msg, job *Job, sent *intercom.SentMessage
 		time.Sleep(200 * time.Millisecond)
 	}
 	msg.Ack()
-	if !job.Received.IsZero() {
+	if !job.Received.IsZero() && !job.Replay { // a replay's wait in the DLQ is not latency
 		s.m.DeliveryLatency.Observe(time.Since(job.Received).Seconds())
 	}
 	log.Info().Str("intercom_message_id", sent.ID).Str("message_type", job.Message.MessageType).Msg("sent")

@@ -1,0 +1,259 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/intercom-bridge/bridge/bridge/broker"
+	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/metrics"
+	"github.com/intercom-bridge/bridge/bridge/pipeline"
+	"github.com/intercom-bridge/bridge/intercom/intercomtest"
+	"github.com/intercom-bridge/bridge/rules"
+)
+
+// benchConfig writes n rules (rule i matches events of kind "k<i>") and a
+// config on the embedded server with a capture source "app" and an open
+// webhook source "hook".
+func benchConfig(b *testing.B, n int, icURL, token string) *config.Config {
+	b.Helper()
+	dir := b.TempDir()
+	var rules strings.Builder
+	rules.WriteString("rules:\n")
+	for i := range n {
+		fmt.Fprintf(&rules, `  - name: r%d
+    on: {sources: [app, hook]}
+    when: event.kind == "k%d"
+    message:
+      type: inapp
+      from: "394051"
+      to: {type: user, id: '{{ .event.user }}'}
+      body: 'Hello {{ .event.user }}, event {{ .event.n }}'
+    dedupe: '{{ .event.n }}'
+`, i, i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(rules.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	src := fmt.Sprintf(`
+log: {level: error}
+data_dir: data
+http: {listen: "127.0.0.1:0"}
+admin: {listen: ""}
+sources:
+  - {name: app, nats: {subjects: ["app.>"]}}
+  - {name: hook, webhook: {auth: {scheme: none}}}
+intercom: {base_url: "%s", token: "%s", rate_limit_per_minute: 100000000}
+rules: {paths: [rules.yaml]}
+delivery: {workers: 32}
+`, icURL, token)
+	cfg, err := config.Parse(filepath.Join(dir, "bridge.yaml"), []byte(src), func(string) (string, bool) { return "", false })
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cfg
+}
+
+// publishEvents stores n events on app.events; every matchEvery-th event
+// matches rule r<(i/matchEvery)%rules>, the others match nothing.
+func publishEvents(b *testing.B, js jetstream.JetStream, n, matchEvery, rules int) {
+	b.Helper()
+	var futures []jetstream.PubAckFuture
+	for i := range n {
+		kind := "none"
+		if i%matchEvery == 0 {
+			kind = fmt.Sprintf("k%d", (i/matchEvery)%rules)
+		}
+		f, err := js.PublishAsync("app.events", fmt.Appendf(nil, `{"n":%d,"kind":"%s","user":"u-%d"}`, i, kind, i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		futures = append(futures, f)
+		if len(futures) == 4096 {
+			waitAcks(b, futures)
+			futures = futures[:0]
+		}
+	}
+	waitAcks(b, futures)
+}
+
+func waitAcks(b *testing.B, futures []jetstream.PubAckFuture) {
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStage1 measures matching: 100 rules, 10 % of events matching,
+// on the embedded server (run with -benchtime=100000x).
+func BenchmarkStage1(b *testing.B) {
+	cfg := benchConfig(b, 100, "http://127.0.0.1:1", "t")
+	ctx := context.Background()
+	br, err := broker.Open(ctx, cfg, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer br.Close()
+	for _, sc := range []jetstream.StreamConfig{broker.EventsStreamConfig(cfg), pipeline.OutboxStreamConfig(cfg), pipeline.DLQStreamConfig(cfg)} {
+		if _, err := br.EnsureStream(ctx, sc); err != nil {
+			b.Fatal(err)
+		}
+	}
+	set, err := LoadRules(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	publishEvents(b, br.JS, b.N, 10, 100)
+	m := metrics.New()
+	b.ResetTimer()
+	start := time.Now()
+	mt, err := pipeline.StartMatcher(ctx, br.JS, cfg, func() *rules.Set { return set }, zerolog.Nop(), m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	names := pipeline.NamesFor(cfg)
+	waitDrained(b, br.JS, names.Events, names.MatchConsumer)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	mt.Stop()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+}
+
+func waitDrained(b *testing.B, js jetstream.JetStream, stream, consumer string) {
+	b.Helper()
+	ctx := context.Background()
+	for {
+		cons, err := js.Consumer(ctx, stream, consumer)
+		if err == nil {
+			if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// BenchmarkBurst delivers a burst end to end: b.N events stored before the
+// bridge starts, half of them matching, sent to the fake Intercom with no
+// latency, ledger included (run with -benchtime=50000x).
+func BenchmarkBurst(b *testing.B) {
+	ic := intercomtest.NewServer(intercomtest.WithPermissive(true), intercomtest.WithRecordLimit(1))
+	defer ic.Close()
+	ic.AddAdmin("394051", "Wash", "w@example.com")
+	cfg := benchConfig(b, 10, ic.URL(), ic.Token())
+	ctx := context.Background()
+	br, err := broker.Open(ctx, cfg, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := br.EnsureStream(ctx, broker.EventsStreamConfig(cfg)); err != nil {
+		b.Fatal(err)
+	}
+	publishEvents(b, br.JS, b.N, 2, 10)
+	br.Close()
+
+	b.ResetTimer()
+	start := time.Now()
+	svc, err := Start(ctx, cfg, zerolog.Nop(), Options{Version: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Stop(ctx)
+	want := (b.N + 1) / 2
+	for sent(svc) < want {
+		time.Sleep(10 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(want)/elapsed.Seconds(), "sends/s")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+}
+
+func sent(svc *Service) int {
+	total := 0
+	for i := range 10 {
+		total += int(testutil.ToFloat64(svc.metrics.Deliveries.WithLabelValues(fmt.Sprintf("r%d", i), metrics.Sent)))
+	}
+	return total
+}
+
+// BenchmarkWebhookToIntercom sends matching webhooks at 200/s and reports
+// the latency from the request to the fake Intercom receiving the message
+// (run with -benchtime=2000x).
+func BenchmarkWebhookToIntercom(b *testing.B) {
+	var mu sync.Mutex
+	arrived := map[string]time.Time{}
+	ic := intercomtest.NewServer(intercomtest.WithPermissive(true), intercomtest.WithRecordLimit(1),
+		intercomtest.WithRequestHook(func(r intercomtest.Request) {
+			if r.Message != nil {
+				mu.Lock()
+				arrived[r.Message.To.ID] = r.Time
+				mu.Unlock()
+			}
+		}))
+	defer ic.Close()
+	ic.AddAdmin("394051", "Wash", "w@example.com")
+	cfg := benchConfig(b, 10, ic.URL(), ic.Token())
+	ctx := context.Background()
+	svc, err := Start(ctx, cfg, zerolog.Nop(), Options{Version: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Stop(ctx)
+	client := &http.Client{}
+	url := "http://" + svc.WebhookAddr() + "/hooks/hook"
+	sentAt := make([]time.Time, b.N)
+	tick := time.NewTicker(time.Second / 200)
+	defer tick.Stop()
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for i := range b.N {
+		<-tick.C
+		wg.Go(func() {
+			body := fmt.Appendf(nil, `{"n":%d,"kind":"k1","user":"u-%d"}`, i, i)
+			sentAt[i] = time.Now()
+			resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	for {
+		mu.Lock()
+		n := len(arrived)
+		mu.Unlock()
+		if n >= b.N {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.StopTimer()
+	lat := make([]time.Duration, 0, b.N)
+	for i := range b.N {
+		lat = append(lat, arrived[fmt.Sprintf("u-%d", i)].Sub(sentAt[i]))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
