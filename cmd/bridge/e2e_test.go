@@ -1,0 +1,856 @@
+package main
+
+// End-to-end fault tests: they build the bridge binary, run it against a
+// real NATS server (started by the test, so that it outlives the bridge)
+// and the fake Intercom, and count what arrived, what was lost and what was
+// sent twice while the bridge is killed, stopped, or loses NATS.
+//
+// The only duplicates the bridge may produce are the messages Intercom
+// accepted while their delivery key was "pending" when the process died
+// (DESIGN.md §4); the kill test bounds duplicates by the keys it finds
+// pending in the sent ledger right after each kill.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/pipeline"
+	"github.com/intercom-bridge/bridge/bridge/webhook"
+	"github.com/intercom-bridge/bridge/intercom"
+	"github.com/intercom-bridge/bridge/intercom/intercomtest"
+	"github.com/intercom-bridge/bridge/internal/natstest"
+)
+
+const (
+	e2eAdminID = "394051"
+	e2eSecret  = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	e2eWorkers = 8
+	e2eRule    = "app-notify"
+)
+
+// e2eRules sends one in-app message per event, at most once per event.n.
+const e2eRules = `rules:
+  - name: app-notify
+    description: one in-app message per event
+    message:
+      type: inapp
+      from: "394051"
+      to: {type: user, user_id: '{{ .event.user }}'}
+      body: '<p>Event {{ .event.n }} for {{ .event.user }}</p>'
+    dedupe: '{{ .event.n }}'
+`
+
+// e2eBuild is the bridge binary, built once per test process.
+var e2eBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// e2eBinary returns the path of the bridge binary, building it the first
+// time. The tests that use it are skipped with -short.
+func e2eBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: builds and runs the bridge binary")
+	}
+	e2eBuild.once.Do(func() {
+		// go test runs the test binary from its work directory and removes
+		// that directory when done: build beside it when we can.
+		dir, err := filepath.Abs(filepath.Dir(os.Args[0]))
+		if err != nil || !strings.Contains(dir, "go-build") {
+			if dir, err = os.MkdirTemp("", "bridge-e2e-"); err != nil {
+				e2eBuild.err = err
+				return
+			}
+		}
+		goCmd := "go"
+		if root := os.Getenv("GOROOT"); root != "" {
+			if p := filepath.Join(root, "bin", "go"); fileExists(p) {
+				goCmd = p
+			}
+		}
+		bin := filepath.Join(dir, "bridge-e2e")
+		cmd := exec.Command(goCmd, "build", "-o", bin, ".")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			e2eBuild.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		e2eBuild.path = bin
+	})
+	if e2eBuild.err != nil {
+		t.Fatal(e2eBuild.err)
+	}
+	return e2eBuild.path
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// freeAddr returns a loopback address with a port nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// e2eEnv is what outlives the bridge processes of one test: NATS, the fake
+// Intercom, the rules, and the test's own NATS connection.
+type e2eEnv struct {
+	t     *testing.T
+	bin   string
+	dir   string
+	nats  *natstest.Server
+	ic    *intercomtest.Server
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	names pipeline.Names
+}
+
+func newE2E(t *testing.T) *e2eEnv {
+	t.Helper()
+	e := &e2eEnv{t: t, bin: e2eBinary(t), dir: t.TempDir()}
+	e.ic = intercomtest.NewServer(intercomtest.WithPermissive(true))
+	t.Cleanup(e.ic.Close)
+	e.ic.AddAdmin(e2eAdminID, "Wash", "wash@example.com")
+	e.nats = natstest.Start(t)
+	nc, err := nats.Connect(e.nats.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	e.nc = nc
+	if e.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.dir, "rules.yaml"), []byte(e2eRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// e2eBridge is one bridge: its config, and the process running it, if any.
+// A restart appends to the same log file.
+type e2eBridge struct {
+	env       *e2eEnv
+	name      string
+	config    string
+	log       string
+	httpAddr  string
+	adminAddr string
+	starts    int
+
+	cmd   *exec.Cmd
+	done  chan struct{} // closed when cmd has exited
+	state *os.ProcessState
+}
+
+// newBridge writes the config of a bridge; start runs it. level is the log
+// level; admin turns the admin listener on.
+func (e *e2eEnv) newBridge(name, level string, admin bool) *e2eBridge {
+	t := e.t
+	t.Helper()
+	b := &e2eBridge{env: e, name: name, config: filepath.Join(e.dir, name+".yaml"), log: filepath.Join(e.dir, name+".log"),
+		httpAddr: freeAddr(t)}
+	if admin {
+		b.adminAddr = freeAddr(t)
+	}
+	src := fmt.Sprintf(`# end-to-end test config for %s
+log: {level: %s}
+data_dir: %q
+nats: {url: %q}
+http: {listen: %q}
+admin: {listen: %q}
+sources:
+  - {name: app, nats: {subjects: ["app.>"]}}
+  - {name: shop, webhook: {auth: {scheme: standard-webhooks, secret: %q}}}
+intercom: {base_url: %q, token: %q, default_admin_id: %q, rate_limit_per_minute: 60000, timeout: 5s}
+rules: {paths: [rules.yaml], watch: false}
+delivery: {workers: %d, backoff: {initial: 100ms, max: 1s}}
+`, name, level, filepath.Join(e.dir, "data-"+name), e.nats.ClientURL(), b.httpAddr, b.adminAddr, e2eSecret,
+		e.ic.URL(), e.ic.Token(), e2eAdminID, e2eWorkers)
+	if err := os.WriteFile(b.config, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if e.names.Events == "" {
+		cfg, err := config.Load(b.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.names = pipeline.NamesFor(cfg)
+	}
+	t.Cleanup(func() {
+		if b.running() {
+			b.cmd.Process.Kill()
+			<-b.done
+		}
+		if t.Failed() {
+			t.Logf("%s: last lines of %s:\n%s", b.name, b.log, b.tail(40))
+		}
+	})
+	return b
+}
+
+// start runs the bridge and waits until its webhook port accepts
+// connections.
+func (b *e2eBridge) start() {
+	t := b.env.t
+	t.Helper()
+	if b.running() {
+		t.Fatalf("%s: already running", b.name)
+	}
+	f, err := os.OpenFile(b.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.starts++
+	fmt.Fprintf(f, "=== e2e: start #%d at %s\n", b.starts, time.Now().Format(time.StampMilli))
+	cmd := exec.Command(b.env.bin, "run", "-config", b.config)
+	cmd.Dir = b.env.dir
+	cmd.Stdout, cmd.Stderr = f, f
+	err = cmd.Start()
+	f.Close() // the child has its own copy
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.cmd, b.done, b.state = cmd, make(chan struct{}), nil
+	done := b.done
+	go func() {
+		cmd.Wait()
+		b.state = cmd.ProcessState
+		close(done)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-done:
+			t.Fatalf("%s exited while starting (%v):\n%s", b.name, cmd.ProcessState, b.tail(30))
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", b.httpAddr, time.Second); err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the webhook port %s did not open in 30s:\n%s", b.name, b.httpAddr, b.tail(30))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (b *e2eBridge) running() bool {
+	if b.done == nil {
+		return false
+	}
+	select {
+	case <-b.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (b *e2eBridge) kill() {
+	b.env.t.Helper()
+	if err := b.cmd.Process.Kill(); err != nil {
+		b.env.t.Fatalf("%s: kill: %v", b.name, err)
+	}
+	<-b.done
+}
+
+// tail returns the last n lines of the log.
+func (b *e2eBridge) tail(n int) string {
+	data, err := os.ReadFile(b.log)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// logCount counts the log lines that contain s.
+func (b *e2eBridge) logCount(s string) int {
+	data, _ := os.ReadFile(b.log)
+	return bytes.Count(data, []byte(s))
+}
+
+// webhook posts payload to /hooks/shop, signed with secret, and returns
+// the status and the answer.
+func (b *e2eBridge) webhook(id, secret string, ts time.Time, payload []byte) (int, []byte) {
+	t := b.env.t
+	t.Helper()
+	sig, err := webhook.SignStandard(secret, id, ts, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, "http://"+b.httpAddr+"/hooks/shop", bytes.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Webhook-Id", id)
+	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(ts.Unix(), 10))
+	req.Header.Set("Webhook-Signature", sig)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+// sentMetric reads bridge_deliveries_total{outcome="sent"} from the admin
+// listener.
+func (b *e2eBridge) sentMetric() (int, error) {
+	resp, err := http.Get("http://" + b.adminAddr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	total := 0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "bridge_deliveries_total{") || !strings.Contains(line, `outcome="sent"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("metric line %q: %v", line, err)
+		}
+		total += int(v)
+	}
+	return total, sc.Err()
+}
+
+// eventBody is the payload of event n.
+func eventBody(n int) []byte {
+	return fmt.Appendf(nil, `{"n":%d,"user":"u-%d"}`, n, n)
+}
+
+// publisher publishes events over JetStream from its own connection,
+// retrying each publish until it is acked; acked counts them.
+type publisher struct {
+	acked   atomic.Int64
+	retries atomic.Int64
+	done    chan struct{}
+	err     error
+}
+
+// publish publishes events from..to-1 to app.events, one every pace (0: as
+// fast as acks come back), in a goroutine. stop ends it early. Each event
+// carries a Nats-Msg-Id, so that a retried publish that was stored after
+// all is dropped by the stream.
+func (e *e2eEnv) publish(from, to int, pace time.Duration, stop <-chan struct{}) *publisher {
+	t := e.t
+	t.Helper()
+	nc, err := nats.Connect(e.nats.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &publisher{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		defer nc.Close()
+		start := time.Now()
+		for i := from; i < to; i++ {
+			if d := time.Until(start.Add(time.Duration(i-from) * pace)); d > 0 {
+				time.Sleep(d)
+			}
+			for {
+				select {
+				case <-stop:
+					p.err = errors.New("stopped")
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_, err := js.Publish(ctx, "app.events", eventBody(i), jetstream.WithMsgID(fmt.Sprintf("app-%d", i)))
+				cancel()
+				if err == nil {
+					break
+				}
+				p.retries.Add(1)
+				time.Sleep(50 * time.Millisecond)
+			}
+			p.acked.Add(1)
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			t.Error("the publisher did not stop")
+		}
+	})
+	return p
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func (e *e2eEnv) waitFor(timeout time.Duration, what func() string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out after %v waiting for %s", timeout, what())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// tally counts the messages the fake accepted per event n in 0..n-1: the
+// events that never arrived, and the copies beyond the first.
+func (e *e2eEnv) tally(n int) (lost, dups, unknown int) {
+	per := make([]int, n)
+	for _, m := range e.ic.Messages() {
+		i, err := strconv.Atoi(strings.TrimPrefix(m.To.UserID, "u-"))
+		if err != nil || i < 0 || i >= n {
+			unknown++
+			continue
+		}
+		per[i]++
+	}
+	for _, c := range per {
+		if c == 0 {
+			lost++
+		} else {
+			dups += c - 1
+		}
+	}
+	return lost, dups, unknown
+}
+
+// allArrived reports whether every event in 0..n-1 has a message.
+func (e *e2eEnv) allArrived(n int) bool {
+	lost, _, _ := e.tally(n)
+	return lost == 0
+}
+
+// settled reports whether both stages have nothing left: no event or job
+// pending or awaiting an ack. A job held by a killed process stays
+// awaiting its ack until the consumer's AckWait passes.
+func (e *e2eEnv) settled() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, c := range [][2]string{{e.names.Events, e.names.MatchConsumer}, {e.names.Outbox, e.names.SendConsumer}} {
+		cons, err := e.js.Consumer(ctx, c[0], c[1])
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(ctx)
+		if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// pipelineState describes both consumers, for timeouts.
+func (e *e2eEnv) pipelineState() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var out []string
+	for _, c := range [][2]string{{e.names.Events, e.names.MatchConsumer}, {e.names.Outbox, e.names.SendConsumer}} {
+		cons, err := e.js.Consumer(ctx, c[0], c[1])
+		if err != nil {
+			out = append(out, c[1]+": "+err.Error())
+			continue
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			out = append(out, c[1]+": "+err.Error())
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s: pending %d, ack pending %d, redelivered %d", c[1], info.NumPending, info.NumAckPending, info.NumRedelivered))
+	}
+	return strings.Join(out, "; ")
+}
+
+// pendingKeys returns the delivery keys whose ledger entry is "pending":
+// right after a kill, the sends that may have reached Intercom unrecorded.
+func (e *e2eEnv) pendingKeys() ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := e.js.KeyValue(ctx, e.names.Sent)
+	if err != nil {
+		return nil, err
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	var keys []string
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case entry := <-w.Updates():
+			if entry == nil { // the initial values are all in
+				return keys, nil
+			}
+			var v struct {
+				State string `json:"state"`
+				Key   string `json:"key"`
+			}
+			if err := json.Unmarshal(entry.Value(), &v); err != nil {
+				return nil, fmt.Errorf("ledger entry %s: %v", entry.Key(), err)
+			}
+			if v.State == "pending" {
+				keys = append(keys, v.Key)
+			}
+		}
+	}
+}
+
+func (e *e2eEnv) progress(n int) func() string {
+	return func() string {
+		lost, dups, unknown := e.tally(n)
+		return fmt.Sprintf("%d/%d events to arrive (%d messages, %d duplicates, %d unknown; %d requests); %s",
+			n-lost, n, len(e.ic.Messages()), dups, unknown, len(e.ic.Requests()), e.pipelineState())
+	}
+}
+
+// TestE2EWebhookToIntercom: a signed webhook over HTTP becomes one message
+// with the exact body; the sender retrying it (same webhook-id) changes
+// nothing.
+func TestE2EWebhookToIntercom(t *testing.T) {
+	e := newE2E(t)
+	b := e.newBridge("bridge", "warn", true)
+	b.start()
+
+	payload := []byte(`{"n":7,"user":"ada&co"}`)
+	var statuses []int
+	for i := range 3 {
+		status, body := b.webhook("msg_e2e_1", e2eSecret, time.Now(), payload)
+		statuses = append(statuses, status)
+		if status != http.StatusAccepted {
+			t.Fatalf("webhook %d: status %d: %s", i+1, status, body)
+		}
+		var ans struct {
+			ID        string `json:"id"`
+			Duplicate bool   `json:"duplicate"`
+		}
+		if err := json.Unmarshal(body, &ans); err != nil {
+			t.Fatalf("webhook %d: answer %q: %v", i+1, body, err)
+		}
+		if ans.ID != "msg_e2e_1" || ans.Duplicate != (i > 0) {
+			t.Errorf("webhook %d: answer %s, want id msg_e2e_1 and duplicate %v", i+1, body, i > 0)
+		}
+	}
+	e.waitFor(20*time.Second, func() string { return "the message" }, func() bool { return len(e.ic.Messages()) >= 1 })
+	e.waitFor(20*time.Second, func() string { return "the pipeline to settle: " + e.pipelineState() }, e.settled)
+
+	msgs := e.ic.Messages()
+	t.Logf("webhook statuses %v; %d message(s), %d request(s) at the fake", statuses, len(msgs), len(e.ic.Requests()))
+	if len(msgs) != 1 {
+		t.Fatalf("the fake accepted %d messages, want 1: %+v", len(msgs), msgs)
+	}
+	want := intercom.Message{
+		MessageType: intercom.MessageTypeInApp,
+		Body:        "<p>Event 7 for ada&amp;co</p>",
+		From:        intercom.From{Type: "admin", ID: e2eAdminID},
+		To:          intercom.To{Type: intercom.RecipientUser, UserID: "ada&co"},
+	}
+	if !reflect.DeepEqual(msgs[0], want) {
+		t.Errorf("message\n got %+v\nwant %+v", msgs[0], want)
+	}
+	// The body on the wire, field by field: nothing more, nothing less.
+	reqs := e.ic.Requests()
+	var raw map[string]any
+	if err := json.Unmarshal(reqs[len(reqs)-1].Body, &raw); err != nil {
+		t.Fatal(err)
+	}
+	wantRaw := map[string]any{
+		"message_type": "inapp",
+		"body":         "<p>Event 7 for ada&amp;co</p>",
+		"from":         map[string]any{"type": "admin", "id": e2eAdminID},
+		"to":           map[string]any{"type": "user", "user_id": "ada&co"},
+	}
+	if !reflect.DeepEqual(raw, wantRaw) {
+		t.Errorf("request body %s, want %v", reqs[len(reqs)-1].Body, wantRaw)
+	}
+}
+
+// TestE2EKillNineTwice: SIGKILL the bridge twice while 1,000 NATS events
+// flow; nothing is lost, and the only duplicates are sends whose key was
+// pending at a kill.
+func TestE2EKillNineTwice(t *testing.T) {
+	const n = 1000
+	e := newE2E(t)
+	e.ic.SetDelay(5 * time.Millisecond) // sends are in flight when a kill lands
+	b := e.newBridge("bridge", "warn", false)
+	b.start()
+
+	stop := make(chan struct{})
+	defer close(stop)
+	begin := time.Now()
+	pub := e.publish(0, n, 3*time.Millisecond, stop)
+
+	pendingAtKills := 0
+	var killTimes []time.Duration
+	for i, at := range []int{300, 700} {
+		e.waitFor(60*time.Second, e.progress(n), func() bool { return len(e.ic.Messages()) >= at })
+		b.kill()
+		killTimes = append(killTimes, time.Since(begin))
+		keys, err := e.pendingKeys()
+		if err != nil {
+			t.Fatalf("reading the ledger after kill %d: %v", i+1, err)
+		}
+		pendingAtKills += len(keys)
+		t.Logf("kill %d at %v: fake had %d messages, %d published; %d keys pending in the ledger",
+			i+1, killTimes[i].Round(time.Millisecond), len(e.ic.Messages()), pub.acked.Load(), len(keys))
+		restart := time.Now()
+		b.start()
+		t.Logf("restart %d: webhook port open after %v", i+1, time.Since(restart).Round(time.Millisecond))
+	}
+
+	e.waitFor(30*time.Second, func() string { return fmt.Sprintf("the publisher: %d acked", pub.acked.Load()) },
+		func() bool { return pub.acked.Load() == n })
+	t.Logf("published %d events in %v (%d publish retries)", n, time.Since(begin).Round(time.Millisecond), pub.retries.Load())
+	// Jobs held by a killed process come back only when the send consumer's
+	// AckWait (1 minute) passes: wait longer than that.
+	e.waitFor(120*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
+	allIn := time.Since(begin)
+	e.waitFor(120*time.Second, func() string { return "the pipeline to settle: " + e.pipelineState() }, e.settled)
+	settledAt := time.Since(begin)
+
+	lost, dups, unknown := e.tally(n)
+	workerBound := 2 * e2eWorkers * len(killTimes)
+	resends := b.logCount("sending again (on_uncertain: resend)")
+	t.Logf("lost %d, duplicates %d (bound: %d keys pending at the kills; coarse bound 2 x %d workers x %d kills = %d); %d uncertain resends logged",
+		lost, dups, pendingAtKills, e2eWorkers, len(killTimes), workerBound, resends)
+	t.Logf("all %d arrived %v after the start (%v after the last kill); settled after %v; %d messages, %d requests at the fake",
+		n, allIn.Round(time.Millisecond), (allIn - killTimes[len(killTimes)-1]).Round(time.Millisecond),
+		settledAt.Round(time.Millisecond), len(e.ic.Messages()), len(e.ic.Requests()))
+	if lost != 0 || unknown != 0 {
+		t.Errorf("lost %d events; %d messages for unknown recipients", lost, unknown)
+	}
+	if dups > pendingAtKills || dups > workerBound {
+		t.Errorf("%d duplicates: more than the %d keys pending at the kills (or the bound %d)", dups, pendingAtKills, workerBound)
+	}
+	if dups > resends {
+		t.Errorf("%d duplicates but only %d uncertain resends logged", dups, resends)
+	}
+}
+
+// TestE2ESigtermDuringBurst: SIGTERM mid-burst stops the bridge cleanly
+// (exit 0 within 30 s); after a restart every event arrives once.
+func TestE2ESigtermDuringBurst(t *testing.T) {
+	const n = 500
+	e := newE2E(t)
+	e.ic.SetDelay(5 * time.Millisecond)
+	b := e.newBridge("bridge", "warn", true)
+	b.start()
+
+	stop := make(chan struct{})
+	defer close(stop)
+	pub := e.publish(0, n, 0, stop)
+	e.waitFor(30*time.Second, e.progress(n), func() bool { return len(e.ic.Messages()) >= 100 })
+
+	atSignal := len(e.ic.Messages())
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	timer := time.NewTimer(30 * time.Second)
+	defer timer.Stop()
+	select {
+	case <-b.done:
+	case <-timer.C:
+		t.Fatalf("still running 30s after SIGTERM:\n%s", b.tail(30))
+	}
+	stopTook := time.Since(sent)
+	t.Logf("SIGTERM with %d/%d messages at the fake (%d published): exited %v after %v, %d messages at the fake then",
+		atSignal, n, pub.acked.Load(), b.state, stopTook.Round(time.Millisecond), len(e.ic.Messages()))
+	if code := b.state.ExitCode(); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+	if atSignal >= n {
+		t.Errorf("the burst was over before the SIGTERM: the test proves nothing")
+	}
+	pending, err := e.pendingKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != 0 {
+		t.Errorf("keys left pending by a graceful stop: %v", pending)
+	}
+
+	restart := time.Now()
+	b.start()
+	e.waitFor(30*time.Second, func() string { return fmt.Sprintf("the publisher: %d acked", pub.acked.Load()) },
+		func() bool { return pub.acked.Load() == n })
+	e.waitFor(90*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
+	allIn := time.Since(restart)
+	e.waitFor(90*time.Second, func() string { return "the pipeline to settle: " + e.pipelineState() }, e.settled)
+	lost, dups, unknown := e.tally(n)
+	t.Logf("lost %d, duplicates %d; all arrived %v after the restart; %d publish retries", lost, dups, allIn.Round(time.Millisecond), pub.retries.Load())
+	if lost != 0 || dups != 0 || unknown != 0 {
+		t.Errorf("lost %d, duplicates %d, unknown %d: a graceful stop must lose and repeat nothing", lost, dups, unknown)
+	}
+}
+
+// TestE2ENATSRestart: NATS restarts while events flow; the bridge
+// reconnects by itself and nothing is lost or sent twice.
+func TestE2ENATSRestart(t *testing.T) {
+	const n = 500
+	e := newE2E(t)
+	e.ic.SetDelay(5 * time.Millisecond)
+	b := e.newBridge("bridge", "warn", true)
+	b.start()
+
+	stop := make(chan struct{})
+	defer close(stop)
+	begin := time.Now()
+	pub := e.publish(0, n, 4*time.Millisecond, stop)
+	e.waitFor(30*time.Second, e.progress(n), func() bool { return pub.acked.Load() >= 200 })
+
+	atRestart := len(e.ic.Messages())
+	restartAt := time.Now()
+	e.nats.Restart(500 * time.Millisecond)
+	t.Logf("NATS restarted at %v (down ~%v) with %d published, %d messages at the fake",
+		restartAt.Sub(begin).Round(time.Millisecond), time.Since(restartAt).Round(time.Millisecond), pub.acked.Load(), atRestart)
+
+	e.waitFor(60*time.Second, func() string { return fmt.Sprintf("the publisher: %d acked", pub.acked.Load()) },
+		func() bool { return pub.acked.Load() == n })
+	e.waitFor(90*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
+	allIn := time.Since(restartAt)
+	e.waitFor(90*time.Second, func() string { return "the pipeline to settle: " + e.pipelineState() }, e.settled)
+	if !b.running() {
+		t.Fatalf("the bridge exited (%v): it must ride out a NATS restart", b.state)
+	}
+	lost, dups, unknown := e.tally(n)
+	t.Logf("lost %d, duplicates %d; all arrived %v after the NATS restart; %d publish retries; %d uncertain resends logged",
+		lost, dups, allIn.Round(time.Millisecond), pub.retries.Load(), b.logCount("sending again (on_uncertain: resend)"))
+	if lost != 0 || dups != 0 || unknown != 0 {
+		t.Errorf("lost %d, duplicates %d, unknown %d after a NATS restart", lost, dups, unknown)
+	}
+}
+
+// TestE2ETwoProcesses: two bridges on the same NATS share the work, and
+// each event is sent once.
+func TestE2ETwoProcesses(t *testing.T) {
+	const n = 400
+	e := newE2E(t)
+	b1 := e.newBridge("bridge1", "warn", true)
+	b2 := e.newBridge("bridge2", "warn", true)
+	b1.start()
+	b2.start()
+
+	stop := make(chan struct{})
+	defer close(stop)
+	pub := e.publish(0, n, time.Millisecond, stop)
+	e.waitFor(30*time.Second, func() string { return fmt.Sprintf("the publisher: %d acked", pub.acked.Load()) },
+		func() bool { return pub.acked.Load() == n })
+	e.waitFor(60*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
+	e.waitFor(60*time.Second, func() string { return "the pipeline to settle: " + e.pipelineState() }, e.settled)
+
+	lost, dups, unknown := e.tally(n)
+	s1, err1 := b1.sentMetric()
+	s2, err2 := b2.sentMetric()
+	t.Logf("lost %d, duplicates %d; %d messages at the fake; bridge1 sent %d, bridge2 sent %d (metrics)", lost, dups, len(e.ic.Messages()), s1, s2)
+	if len(e.ic.Messages()) != n || lost != 0 || dups != 0 || unknown != 0 {
+		t.Errorf("%d messages for %d events: lost %d, duplicates %d, unknown %d", len(e.ic.Messages()), n, lost, dups, unknown)
+	}
+	if err := errors.Join(err1, err2); err != nil {
+		t.Errorf("metrics: %v", err)
+	} else if s1+s2 != n {
+		t.Errorf("the bridges say they sent %d + %d, want %d in all", s1, s2, n)
+	}
+}
+
+// TestE2ELogHasNoSecrets: at debug level, after webhooks (good and badly
+// signed) and a send, the log holds neither the token nor the webhook
+// secret.
+func TestE2ELogHasNoSecrets(t *testing.T) {
+	e := newE2E(t)
+	b := e.newBridge("bridge", "debug", true)
+	b.start()
+
+	payload := []byte(`{"n":1,"user":"u-1"}`)
+	if status, body := b.webhook("msg_secret_1", e2eSecret, time.Now(), payload); status != http.StatusAccepted {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	// Failures are where secrets leak: a wrong key, a stale timestamp.
+	if status, _ := b.webhook("msg_secret_2", "whsec_"+strings.Repeat("A", 32), time.Now(), payload); status != http.StatusUnauthorized {
+		t.Errorf("wrong key: status %d, want 401", status)
+	}
+	if status, _ := b.webhook("msg_secret_3", e2eSecret, time.Now().Add(-time.Hour), payload); status != http.StatusUnauthorized {
+		t.Errorf("stale timestamp: status %d, want 401", status)
+	}
+	e.waitFor(20*time.Second, func() string { return "the message" }, func() bool { return len(e.ic.Messages()) >= 1 })
+	e.waitFor(20*time.Second, func() string { return "the pipeline to settle: " + e.pipelineState() }, e.settled)
+	// A graceful stop, so that shutdown is logged too.
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("still running 30s after SIGTERM")
+	}
+
+	data, err := os.ReadFile(b.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Count(data, []byte("\n"))
+	t.Logf("log: %d lines, %d bytes, %d at debug level", lines, len(data), bytes.Count(data, []byte(`"level":"debug"`)))
+	if !bytes.Contains(data, []byte(`"message":"sent"`)) {
+		t.Errorf("the log has no \"sent\" line: is it the bridge's log?\n%s", b.tail(20))
+	}
+	for name, s := range map[string]string{
+		"the Intercom token":       e.ic.Token(),
+		"the webhook secret":       e2eSecret,
+		"the webhook secret's key": strings.TrimPrefix(e2eSecret, "whsec_"),
+		"the Authorization header": "Bearer " + e.ic.Token(),
+	} {
+		if i := bytes.Index(data, []byte(s)); i >= 0 {
+			start := bytes.LastIndexByte(data[:i], '\n') + 1
+			end := i + bytes.IndexByte(data[i:], '\n')
+			if end < i {
+				end = len(data)
+			}
+			t.Errorf("the log contains %s: %s", name, data[start:end])
+		}
+	}
+}
