@@ -118,11 +118,8 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 		return nil, err
 	}
 	s.sources.Observe = func(source, outcome string) {
-		switch outcome {
-		case "stored":
+		if outcome == "stored" {
 			s.metrics.EventsReceived.WithLabelValues(source).Inc()
-		case "invalid":
-			s.metrics.EventsInvalid.WithLabelValues(source).Inc()
 		}
 	}
 	if s.webhooks, err = ingest.NewWebhooks(cfg, s.broker.JS, log); err != nil {

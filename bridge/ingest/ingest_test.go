@@ -403,6 +403,26 @@ func TestNATSSources(t *testing.T) {
 	if c := bySource["telemetry"]; len(c) != 1 || c[0].ID != "tel-1" || c[0].Type != "usage.reported" {
 		t.Errorf("core: %+v", c)
 	}
+
+	// A message that is not JSON is not dropped: it is stored as it is, for
+	// stage 1 to dead-letter.
+	if _, err := e.js.Publish(ctx, "orders.eu.paid", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		m, err := e.events.GetLastMsgForSubject(ctx, "bridge.in.orders")
+		if err == nil && string(m.Data) == "not json" {
+			if m.Header.Get(event.EnvelopeHeader) != "" {
+				t.Error("stored as an envelope")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the invalid message was not stored")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestExternalServerRestart sends webhooks while the NATS server restarts:

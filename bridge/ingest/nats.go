@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -29,7 +28,7 @@ type NATSSources struct {
 	subs      []*nats.Subscription
 
 	// Observe, when set, is told each message's source and outcome:
-	// "stored", "duplicate", "invalid" or "error".
+	// "stored", "duplicate" or "error".
 	Observe func(source, outcome string)
 }
 
@@ -87,16 +86,11 @@ func (n *NATSSources) bind(ctx context.Context, s config.Source) error {
 		// after a crash is stored once.
 		msg := event.NATSMsg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data(), Time: meta.Timestamp,
 			Fallback: event.Seq(stream, meta.Sequence.Stream)}
-		switch err := n.store(s.Name, id, msg); {
-		case errors.Is(err, errInvalid):
-			// It can never become an event: redelivering it would block
-			// nothing but would loop for ever.
-			m.Term()
-		case err != nil:
+		if err := n.store(s.Name, id, msg); err != nil {
 			m.NakWithDelay(time.Second)
-		default:
-			m.Ack()
+			return
 		}
+		m.Ack()
 	})
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", stream, err)
@@ -130,20 +124,21 @@ func (n *NATSSources) core(s config.Source) error {
 	return nil
 }
 
-var errInvalid = errors.New("invalid event")
-
-// store puts one message's event in the events stream.
+// store puts one message's event in the events stream. A message that is
+// not a valid event is stored as it is, without an envelope: stage 1 then
+// dead-letters it with the reason, so that nothing is dropped here.
 func (n *NATSSources) store(source string, id *event.Expr, msg event.NATSMsg) error {
+	subject := n.prefix + ".in." + source
+	var m *nats.Msg
 	env, err := event.FromNATS(source, id, msg)
-	if err != nil {
-		n.observe(source, "invalid")
-		n.log.Error().Err(err).Str("source", source).Msg("message is not a valid event; dropped")
-		return fmt.Errorf("%w: %v", errInvalid, err)
+	if err == nil {
+		m, err = env.Msg(subject)
 	}
-	m, err := env.Msg(n.prefix + ".in." + source)
 	if err != nil {
-		n.observe(source, "invalid")
-		return fmt.Errorf("%w: %v", errInvalid, err)
+		n.log.Error().Err(err).Str("source", source).Str("subject", msg.Subject).Msg("message is not a valid event; stored for the dead-letter stream")
+		m = nats.NewMsg(subject)
+		m.Data = msg.Data
+		m.Header.Set(nats.MsgIdHdr, event.MsgID(source, msg.Fallback))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
