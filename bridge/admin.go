@@ -13,6 +13,9 @@ type readiness struct {
 	NotReady []string `json:"not_ready,omitempty"`
 	DryRun   bool     `json:"dry_run"`
 	Rules    int      `json:"rules"`
+	// RulesErrors are the errors of the last reload, when it failed: the
+	// rules loaded before it keep running, so the bridge stays ready.
+	RulesErrors []string `json:"rules_errors,omitempty"`
 }
 
 // adminHandler serves /healthz, /readyz and /metrics.
@@ -51,6 +54,9 @@ func (s *Service) readiness() readiness {
 	}
 	if s.tokenRejected.Load() {
 		rd.NotReady = append(rd.NotReady, "intercom: the token was rejected (401)")
+	}
+	if s.reloader != nil {
+		rd.RulesErrors = errorLines(s.reloader.LastError())
 	}
 	rd.Ready = len(rd.NotReady) == 0
 	return rd

@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,6 +55,11 @@ type Service struct {
 
 	http, admin     *http.Server
 	httpLn, adminLn net.Listener
+
+	reloader  *reloader
+	sighup    chan os.Signal
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
 // LoadRules loads the rules that cfg names, checked against its sources
@@ -74,6 +82,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 		return nil, fmt.Errorf("rules:\n%w", err)
 	}
 	s.setRules(set)
+	s.startReloader(set)
 
 	sender := opts.Sender
 	if sender == nil {
@@ -145,6 +154,33 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 	return s, nil
 }
 
+// startReloader reloads the rules on SIGHUP, and on changes to the rule
+// files when rules.watch is on. SIGHUP is taken even without watching:
+// its default action would end the process.
+func (s *Service) startReloader(set *rules.Set) {
+	s.reloader = newReloader(func() (*rules.Set, error) { return LoadRules(s.cfg) }, s.rules.Store, s.log, s.metrics)
+	s.reloader.SetCurrent(set)
+	s.sighup = make(chan os.Signal, 1)
+	signal.Notify(s.sighup, syscall.SIGHUP)
+	var paths []string
+	if s.cfg.Rules.Watch {
+		paths = s.cfg.Rules.Paths
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	s.stopWatch, s.watchDone = stop, make(chan struct{})
+	go func() {
+		defer close(s.watchDone)
+		if err := s.reloader.Watch(ctx, paths, 0, s.sighup); err != nil {
+			s.log.Error().Err(err).Msg("rules: cannot watch the rule files; send SIGHUP to reload")
+			s.reloader.Watch(ctx, nil, 0, s.sighup)
+		}
+	}()
+}
+
+// ReloadRules loads the rule files again and swaps them in if they are
+// valid; on error the running rules stay.
+func (s *Service) ReloadRules() error { return s.reloader.Reload() }
+
 func (s *Service) serve(ln net.Listener, h http.Handler, name string) *http.Server {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute}
 	go func() {
@@ -197,6 +233,13 @@ func (s *Service) Broker() *broker.Broker { return s.broker }
 // stage 1 and stage 2 finish what they hold (the rest is redelivered
 // later), and NATS closes cleanly.
 func (s *Service) Stop(ctx context.Context) error {
+	if s.stopWatch != nil {
+		s.stopWatch()
+		<-s.watchDone
+	}
+	if s.sighup != nil {
+		signal.Stop(s.sighup)
+	}
 	if s.webhooks != nil {
 		s.webhooks.Close()
 	}

@@ -133,6 +133,10 @@ type e2eEnv struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	names pipeline.Names
+
+	// natsURL is the nats.url of the bridges: the server's, unless a test
+	// puts credentials in it.
+	natsURL string
 }
 
 func newE2E(t *testing.T) *e2eEnv {
@@ -142,6 +146,7 @@ func newE2E(t *testing.T) *e2eEnv {
 	t.Cleanup(e.ic.Close)
 	e.ic.AddAdmin(e2eAdminID, "Wash", "wash@example.com")
 	e.nats = natstest.Start(t)
+	e.natsURL = e.nats.ClientURL()
 	nc, err := nats.Connect(e.nats.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +200,7 @@ sources:
 intercom: {base_url: %q, token: %q, default_admin_id: %q, rate_limit_per_minute: 60000, timeout: 5s}
 rules: {paths: [rules.yaml], watch: false}
 delivery: {workers: %d, backoff: {initial: 100ms, max: 1s}}
-`, name, level, filepath.Join(e.dir, "data-"+name), e.nats.ClientURL(), b.httpAddr, b.adminAddr, e2eSecret,
+`, name, level, filepath.Join(e.dir, "data-"+name), e.natsURL, b.httpAddr, b.adminAddr, e2eSecret,
 		e.ic.URL(), e.ic.Token(), e2eAdminID, e2eWorkers)
 	if err := os.WriteFile(b.config, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
@@ -800,9 +805,12 @@ func TestE2ETwoProcesses(t *testing.T) {
 
 // TestE2ELogHasNoSecrets: at debug level, after webhooks (good and badly
 // signed) and a send, the log holds neither the token nor the webhook
-// secret.
+// secret, nor the NATS password in nats.url.
 func TestE2ELogHasNoSecrets(t *testing.T) {
+	const natsPassword = "e2e-nats-Pa55word"
 	e := newE2E(t)
+	// The test server has no auth, so it takes any user and password.
+	e.natsURL = strings.Replace(e.nats.ClientURL(), "nats://", "nats://bridge-user:"+natsPassword+"@", 1)
 	b := e.newBridge("bridge", "debug", true)
 	b.start()
 
@@ -843,6 +851,7 @@ func TestE2ELogHasNoSecrets(t *testing.T) {
 		"the webhook secret":       e2eSecret,
 		"the webhook secret's key": strings.TrimPrefix(e2eSecret, "whsec_"),
 		"the Authorization header": "Bearer " + e.ic.Token(),
+		"the NATS password":        natsPassword,
 	} {
 		if i := bytes.Index(data, []byte(s)); i >= 0 {
 			start := bytes.LastIndexByte(data[:i], '\n') + 1

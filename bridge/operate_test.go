@@ -1,0 +1,182 @@
+package bridge
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/intercom-bridge/bridge/bridge/metrics"
+)
+
+func getURL(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (h *harness) readyz() (int, readiness) {
+	h.t.Helper()
+	code, body := getURL(h.t, "http://"+h.svc.AdminAddr()+"/readyz")
+	var rd readiness
+	if err := json.Unmarshal([]byte(body), &rd); err != nil {
+		h.t.Fatalf("readyz body %q: %v", body, err)
+	}
+	return code, rd
+}
+
+func TestReadyzFollowsNATS(t *testing.T) {
+	h := newHarness(t, nil)
+	if code, _ := getURL(t, "http://"+h.svc.AdminAddr()+"/healthz"); code != 200 {
+		t.Fatalf("healthz %d", code)
+	}
+	if code, rd := h.readyz(); code != 200 || !rd.Ready || rd.Rules != 4 {
+		t.Fatalf("readyz %d %+v", code, rd)
+	}
+	h.nats.Server.Shutdown()
+	h.nats.Server.WaitForShutdown()
+	h.waitFor("/readyz to fail", func() bool {
+		code, rd := h.readyz()
+		return code == 503 && !rd.Ready && strings.Contains(strings.Join(rd.NotReady, ","), "nats: not connected")
+	})
+	h.nats.Restart(0)
+	h.waitFor("/readyz to pass again", func() bool { code, _ := h.readyz(); return code == 200 })
+}
+
+func TestReadyzAfterRejectedToken(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ic.FailNext(1, 401)
+	h.webhook("msg_401", map[string]any{"type": "order.paid", "order": 1, "user": "u", "name": "n", "amount": 1})
+	h.waitFor("/readyz to fail", func() bool {
+		code, rd := h.readyz()
+		return code == 503 && strings.Contains(strings.Join(rd.NotReady, ","), "token was rejected")
+	})
+	// The next accepted message shows the token works again.
+	h.webhook("msg_ok", map[string]any{"type": "order.paid", "order": 2, "user": "u", "name": "n", "amount": 1})
+	h.waitFor("/readyz to pass again", func() bool { code, _ := h.readyz(); return code == 200 })
+}
+
+// metricValue reads one sample from /metrics.
+func metricValue(t *testing.T, body, series string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestMetricsMoveAsEventsFlow(t *testing.T) {
+	h := newHarness(t, nil)
+	for i := range 3 {
+		h.webhook(fmt.Sprintf("m-%d", i), map[string]any{"type": "order.paid", "order": i, "user": "u", "name": "n", "amount": 10})
+	}
+	h.webhook("m-bad", map[string]any{"type": "order.paid", "order": 99, "user": "u", "amount": 10}) // render error
+	h.publish("crm.lead.created", map[string]any{"contact": "c", "name": "x"})
+	h.waitFor("the deliveries", func() bool { return h.delivered("order-thanks", metrics.Sent) == 3 && h.delivered("lead-welcome", metrics.Sent) == 1 })
+	h.settle()
+	_, body := getURL(t, "http://"+h.svc.AdminAddr()+"/metrics")
+	for series, want := range map[string]float64{
+		`bridge_events_received_total{source="shop"}`:                           4,
+		`bridge_webhook_requests_total{code="202",source="shop"}`:               4,
+		`bridge_rule_matches_total{rule="order-thanks"}`:                        3,
+		`bridge_rule_errors_total{rule="order-thanks"}`:                         1,
+		`bridge_deliveries_total{outcome="sent",rule="order-thanks"}`:           3,
+		`bridge_deliveries_total{outcome="sent",rule="lead-welcome"}`:           1,
+		`bridge_dead_letters_total{reason="render"}`:                            1,
+		`bridge_rules_loaded`:                                                   4,
+		`bridge_intercom_request_duration_seconds_count{code="200"}`:            4,
+		`bridge_delivery_latency_seconds_count`:                                 4,
+		`bridge_intercom_token_ok`:                                              1,
+		`bridge_rules_last_reload_successful`:                                   1,
+		`bridge_outbox_pending`:                                                 0,
+	} {
+		if got := metricValue(t, body, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "bridge_rules_hash{hash="} {
+		if !strings.Contains(body, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	if strings.Contains(body, h.ic.Token()) || strings.Contains(body, secret) {
+		t.Error("/metrics shows a secret")
+	}
+}
+
+func TestReloadKeepsRulesOnErrorAndDropsNothing(t *testing.T) {
+	h := newHarness(t, nil)
+	rulesFile := h.cfg.Rules.Paths[0]
+	write := func(content string) {
+		t.Helper()
+		tmp := filepath.Join(filepath.Dir(rulesFile), ".rules.yaml.tmp")
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, rulesFile); err != nil { // as editors save
+			t.Fatal(err)
+		}
+	}
+	// A broken save: the running rules stay, /readyz shows the error.
+	write(strings.Replace(testRules, "when: event.type ==", "when: event.type ===", 1))
+	h.waitFor("the reload error in /readyz", func() bool {
+		code, rd := h.readyz()
+		return code == 200 && len(rd.RulesErrors) == 1 && strings.Contains(rd.RulesErrors[0], "rules.yaml:4:")
+	})
+	_, body := getURL(t, "http://"+h.svc.AdminAddr()+"/metrics")
+	if metricValue(t, body, "bridge_rules_reload_errors_total") < 1 || metricValue(t, body, "bridge_rules_last_reload_successful") != 0 {
+		t.Errorf("reload error metrics:\n%s", body)
+	}
+
+	// Events keep flowing through reloads: each is sent exactly once.
+	const n = 200
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			h.publish("crm.lead.created", map[string]any{"contact": fmt.Sprintf("c-%d", i), "name": "x"})
+			if i%20 == 0 {
+				write(strings.Replace(testRules, "Welcome, ", fmt.Sprintf("Welcome (%d), ", i), 1))
+				if err := h.svc.ReloadRules(); err != nil { // as SIGHUP does; the watcher may reload too
+					t.Error(err)
+				}
+			}
+		}
+	}()
+	<-done
+	h.waitFor("all messages", func() bool { return len(h.ic.Messages()) >= n })
+	h.settle()
+	seen := map[string]int{}
+	for _, m := range h.ic.Messages() {
+		seen[m.To.ID]++
+	}
+	if len(seen) != n || len(h.ic.Messages()) != n {
+		t.Errorf("%d messages to %d contacts, want %d and %d", len(h.ic.Messages()), len(seen), n, n)
+	}
+	h.waitFor("a good reload to clear the error", func() bool { _, rd := h.readyz(); return len(rd.RulesErrors) == 0 })
+	reloaded := 0
+	for _, m := range h.ic.Messages() {
+		if strings.HasPrefix(m.Body, "Welcome (") {
+			reloaded++
+		}
+	}
+	if reloaded == 0 {
+		t.Error("no message used a reloaded rule")
+	}
+}
