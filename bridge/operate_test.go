@@ -88,23 +88,25 @@ func TestMetricsMoveAsEventsFlow(t *testing.T) {
 	}
 	h.webhook("m-bad", map[string]any{"type": "order.paid", "order": 99, "user": "u", "amount": 10}) // render error
 	h.publish("crm.lead.created", map[string]any{"contact": "c", "name": "x"})
-	h.waitFor("the deliveries", func() bool { return h.delivered("order-thanks", metrics.Sent) == 3 && h.delivered("lead-welcome", metrics.Sent) == 1 })
+	h.waitFor("the deliveries", func() bool {
+		return h.delivered("order-thanks", metrics.Sent) == 3 && h.delivered("lead-welcome", metrics.Sent) == 1
+	})
 	h.settle()
 	_, body := getURL(t, "http://"+h.svc.AdminAddr()+"/metrics")
 	for series, want := range map[string]float64{
-		`bridge_events_received_total{source="shop"}`:                           4,
-		`bridge_webhook_requests_total{code="202",source="shop"}`:               4,
-		`bridge_rule_matches_total{rule="order-thanks"}`:                        3,
-		`bridge_rule_errors_total{rule="order-thanks"}`:                         1,
-		`bridge_deliveries_total{outcome="sent",rule="order-thanks"}`:           3,
-		`bridge_deliveries_total{outcome="sent",rule="lead-welcome"}`:           1,
-		`bridge_dead_letters_total{reason="render"}`:                            1,
-		`bridge_rules_loaded`:                                                   4,
-		`bridge_intercom_request_duration_seconds_count{code="200"}`:            4,
-		`bridge_delivery_latency_seconds_count`:                                 4,
-		`bridge_intercom_token_ok`:                                              1,
-		`bridge_rules_last_reload_successful`:                                   1,
-		`bridge_outbox_pending`:                                                 0,
+		`bridge_events_received_total{source="shop"}`:                 4,
+		`bridge_webhook_requests_total{code="202",source="shop"}`:     4,
+		`bridge_rule_matches_total{rule="order-thanks"}`:              3,
+		`bridge_rule_errors_total{rule="order-thanks"}`:               1,
+		`bridge_deliveries_total{outcome="sent",rule="order-thanks"}`: 3,
+		`bridge_deliveries_total{outcome="sent",rule="lead-welcome"}`: 1,
+		`bridge_dead_letters_total{reason="render"}`:                  1,
+		`bridge_rules_loaded`:                                         4,
+		`bridge_intercom_request_duration_seconds_count{code="200"}`:  4,
+		`bridge_delivery_latency_seconds_count`:                       4,
+		`bridge_intercom_token_ok`:                                    1,
+		`bridge_rules_last_reload_successful`:                         1,
+		`bridge_outbox_pending`:                                       0,
 	} {
 		if got := metricValue(t, body, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)
