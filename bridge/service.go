@@ -247,14 +247,25 @@ func (s *Service) Stop(ctx context.Context) error {
 	if s.http != nil {
 		errs = append(errs, s.http.Shutdown(ctx))
 	}
-	if s.sources != nil {
-		s.sources.Stop()
-	}
-	if s.matcher != nil {
-		s.matcher.Stop()
-	}
-	if s.sender != nil {
-		s.sender.Stop()
+	// Stop taking work and let what is in hand finish, within ctx; past it,
+	// what was not acked is redelivered after the restart.
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		if s.sources != nil {
+			s.sources.Stop()
+		}
+		if s.matcher != nil {
+			s.matcher.Stop()
+		}
+		if s.sender != nil {
+			s.sender.Stop()
+		}
+	}()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("work in flight did not finish in time: %w", ctx.Err()))
 	}
 	if s.admin != nil {
 		errs = append(errs, s.admin.Shutdown(ctx))

@@ -26,6 +26,10 @@ type Config struct {
 	Rules    Rules    `yaml:"rules"`
 	Delivery Delivery `yaml:"delivery"`
 
+	// ShutdownTimeout bounds a graceful stop: work in flight past it is
+	// left to be redelivered.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+
 	// path is the file the config was loaded from; relative paths in the
 	// file are taken relative to its directory.
 	path string
@@ -198,6 +202,7 @@ func Default() Config {
 			DedupeWindow: Duration(7 * 24 * time.Hour),
 			OnUncertain:  "resend",
 		},
+		ShutdownTimeout: Duration(30 * time.Second),
 	}
 }
 
@@ -356,6 +361,9 @@ func (c *Config) Validate() []FieldError {
 	}
 	if d.OnUncertain != "resend" && d.OnUncertain != "dead_letter" {
 		bad("delivery.on_uncertain", "must be resend or dead_letter, not %q", d.OnUncertain)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout", "must be positive")
 	}
 	return errs
 }

@@ -4,14 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/intercom-bridge/bridge/bridge"
 	"github.com/intercom-bridge/bridge/bridge/config"
 )
-
-// shutdownTimeout bounds a graceful stop.
-const shutdownTimeout = 30 * time.Second
 
 // runRun runs the service until SIGINT or SIGTERM.
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -35,7 +31,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	<-ctx.Done()
 	log.Info().Msg("stopping")
-	stopCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
 	defer cancel()
 	if err := svc.Stop(stopCtx); err != nil {
 		log.Error().Err(err).Msg("stopped with errors")
