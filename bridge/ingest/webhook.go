@@ -4,6 +4,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -164,7 +165,7 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 		rw.Header().Set("Retry-After", "5")
 		return fail(http.StatusServiceUnavailable, "shutting down; retry later")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, w.maxBody))
+	body, err := readBody(rw, r, w.maxBody)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -250,6 +251,21 @@ func (w *Webhooks) envelope(src *webhookSource, r *http.Request, body []byte, no
 		}
 	}
 	return env, 0, ""
+}
+
+// readBody reads at most limit bytes, into a buffer of the announced size
+// when there is one, so that a large body is not copied while it grows.
+func readBody(rw http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit { // refused before a byte is read
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	body := http.MaxBytesReader(rw, r.Body, limit)
+	if r.ContentLength <= 0 {
+		return io.ReadAll(body)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, r.ContentLength+bytes.MinRead))
+	_, err := buf.ReadFrom(body)
+	return buf.Bytes(), err
 }
 
 // isBinaryCloudEvent reports a binary-mode CloudEvent, whose body may be
