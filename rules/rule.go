@@ -65,7 +65,7 @@ var conditionEnv = map[string]any{
 	"id":      "",
 	"type":    "",
 	"time":    time.Time{},
-	"headers": map[string]string{},
+	"headers": map[string]any{},
 }
 
 // compileRule decodes and compiles one entry of a file's rules list. It

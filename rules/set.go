@@ -47,10 +47,6 @@ type Event struct {
 }
 
 func (e *Event) env() map[string]any {
-	headers := e.Headers
-	if headers == nil {
-		headers = map[string]string{}
-	}
 	return map[string]any{
 		"event":   e.Data,
 		"source":  e.Source,
@@ -58,8 +54,18 @@ func (e *Event) env() map[string]any {
 		"id":      e.ID,
 		"type":    e.Type,
 		"time":    e.Time,
-		"headers": headers,
+		"headers": HeaderEnv(e.Headers),
 	}
+}
+
+// HeaderEnv is headers as conditions and templates see them: a missing
+// header is nil, so that headers["x"] ?? "default" works.
+func HeaderEnv(h map[string]string) map[string]any {
+	out := make(map[string]any, len(h))
+	for k, v := range h {
+		out[k] = v
+	}
+	return out
 }
 
 // Message is the body of an Intercom admin-initiated message request, with

@@ -143,6 +143,7 @@ func TestConditions(t *testing.T) {
 		{`event.email endsWith "@example.com"`, `{"email": "a@example.com"}`, true, ""},
 		{`source == "shop" && subject startsWith "orders." && id == "e1"`, `{}`, true, ""},
 		{`headers["x-tenant"] == "acme"`, `{}`, true, ""},
+		{`(headers["x-missing"] ?? "none") == "none"`, `{}`, true, ""},
 		{`event.user_id == 1000000`, `{"user_id": 1000000}`, true, ""},
 		{`event.customer.name == "x"`, `[1, 2]`, false, "when:"},
 	}

@@ -81,7 +81,7 @@ type Expr struct {
 }
 
 var exprEnv = map[string]any{
-	"headers": map[string]string{},
+	"headers": map[string]any{},
 	"event":   map[string]any{},
 	"source":  "",
 	"subject": "",
@@ -105,10 +105,7 @@ func (x *Expr) Eval(headers map[string]string, data any, source, subject string)
 	if x == nil {
 		return "", nil
 	}
-	if headers == nil {
-		headers = map[string]string{}
-	}
-	out, err := expr.Run(x.prog, map[string]any{"headers": headers, "event": data, "source": source, "subject": subject})
+	out, err := expr.Run(x.prog, map[string]any{"headers": rules.HeaderEnv(headers), "event": data, "source": source, "subject": subject})
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", x.src, err)
 	}

@@ -217,8 +217,8 @@ delivery: {workers: %d, backoff: {initial: 100ms, max: 1s}}
 			b.cmd.Process.Kill()
 			<-b.done
 		}
-		if t.Failed() {
-			t.Logf("%s: last lines of %s:\n%s", b.name, b.log, b.tail(40))
+		if true { // TEMP
+			t.Logf("%s: last lines of %s:\n%s", b.name, b.log, b.tail(60)) // TEMP
 		}
 	})
 	return b
@@ -488,6 +488,17 @@ func (e *e2eEnv) settled() bool {
 	return true
 }
 
+// settle waits until both stages have nothing left, and logs how long that
+// took and what was left when it was not at once.
+func (e *e2eEnv) settle(timeout time.Duration) {
+	e.t.Helper()
+	start, before := time.Now(), e.pipelineState()
+	e.waitFor(timeout, func() string { return "the pipeline to settle: " + e.pipelineState() }, e.settled)
+	if took := time.Since(start); took > time.Second {
+		e.t.Logf("the pipeline settled %v after the wait began; it had %s", took.Round(time.Millisecond), before)
+	}
+}
+
 // pipelineState describes both consumers, for timeouts.
 func (e *e2eEnv) pipelineState() string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -582,7 +593,7 @@ func TestE2EWebhookToIntercom(t *testing.T) {
 		}
 	}
 	e.waitFor(20*time.Second, func() string { return "the message" }, func() bool { return len(e.ic.Messages()) >= 1 })
-	e.waitFor(20*time.Second, func() string { return "the pipeline to settle: " + e.pipelineState() }, e.settled)
+	e.settle(20 * time.Second)
 
 	msgs := e.ic.Messages()
 	t.Logf("webhook statuses %v; %d message(s), %d request(s) at the fake", statuses, len(msgs), len(e.ic.Requests()))
@@ -655,7 +666,7 @@ func TestE2EKillNineTwice(t *testing.T) {
 	// AckWait (1 minute) passes: wait longer than that.
 	e.waitFor(120*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
 	allIn := time.Since(begin)
-	e.waitFor(120*time.Second, func() string { return "the pipeline to settle: " + e.pipelineState() }, e.settled)
+	e.settle(120 * time.Second)
 	settledAt := time.Since(begin)
 
 	lost, dups, unknown := e.tally(n)
@@ -726,7 +737,7 @@ func TestE2ESigtermDuringBurst(t *testing.T) {
 		func() bool { return pub.acked.Load() == n })
 	e.waitFor(90*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
 	allIn := time.Since(restart)
-	e.waitFor(90*time.Second, func() string { return "the pipeline to settle: " + e.pipelineState() }, e.settled)
+	e.settle(90 * time.Second)
 	lost, dups, unknown := e.tally(n)
 	t.Logf("lost %d, duplicates %d; all arrived %v after the restart; %d publish retries", lost, dups, allIn.Round(time.Millisecond), pub.retries.Load())
 	if lost != 0 || dups != 0 || unknown != 0 {
@@ -759,7 +770,7 @@ func TestE2ENATSRestart(t *testing.T) {
 		func() bool { return pub.acked.Load() == n })
 	e.waitFor(90*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
 	allIn := time.Since(restartAt)
-	e.waitFor(90*time.Second, func() string { return "the pipeline to settle: " + e.pipelineState() }, e.settled)
+	e.settle(90 * time.Second)
 	if !b.running() {
 		t.Fatalf("the bridge exited (%v): it must ride out a NATS restart", b.state)
 	}
@@ -787,7 +798,7 @@ func TestE2ETwoProcesses(t *testing.T) {
 	e.waitFor(30*time.Second, func() string { return fmt.Sprintf("the publisher: %d acked", pub.acked.Load()) },
 		func() bool { return pub.acked.Load() == n })
 	e.waitFor(60*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
-	e.waitFor(60*time.Second, func() string { return "the pipeline to settle: " + e.pipelineState() }, e.settled)
+	e.settle(60 * time.Second)
 
 	lost, dups, unknown := e.tally(n)
 	s1, err1 := b1.sentMetric()
@@ -826,7 +837,7 @@ func TestE2ELogHasNoSecrets(t *testing.T) {
 		t.Errorf("stale timestamp: status %d, want 401", status)
 	}
 	e.waitFor(20*time.Second, func() string { return "the message" }, func() bool { return len(e.ic.Messages()) >= 1 })
-	e.waitFor(20*time.Second, func() string { return "the pipeline to settle: " + e.pipelineState() }, e.settled)
+	e.settle(20 * time.Second)
 	// A graceful stop, so that shutdown is logged too.
 	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
