@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/metrics"
+	"github.com/intercom-bridge/bridge/internal/syncbuf"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -27,23 +27,12 @@ func reloadRuleFile(name, body string) string {
 }
 
 // reloadLogs is a log sink safe for the watcher's goroutine and the test.
-type reloadLogs struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *reloadLogs) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+type reloadLogs struct{ syncbuf.Buffer }
 
 // lines returns the logged JSON lines.
 func (s *reloadLogs) lines(t *testing.T) []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(s.String()), "\n") {
 		if l == "" {
 			continue
 		}

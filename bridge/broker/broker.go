@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -175,7 +177,7 @@ func (b *Broker) connectExternal(ctx context.Context, cfg *config.Config) error 
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline.C:
-			return fmt.Errorf("nats: could not connect to %s within %s", n.URL, n.Connect)
+			return fmt.Errorf("nats: could not connect to %s within %s", redactURLs(n.URL), n.Connect)
 		case <-tick.C:
 		}
 	}
@@ -245,3 +247,16 @@ func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error().Msgf(form
 func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
 func (l serverLogger) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
 func (l serverLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+
+// redactURLs hides the passwords of a comma-separated list of URLs.
+func redactURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil {
+			parts[i] = u.Redacted()
+		} else {
+			parts[i] = "(unparsable URL)"
+		}
+	}
+	return strings.Join(parts, ",")
+}

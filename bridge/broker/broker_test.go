@@ -144,11 +144,14 @@ func TestExternalServerReconnects(t *testing.T) {
 
 func TestExternalServerUnreachable(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.NATS.URL = "nats://127.0.0.1:1"
+	cfg.NATS.URL = "nats://alice:S3cret@127.0.0.1:1,nats://127.0.0.1:2"
 	cfg.NATS.Connect = config.Duration(300 * time.Millisecond)
 	_, err := Open(context.Background(), cfg, zerolog.Nop())
-	if err == nil || !strings.Contains(err.Error(), "could not connect to nats://127.0.0.1:1 within 300ms") {
+	if err == nil || !strings.Contains(err.Error(), "could not connect to nats://alice:xxxxx@127.0.0.1:1,nats://127.0.0.1:2 within 300ms") {
 		t.Errorf("got %v", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "S3cret") {
+		t.Errorf("the password is in the error: %v", err)
 	}
 }
 

@@ -132,7 +132,7 @@ func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	rw.Header().Set("X-Request-Id", reqID)
 	name := r.PathValue("source")
-	status, eventID, dup := w.serve(rw, r, name)
+	status, eventID, dup, reason := w.serve(rw, r, name)
 	if w.Observe != nil {
 		if _, known := w.sources[name]; !known {
 			name = ""
@@ -143,15 +143,22 @@ func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if status >= 500 {
 		ev = w.log.Warn()
 	}
-	ev.Str("request_id", reqID).Str("source", name).Str("remote", r.RemoteAddr).Int("status", status).
-		Str("event_id", eventID).Bool("duplicate", dup).Dur("duration", w.now().Sub(start)).Msg("webhook")
+	ev = ev.Str("request_id", reqID).Str("source", name).Str("remote", r.RemoteAddr).Int("status", status)
+	if reason != "" {
+		ev = ev.Str("error", reason)
+	} else {
+		ev = ev.Str("event_id", eventID).Bool("duplicate", dup)
+	}
+	ev.Dur("duration", w.now().Sub(start)).Msg("webhook")
 }
 
-// serve handles one request and returns the status it answered.
-func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (status int, id string, dup bool) {
-	fail := func(status int, format string, args ...any) (int, string, bool) {
-		writeError(rw, status, fmt.Sprintf(format, args...))
-		return status, "", false
+// serve handles one request and returns the status it answered, and the
+// reason of an error.
+func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (status int, id string, dup bool, reason string) {
+	fail := func(status int, format string, args ...any) (int, string, bool, string) {
+		msg := fmt.Sprintf(format, args...)
+		writeError(rw, status, msg)
+		return status, "", false, msg
 	}
 	if r.Method != http.MethodPost {
 		rw.Header().Set("Allow", http.MethodPost)
@@ -198,7 +205,7 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 		return fail(http.StatusServiceUnavailable, "the event could not be stored; retry later")
 	}
 	writeJSON(rw, http.StatusAccepted, accepted{ID: env.ID, Duplicate: ack.Duplicate})
-	return http.StatusAccepted, env.ID, ack.Duplicate
+	return http.StatusAccepted, env.ID, ack.Duplicate, ""
 }
 
 // envelope checks the body and builds the stored event; on a bad request it

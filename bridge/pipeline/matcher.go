@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -55,7 +54,7 @@ func StartMatcher(ctx context.Context, js jetstream.JetStream, cfg *config.Confi
 		Durable:       names.MatchConsumer,
 		Description:   "intercom-bridge stage 1: match events against rules",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       15 * time.Second, // an event takes milliseconds; handle gives up after 10 s
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		MaxAckPending: 4096,
 	})
@@ -107,12 +106,16 @@ func (mt *Matcher) Stop() {
 }
 
 func (mt *Matcher) handle(msg jetstream.Msg) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := mt.process(ctx, msg); err != nil {
 		// Nothing is lost: the event is redelivered and its jobs, if some
 		// were stored, are dropped as duplicates by the outbox.
-		mt.log.Warn().Err(err).Str("subject", msg.Subject()).Msg("event not processed; will retry")
+		ev := mt.log.Warn().Err(err).Str("subject", msg.Subject())
+		if meta, merr := msg.Metadata(); merr == nil {
+			ev = ev.Uint64("seq", meta.Sequence.Stream)
+		}
+		ev.Msg("event not processed; will retry")
 		msg.NakWithDelay(time.Second)
 		return
 	}
@@ -213,5 +216,3 @@ func toIntercom(m rules.Message) intercom.Message {
 		CreateConversationWithoutContactReply: m.CreateConversationWithoutContactReply,
 	}
 }
-
-var errStopped = errors.New("stopped")

@@ -71,7 +71,9 @@ func StartSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config
 		Durable:       names.SendConsumer,
 		Description:   "intercom-bridge stage 2: send messages to Intercom",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
+		// A job held by a process that died is handed out again after
+		// this; InProgress extends it before each request and during waits.
+		AckWait:       cfg.Intercom.Timeout.D() + 10*time.Second,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		MaxAckPending: cfg.Delivery.Workers * 4,
 	})
@@ -146,7 +148,7 @@ func (s *Sender) handle(msg jetstream.Msg) {
 			msg.NakWithDelay(time.Second)
 			return
 		}
-		msg.Ack()
+		ack(msg)
 		return
 	}
 	log := s.log.With().Str("rule", job.Rule).Str("event_id", job.EventID).Str("delivery_key", job.Key).Logger()
@@ -179,7 +181,7 @@ func (s *Sender) deliver(msg jetstream.Msg, job *Job, attempt int, log zerolog.L
 	switch {
 	case entry != nil && entry.State == stateSent:
 		log.Info().Str("intercom_message_id", entry.MessageID).Msg("already sent; duplicate dropped")
-		msg.Ack()
+		ack(msg)
 		return metrics.Duplicate, nil
 	case entry != nil && entry.State == statePending && !job.Replay && s.delivery.OnUncertain == "dead_letter":
 		log.Warn().Msg("an earlier attempt may have reached Intercom; dead-lettered (on_uncertain: dead_letter)")
@@ -197,7 +199,7 @@ func (s *Sender) deliver(msg jetstream.Msg, job *Job, attempt int, log zerolog.L
 		}
 		if !ok {
 			log.Info().Str("throttle_key", job.Throttle.Key).Dur("per", job.Throttle.Per).Msg("throttled")
-			msg.Ack()
+			ack(msg)
 			return metrics.Throttled, nil
 		}
 	}
@@ -214,6 +216,7 @@ func (s *Sender) deliver(msg jetstream.Msg, job *Job, attempt int, log zerolog.L
 			}
 			return "", fmt.Errorf("ledger: %w", err)
 		}
+		msg.InProgress()
 		sendCtx, cancelSend := context.WithTimeout(context.Background(), 2*time.Minute)
 		sent, err := s.client.CreateMessage(sendCtx, job.Message)
 		cancelSend()
@@ -270,7 +273,7 @@ func (s *Sender) succeed(msg jetstream.Msg, job *Job, sent *intercom.SentMessage
 		log.Warn().Err(err).Int("try", i+1).Msg("cannot record the sent key")
 		time.Sleep(200 * time.Millisecond)
 	}
-	msg.Ack()
+	ack(msg)
 	if !job.Received.IsZero() && !job.Replay { // a replay's wait in the DLQ is not latency
 		s.m.DeliveryLatency.Observe(time.Since(job.Received).Seconds())
 	}
@@ -322,7 +325,7 @@ func (s *Sender) fail(ctx context.Context, msg jetstream.Msg, job *Job, attempt 
 			s.log.Warn().Err(err).Str("delivery_key", job.Key).Msg("cannot release the throttle window")
 		}
 	}
-	msg.Ack()
+	ack(msg)
 	return metrics.DeadLetter, nil
 }
 
@@ -353,6 +356,21 @@ func (s *Sender) dryRunSend(msg jetstream.Msg, job *Job, log zerolog.Logger) (st
 		ev = ev.Str("throttle_key", job.Throttle.Key).Dur("throttle_per", job.Throttle.Per)
 	}
 	ev.Msg("dry run: would send")
-	msg.Ack()
+	ack(msg)
 	return metrics.DryRun, nil
+}
+
+// ack acks a job and waits for JetStream to confirm, retrying a little: an
+// ack lost while NATS reconnects would hand the job out again after the ack
+// wait (to be dropped as a duplicate, but late, and counted as pending).
+func ack(msg jetstream.Msg) {
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := msg.DoubleAck(ctx)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -217,8 +217,8 @@ delivery: {workers: %d, backoff: {initial: 100ms, max: 1s}}
 			b.cmd.Process.Kill()
 			<-b.done
 		}
-		if true { // TEMP
-			t.Logf("%s: last lines of %s:\n%s", b.name, b.log, b.tail(60)) // TEMP
+		if t.Failed() {
+			t.Logf("%s: last lines of %s:\n%s", b.name, b.log, b.tail(40))
 		}
 	})
 	return b

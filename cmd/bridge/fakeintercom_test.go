@@ -1,36 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/intercom-bridge/bridge/intercom"
+	"github.com/intercom-bridge/bridge/internal/syncbuf"
 )
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitForOutput(t *testing.T, out *syncBuffer, re *regexp.Regexp) []string {
+func waitForOutput(t *testing.T, out *syncbuf.Buffer, re *regexp.Regexp) []string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -45,7 +26,7 @@ func waitForOutput(t *testing.T, out *syncBuffer, re *regexp.Regexp) []string {
 
 func TestFakeIntercomCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut syncBuffer
+	var out, errOut syncbuf.Buffer
 	done := make(chan int)
 	go func() {
 		done <- runFakeIntercom(ctx, []string{"-listen", "127.0.0.1:0", "-admin", "7,8"}, &out, &errOut)
