@@ -68,9 +68,9 @@ func StartSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config
 		dlq:  &deadLetters{js: js, subject: names.DLQSubject},
 		work: make(chan jetstream.Msg), stop: make(chan struct{})}
 	s.cons, err = js.CreateOrUpdateConsumer(ctx, names.Outbox, jetstream.ConsumerConfig{
-		Durable:       names.SendConsumer,
-		Description:   "intercom-bridge stage 2: send messages to Intercom",
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		Durable:     names.SendConsumer,
+		Description: "intercom-bridge stage 2: send messages to Intercom",
+		AckPolicy:   jetstream.AckExplicitPolicy,
 		// A job held by a process that died is handed out again after
 		// this; InProgress extends it before each request and during waits.
 		AckWait:       cfg.Intercom.Timeout.D() + 10*time.Second,
