@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/metrics"
 )
 
@@ -181,4 +182,16 @@ func TestReloadKeepsRulesOnErrorAndDropsNothing(t *testing.T) {
 	if reloaded == 0 {
 		t.Error("no message used a reloaded rule")
 	}
+}
+
+func TestBacklogShowsInMetrics(t *testing.T) {
+	h := newHarness(t, func(c *config.Config) { c.Delivery.MaxAttempts = 1000 })
+	h.ic.FailNext(100000, 503) // Intercom is down
+	for i := range 3 {
+		h.publish("crm.lead.created", map[string]any{"contact": fmt.Sprintf("c-%d", i), "name": "x"})
+	}
+	h.waitFor("the backlog gauges", func() bool {
+		_, body := getURL(t, "http://"+h.svc.AdminAddr()+"/metrics")
+		return metricValue(t, body, "bridge_outbox_pending") == 3 && metricValue(t, body, "bridge_outbox_oldest_age_seconds") > 0
+	})
 }

@@ -43,6 +43,9 @@ func TestDefaults(t *testing.T) {
 	if cfg.Delivery != d.Delivery || cfg.HTTP != d.HTTP || cfg.NATS.Events != d.NATS.Events || !cfg.Rules.Watch {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
+	if cfg.Admin.Listen != "127.0.0.1:9090" {
+		t.Errorf("the admin listener is not on loopback by default: %q", cfg.Admin.Listen)
+	}
 	if cfg.DataDir != "/etc/bridge/data" || cfg.Rules.Paths[0] != "/etc/bridge/rules" {
 		t.Errorf("paths: %q %q", cfg.DataDir, cfg.Rules.Paths)
 	}

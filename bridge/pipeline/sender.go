@@ -42,12 +42,13 @@ type Sender struct {
 	// OnUnauthorized is called when Intercom rejects the token.
 	OnUnauthorized func()
 
-	cons  jetstream.Consumer
-	cc    jetstream.ConsumeContext
-	work  chan jetstream.Msg
-	wg    sync.WaitGroup
-	stop  chan struct{}
-	close sync.Once
+	outbox jetstream.Stream
+	cons   jetstream.Consumer
+	cc     jetstream.ConsumeContext
+	work   chan jetstream.Msg
+	wg     sync.WaitGroup
+	stop   chan struct{}
+	close  sync.Once
 }
 
 // StartSender starts stage 2 with cfg.Delivery.Workers concurrent sends. In
@@ -67,7 +68,10 @@ func StartSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config
 		ledger: &Ledger{kv: sent}, throttles: &Throttles{kv: throttle},
 		dlq:  &deadLetters{js: js, subject: names.DLQSubject},
 		work: make(chan jetstream.Msg), stop: make(chan struct{})}
-	s.cons, err = js.CreateOrUpdateConsumer(ctx, names.Outbox, jetstream.ConsumerConfig{
+	if s.outbox, err = js.Stream(ctx, names.Outbox); err != nil {
+		return nil, fmt.Errorf("stream %s: %w", names.Outbox, err)
+	}
+	s.cons, err = s.outbox.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:     names.SendConsumer,
 		Description: "intercom-bridge stage 2: send messages to Intercom",
 		AckPolicy:   jetstream.AckExplicitPolicy,
@@ -119,13 +123,15 @@ func (s *Sender) monitor() {
 			return
 		case <-t.C:
 		}
+		// The outbox is a work queue: a sent job leaves it, so its first
+		// message is the oldest job not yet done.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if info, err := s.cons.Info(ctx); err == nil {
-			s.m.OutboxPending.Set(float64(info.NumPending + uint64(info.NumAckPending)))
-			if info.NumPending+uint64(info.NumAckPending) == 0 {
+		if info, err := s.outbox.Info(ctx); err == nil {
+			s.m.OutboxPending.Set(float64(info.State.Msgs))
+			if info.State.Msgs == 0 {
 				s.m.OutboxOldestAge.Set(0)
-			} else if info.AckFloor.Last != nil {
-				s.m.OutboxOldestAge.Set(time.Since(*info.AckFloor.Last).Seconds())
+			} else {
+				s.m.OutboxOldestAge.Set(time.Since(info.State.FirstTime).Seconds())
 			}
 		}
 		cancel()
