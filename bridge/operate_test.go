@@ -195,3 +195,18 @@ func TestBacklogShowsInMetrics(t *testing.T) {
 		return metricValue(t, body, "bridge_outbox_pending") == 3 && metricValue(t, body, "bridge_outbox_oldest_age_seconds") > 0
 	})
 }
+
+func TestInjectionThroughEventValuesIsNeutralised(t *testing.T) {
+	h := newHarness(t, nil)
+	h.webhook("msg_inj", map[string]any{"type": "order.paid", "order": "7\r\nBcc: evil@example.com", "user": "u-1",
+		"name": `<script>alert("x")</script><img src=x onerror=alert(1)>`, "amount": 1})
+	h.waitFor("the message", func() bool { return len(h.ic.Messages()) == 1 })
+	m := h.ic.Messages()[0]
+	if strings.ContainsAny(m.Subject, "\r\n") || m.Subject != "Thanks for order 7Bcc: evil@example.com" {
+		t.Errorf("subject %q", m.Subject)
+	}
+	if strings.Contains(m.Body, "<script") || strings.Contains(m.Body, "<img") ||
+		!strings.Contains(m.Body, "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;") {
+		t.Errorf("body %q", m.Body)
+	}
+}
