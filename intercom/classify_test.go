@@ -84,12 +84,12 @@ func TestClassify(t *testing.T) {
 		{
 			name:  "500",
 			setup: func(srv *intercomtest.Server, _ *intercom.Config, _ *intercom.Message) { srv.FailNext(1, 500) },
-			class: intercom.Retryable, uncertain: true, status: 500, reason: "500 Internal Server Error: server_error",
+			class: intercom.Retryable, uncertain: false, status: 500, reason: "500 Internal Server Error: server_error",
 		},
 		{
 			name:  "503",
 			setup: func(srv *intercomtest.Server, _ *intercom.Config, _ *intercom.Message) { srv.FailNext(1, 503) },
-			class: intercom.Retryable, uncertain: true, status: 503, reason: "service_unavailable",
+			class: intercom.Retryable, uncertain: false, status: 503, reason: "service_unavailable",
 		},
 		{
 			name:  "504 HTML page",
@@ -229,7 +229,8 @@ func TestClassifyOtherErrors(t *testing.T) {
 		{&net.OpError{Op: "read", Err: errors.New("reset")}, intercom.Retryable, true},
 		{&intercom.Error{StatusCode: 408}, intercom.Retryable, false},
 		{&intercom.Error{StatusCode: 302}, intercom.Permanent, false},
-		{&intercom.Error{StatusCode: 502}, intercom.Retryable, true},
+		{&intercom.Error{StatusCode: 502}, intercom.Retryable, false},
+		{&intercom.Error{StatusCode: 504}, intercom.Retryable, true},
 	}
 	for _, tt := range tests {
 		name := "nil"

@@ -314,9 +314,17 @@ func classifyStatus(e *Error) Decision {
 	case s == http.StatusRequestTimeout:
 		// The server gave up waiting for the request: it was not processed.
 		d.Class = Retryable
-	case s >= 500:
+	case s == http.StatusGatewayTimeout:
+		// A proxy in front of Intercom stopped waiting: Intercom may still
+		// have created the message.
 		d.Class = Retryable
 		d.Uncertain = true
+	case s >= 500:
+		// Intercom itself answered with an error: the message was not
+		// created. Treating these as uncertain would turn every outage
+		// into possible duplicates (or dead letters, with on_uncertain:
+		// dead_letter).
+		d.Class = Retryable
 	default:
 		// 400, 401, 403, 406, 409, 422 and the rest: asking again will not
 		// change the answer. A 3xx lands here too: the client does not follow

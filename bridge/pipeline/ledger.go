@@ -20,6 +20,7 @@ type ledgerEntry struct {
 	State     string    `json:"state"`
 	Key       string    `json:"key"`
 	MessageID string    `json:"message_id,omitempty"`
+	Error     string    `json:"error,omitempty"` // why a pending key is uncertain, when known
 	At        time.Time `json:"at"`
 }
 
@@ -66,6 +67,14 @@ func (l *Ledger) markPending(ctx context.Context, key string, rev uint64) (uint6
 // markSent records that Intercom accepted the message.
 func (l *Ledger) markSent(ctx context.Context, key, messageID string) error {
 	v, _ := json.Marshal(ledgerEntry{State: stateSent, Key: key, MessageID: messageID, At: time.Now().UTC()})
+	_, err := l.kv.Put(ctx, kvKey(key), v)
+	return err
+}
+
+// markUncertain keeps the key pending with the error of an attempt whose
+// request may have reached Intercom (a timeout, a dropped connection).
+func (l *Ledger) markUncertain(ctx context.Context, key string, cause error) error {
+	v, _ := json.Marshal(ledgerEntry{State: statePending, Key: key, Error: cause.Error(), At: time.Now().UTC()})
 	_, err := l.kv.Put(ctx, kvKey(key), v)
 	return err
 }

@@ -191,7 +191,11 @@ func (s *Sender) deliver(msg jetstream.Msg, job *Job, attempt int, log zerolog.L
 		return metrics.Duplicate, nil
 	case entry != nil && entry.State == statePending && !job.Replay && s.delivery.OnUncertain == "dead_letter":
 		log.Warn().Msg("an earlier attempt may have reached Intercom; dead-lettered (on_uncertain: dead_letter)")
-		return s.fail(ctx, msg, job, attempt, ReasonUncertain, errors.New("an earlier attempt may have reached Intercom (the process stopped or the request timed out after it was sent)"), false)
+		why := "the process stopped while a request was on its way"
+		if entry.Error != "" {
+			why = entry.Error
+		}
+		return s.fail(ctx, msg, job, attempt, ReasonUncertain, fmt.Errorf("an earlier attempt may have reached Intercom: %s", why), false)
 	case entry != nil && entry.State == statePending:
 		// The process died, or a request timed out, after a request may
 		// have reached Intercom: nobody can know. on_uncertain: resend.
@@ -289,12 +293,14 @@ func (s *Sender) succeed(msg jetstream.Msg, job *Job, sent *intercom.SentMessage
 
 // failSend acts on a failed request, by its classification.
 func (s *Sender) failSend(ctx context.Context, msg jetstream.Msg, job *Job, attempt int, err error, d intercom.Decision, log zerolog.Logger) (string, error) {
-	if !d.Uncertain {
+	if d.Uncertain {
+		if uerr := s.ledger.markUncertain(ctx, job.Key, err); uerr != nil {
+			return "", fmt.Errorf("ledger: %w", uerr)
+		}
+	} else if ferr := s.ledger.forget(ctx, job.Key); ferr != nil {
 		// The request did not reach Intercom: the next attempt is not a
 		// possible duplicate.
-		if ferr := s.ledger.forget(ctx, job.Key); ferr != nil {
-			return "", fmt.Errorf("ledger: %w", ferr)
-		}
+		return "", fmt.Errorf("ledger: %w", ferr)
 	}
 	if intercom.IsUnauthorized(err) && s.OnUnauthorized != nil {
 		s.OnUnauthorized()

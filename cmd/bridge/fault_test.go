@@ -1,0 +1,714 @@
+//go:build fault
+
+package main
+
+// Fault tests: the e2e harness (e2e_test.go) driven harder. Each test runs
+// the real bridge binary against a real NATS server and the fake Intercom,
+// injects one kind of fault (SIGKILL, a NATS restart, Intercom answering
+// 503, 429 or too slowly), and counts per event what arrived at the fake:
+// nothing may be lost, and the only duplicates allowed are the sends whose
+// outcome the bridge could not know (a key left "pending" by a kill, or a
+// request that timed out after the fake accepted it).
+//
+//	go test -tags=fault -race -run Fault -v ./cmd/bridge/ -timeout 20m
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/pipeline"
+)
+
+// faultSettings are the intercom and delivery settings of a fault test's
+// bridge, written over the lines newBridge put in its config.
+type faultSettings struct {
+	baseURL     string        // default: the fake's URL
+	rateLimit   int           // intercom.rate_limit_per_minute
+	timeout     time.Duration // intercom.timeout
+	maxAttempts int
+	backoffInit time.Duration
+	backoffMax  time.Duration
+	onUncertain string // resend | dead_letter
+}
+
+// faultBridge writes a bridge's config as newBridge does, then replaces its
+// intercom and delivery lines with s, and checks that the config loads with
+// those values.
+func (e *e2eEnv) faultBridge(name string, s faultSettings) *e2eBridge {
+	t := e.t
+	t.Helper()
+	b := e.newBridge(name, "warn", true)
+	if s.baseURL == "" {
+		s.baseURL = e.ic.URL()
+	}
+	data, err := os.ReadFile(b.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intercomLine := fmt.Sprintf("intercom: {base_url: %q, token: %q, default_admin_id: %q, rate_limit_per_minute: %d, timeout: %s}",
+		s.baseURL, e.ic.Token(), e2eAdminID, s.rateLimit, s.timeout)
+	deliveryLine := fmt.Sprintf("delivery: {workers: %d, max_attempts: %d, backoff: {initial: %s, max: %s}, on_uncertain: %s}",
+		e2eWorkers, s.maxAttempts, s.backoffInit, s.backoffMax, s.onUncertain)
+	var replaced int
+	lines := strings.Split(string(data), "\n")
+	for i, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "intercom:"):
+			lines[i] = intercomLine
+			replaced++
+		case strings.HasPrefix(l, "delivery:"):
+			lines[i] = deliveryLine
+			replaced++
+		}
+	}
+	if replaced != 2 {
+		t.Fatalf("%s: expected one intercom: and one delivery: line in the config newBridge wrote:\n%s", b.config, data)
+	}
+	if err := os.WriteFile(b.config, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(b.config)
+	if err != nil {
+		t.Fatalf("%s: %v", b.config, err)
+	}
+	if cfg.Intercom.Timeout.D() != s.timeout || cfg.Intercom.RateLimitPerMinute != s.rateLimit ||
+		cfg.Delivery.MaxAttempts != s.maxAttempts || cfg.Delivery.OnUncertain != s.onUncertain || cfg.Intercom.BaseURL != s.baseURL {
+		t.Fatalf("%s: the config did not take the fault settings: %+v %+v", b.config, cfg.Intercom, cfg.Delivery)
+	}
+	return b
+}
+
+// faultDeadLetters lists the dead-letter stream of b's config, over the
+// test's own NATS connection.
+func (e *e2eEnv) faultDeadLetters(b *e2eBridge) []pipeline.Entry {
+	t := e.t
+	t.Helper()
+	cfg, err := config.Load(b.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q, err := pipeline.OpenDLQ(ctx, e.js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := q.List(ctx, pipeline.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return entries
+}
+
+// faultDLQSummary describes dead letters by reason, for logs.
+func faultDLQSummary(entries []pipeline.Entry) string {
+	if len(entries) == 0 {
+		return "none"
+	}
+	by := map[string]int{}
+	for _, en := range entries {
+		by[en.Reason]++
+	}
+	var parts []string
+	for r, n := range by {
+		parts = append(parts, fmt.Sprintf("%s=%d", r, n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+// faultWaitPublished waits for the publisher to have every event acked.
+func (e *e2eEnv) faultWaitPublished(p *publisher, n int, timeout time.Duration) {
+	e.t.Helper()
+	e.waitFor(timeout, func() string { return fmt.Sprintf("the publisher: %d/%d acked", p.acked.Load(), n) },
+		func() bool { return p.acked.Load() == int64(n) })
+}
+
+// faultFront stands in front of the fake Intercom: it answers 503 to
+// everything while down is set, can drop the X-RateLimit-* headers, and
+// holds back the answer of every
+// delayEvery-th POST /messages for delay after the fake has handled (and so
+// recorded, and perhaps accepted) it.
+type faultFront struct {
+	ic  http.Handler
+	srv *httptest.Server
+
+	down       atomic.Bool
+	delayEvery int64
+	delay      time.Duration
+
+	// stripRateLimit drops the X-RateLimit-* headers from every answer but
+	// a 429, as a proxy might.
+	stripRateLimit bool
+
+	posts       atomic.Int64 // POST /messages passed to the fake
+	unavailable atomic.Int64 // requests answered 503 by the front
+
+	mu       sync.Mutex
+	delayed  []int // event n of each delayed request the fake accepted
+	rejected int   // delayed requests the fake did not accept
+}
+
+func newFaultFront(t *testing.T, ic http.Handler) *faultFront {
+	f := &faultFront{ic: ic}
+	f.srv = httptest.NewServer(f)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *faultFront) URL() string { return f.srv.URL }
+
+func (f *faultFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if f.down.Load() {
+		f.unavailable.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Request-Id", "front-503")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"type":"error.list","request_id":"front-503","errors":[{"code":"service_unavailable","message":"Service Unavailable"}]}`)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	rec := httptest.NewRecorder()
+	f.ic.ServeHTTP(rec, r)
+	if r.Method == http.MethodPost && r.URL.Path == "/messages" {
+		k := f.posts.Add(1)
+		n := faultEventN(body)
+		accepted := rec.Code == http.StatusOK
+		if f.delayEvery > 0 && k%f.delayEvery == 0 {
+			f.mu.Lock()
+			if accepted {
+				f.delayed = append(f.delayed, n)
+			} else {
+				f.rejected++
+			}
+			f.mu.Unlock()
+			timer := time.NewTimer(f.delay)
+			select {
+			case <-timer.C:
+			case <-r.Context().Done(): // the client gave up: nobody will read the answer
+				timer.Stop()
+			}
+		}
+	}
+	for k, v := range rec.Header() {
+		if f.stripRateLimit && rec.Code != http.StatusTooManyRequests && strings.HasPrefix(http.CanonicalHeaderKey(k), "X-Ratelimit-") {
+			continue
+		}
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	w.Write(rec.Body.Bytes())
+}
+
+// faultEventN is the event number of a message body (its to.user_id
+// "u-<n>"), or -1.
+func faultEventN(body []byte) int {
+	var m struct {
+		To struct {
+			UserID string `json:"user_id"`
+		} `json:"to"`
+	}
+	if json.Unmarshal(body, &m) != nil {
+		return -1
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(m.To.UserID, "u-"))
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// faultCounts returns what the front recorded.
+func (f *faultFront) faultCounts() (delayed []int, rejected int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.delayed), f.rejected
+}
+
+// faultUncertainFailures reads b's log for the sends that failed with an
+// uncertain outcome ("send failed; will retry" with uncertain true), and
+// returns how many times each delivery key did, and the errors.
+func faultUncertainFailures(t *testing.T, b *e2eBridge) (map[string]int, map[string]int) {
+	t.Helper()
+	data, err := os.ReadFile(b.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, errs := map[string]int{}, map[string]int{}
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		if !bytes.Contains(line, []byte(`"send failed; will retry"`)) {
+			continue
+		}
+		var l struct {
+			Key       string `json:"delivery_key"`
+			Error     string `json:"error"`
+			Uncertain bool   `json:"uncertain"`
+		}
+		if json.Unmarshal(line, &l) != nil || !l.Uncertain {
+			continue
+		}
+		keys[l.Key]++
+		errs[l.Error]++
+	}
+	return keys, errs
+}
+
+// faultPerEvent counts the messages the fake accepted for each event n.
+func (e *e2eEnv) faultPerEvent(n int) map[int]int {
+	per := map[int]int{}
+	for _, m := range e.ic.Messages() {
+		if i, err := strconv.Atoi(strings.TrimPrefix(m.To.UserID, "u-")); err == nil && i >= 0 && i < n {
+			per[i]++
+		}
+	}
+	return per
+}
+
+// faultStatuses counts the fake's answers by status.
+func (e *e2eEnv) faultStatuses() map[int]int {
+	by := map[int]int{}
+	for _, r := range e.ic.Requests() {
+		by[r.StatusCode]++
+	}
+	return by
+}
+
+// TestFaultKillNineFiveTimes: 10,000 NATS events at a steady pace; the
+// bridge is SIGKILLed five times, at 15%, 30%, 45%, 60% and 75% of the
+// messages, and restarted each time. Nothing is lost; the duplicates are at
+// most the keys found pending in the ledger right after the kills.
+func TestFaultKillNineFiveTimes(t *testing.T) {
+	const n = 10000
+	e := newE2E(t)
+	e.ic.SetDelay(5 * time.Millisecond) // sends are in flight when a kill lands
+	b := e.newBridge("bridge", "warn", true)
+	b.start()
+
+	stop := make(chan struct{})
+	defer close(stop)
+	begin := time.Now()
+	pub := e.publish(0, n, 3*time.Millisecond, stop)
+
+	bound := 0
+	pendingAtKills := map[string]bool{}
+	var lastKill time.Duration
+	for i, pct := range []int{15, 30, 45, 60, 75} {
+		at := n * pct / 100
+		e.waitFor(180*time.Second, e.progress(n), func() bool { return len(e.ic.Messages()) >= at })
+		b.kill()
+		lastKill = time.Since(begin)
+		keys, err := e.pendingKeys()
+		if err != nil {
+			t.Fatalf("reading the ledger after kill %d: %v", i+1, err)
+		}
+		bound += len(keys)
+		for _, k := range keys {
+			pendingAtKills[k] = true
+		}
+		t.Logf("kill %d (%d%%) at %v: fake had %d messages, %d published; %d keys pending in the ledger",
+			i+1, pct, lastKill.Round(time.Millisecond), len(e.ic.Messages()), pub.acked.Load(), len(keys))
+		b.start()
+	}
+
+	e.faultWaitPublished(pub, n, 120*time.Second)
+	t.Logf("published %d events in %v (%d publish retries)", n, time.Since(begin).Round(time.Millisecond), pub.retries.Load())
+	// Jobs held by a killed process come back after the send consumer's
+	// AckWait (intercom.timeout + 10 s = 15 s here), events after the match
+	// consumer's (15 s).
+	e.waitFor(240*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
+	allIn := time.Since(begin)
+	e.settle(120 * time.Second)
+
+	lost, dups, unknown := e.tally(n)
+	resends := b.logCount("sending again (on_uncertain: resend)")
+	dlq := e.faultDeadLetters(b)
+	t.Logf("lost=%d duplicated=%d bound=%d (keys pending at the 5 kills); unknown=%d; %d uncertain resends logged; dead letters: %s",
+		lost, dups, bound, unknown, resends, faultDLQSummary(dlq))
+	t.Logf("all %d arrived %v after the start (%v after the last kill); %d messages, %d requests at the fake",
+		n, allIn.Round(time.Millisecond), (allIn - lastKill).Round(time.Millisecond), len(e.ic.Messages()), len(e.ic.Requests()))
+	if lost != 0 || unknown != 0 {
+		t.Errorf("lost %d events; %d messages for unknown recipients", lost, unknown)
+	}
+	if dups > bound {
+		t.Errorf("%d duplicates, more than the %d keys pending at the kills", dups, bound)
+	}
+	if dups > resends {
+		t.Errorf("%d duplicates but only %d uncertain resends logged", dups, resends)
+	}
+	var unexplained []int
+	for i, c := range e.faultPerEvent(n) {
+		if c > 1 && !pendingAtKills[fmt.Sprintf("%s/%d", e2eRule, i)] {
+			unexplained = append(unexplained, i)
+		}
+	}
+	slices.Sort(unexplained)
+	if len(unexplained) > 0 {
+		t.Errorf("events sent twice whose key was not pending at any kill: %v", unexplained)
+	}
+	if len(dlq) != 0 {
+		t.Errorf("%d dead letters (%s), want none", len(dlq), faultDLQSummary(dlq))
+	}
+}
+
+// TestFaultNATSRestart: 3,000 events; the NATS server goes away for about
+// a second mid-run and comes back on the same port and store. The bridge,
+// not restarted, reconnects; nothing is lost or sent twice.
+func TestFaultNATSRestart(t *testing.T) {
+	const n = 3000
+	e := newE2E(t)
+	e.ic.SetDelay(5 * time.Millisecond)
+	b := e.newBridge("bridge", "warn", true)
+	b.start()
+
+	stop := make(chan struct{})
+	defer close(stop)
+	begin := time.Now()
+	pub := e.publish(0, n, 4*time.Millisecond, stop)
+	e.waitFor(60*time.Second, e.progress(n), func() bool { return pub.acked.Load() >= n/3 })
+
+	atRestart, pubAtRestart := len(e.ic.Messages()), pub.acked.Load()
+	restartAt := time.Now()
+	e.nats.Restart(time.Second)
+	t.Logf("NATS restarted at %v (down %v) with %d published, %d messages at the fake",
+		restartAt.Sub(begin).Round(time.Millisecond), time.Since(restartAt).Round(time.Millisecond), pubAtRestart, atRestart)
+
+	e.faultWaitPublished(pub, n, 120*time.Second)
+	e.waitFor(180*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
+	allIn := time.Since(restartAt)
+	e.settle(120 * time.Second)
+	if !b.running() {
+		t.Fatalf("the bridge exited (%v): it must ride out a NATS restart", b.state)
+	}
+	lost, dups, unknown := e.tally(n)
+	const bound = 0
+	dlq := e.faultDeadLetters(b)
+	t.Logf("lost=%d duplicated=%d bound=%d; unknown=%d; all arrived %v after the restart; %d publish retries; %d uncertain resends, %d \"delivery interrupted\", %d \"cannot record the sent key\" logged; dead letters: %s",
+		lost, dups, bound, unknown, allIn.Round(time.Millisecond), pub.retries.Load(),
+		b.logCount("sending again (on_uncertain: resend)"), b.logCount("delivery interrupted"), b.logCount("cannot record the sent key"),
+		faultDLQSummary(dlq))
+	if lost != 0 || dups > bound || unknown != 0 {
+		t.Errorf("lost %d, duplicates %d, unknown %d after a NATS restart", lost, dups, unknown)
+	}
+	if len(dlq) != 0 {
+		t.Errorf("%d dead letters (%s), want none", len(dlq), faultDLQSummary(dlq))
+	}
+}
+
+// TestFaultIntercomDown30s: Intercom answers 503 to everything for 30
+// seconds while 2,000 events flow. With max_attempts 50 and a short
+// backoff nothing is dead-lettered; every message arrives afterwards, once:
+// the fake never accepted the 503'd requests, so their resends (uncertain:
+// a 5xx may hide a message Intercom took) are not duplicates.
+func TestFaultIntercomDown30s(t *testing.T) {
+	const (
+		n      = 2000
+		outage = 30 * time.Second
+	)
+	e := newE2E(t)
+	front := newFaultFront(t, e.ic)
+	b := e.faultBridge("bridge", faultSettings{baseURL: front.URL(), rateLimit: 60000, timeout: 5 * time.Second,
+		maxAttempts: 50, backoffInit: 200 * time.Millisecond, backoffMax: 2 * time.Second, onUncertain: "resend"})
+	b.start()
+
+	stop := make(chan struct{})
+	defer close(stop)
+	begin := time.Now()
+	pub := e.publish(0, n, 15*time.Millisecond, stop) // about 30 s of publishing
+	e.waitFor(60*time.Second, e.progress(n), func() bool { return len(e.ic.Messages()) >= n/5 })
+
+	atDown := len(e.ic.Messages())
+	front.down.Store(true)
+	downAt := time.Now()
+	t.Logf("Intercom down at %v with %d messages at the fake, %d published", downAt.Sub(begin).Round(time.Millisecond), atDown, pub.acked.Load())
+	// Hold the outage for its length, failing early only if the bridge dies.
+	for time.Since(downAt) < outage {
+		if !b.running() {
+			t.Fatalf("the bridge exited during the outage (%v):\n%s", b.state, b.tail(30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	front.down.Store(false)
+	upAt := time.Now()
+	during := len(e.ic.Messages()) - atDown
+	t.Logf("Intercom up again after %v: %d requests answered 503, %d messages accepted meanwhile, %d published",
+		upAt.Sub(downAt).Round(time.Millisecond), front.unavailable.Load(), during, pub.acked.Load())
+
+	e.faultWaitPublished(pub, n, 60*time.Second)
+	e.waitFor(180*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
+	allIn := time.Since(upAt)
+	e.settle(120 * time.Second)
+
+	lost, dups, unknown := e.tally(n)
+	const bound = 0
+	dlq := e.faultDeadLetters(b)
+	t.Logf("lost=%d duplicated=%d bound=%d; unknown=%d; all arrived %v after Intercom came back; %d answered 503; %d uncertain resends, %d \"send failed; will retry\" logged; dead letters: %s",
+		lost, dups, bound, unknown, allIn.Round(time.Millisecond), front.unavailable.Load(),
+		b.logCount("sending again (on_uncertain: resend)"), b.logCount("send failed; will retry"), faultDLQSummary(dlq))
+	if lost != 0 || dups > bound || unknown != 0 {
+		t.Errorf("lost %d, duplicates %d, unknown %d after a 30 s outage", lost, dups, unknown)
+	}
+	if during != 0 {
+		t.Errorf("%d messages accepted while the front answered 503 to everything", during)
+	}
+	if front.unavailable.Load() == 0 {
+		t.Errorf("no request was answered 503: the test proves nothing")
+	}
+	if len(dlq) != 0 {
+		t.Errorf("%d dead letters (%s), want none", len(dlq), faultDLQSummary(dlq))
+	}
+}
+
+// TestFault429Storm: the fake admits 50 requests a second while the bridge
+// is told it may send 100,000 a minute. A 429 is certain-not-sent: every
+// message arrives once, nothing is dead-lettered.
+//
+// The bridge's pacer follows X-RateLimit-Remaining and -Reset on every
+// answer, so with the fake alone it never gets a 429. Two ways to make it:
+//   - shared: another integration of the same app spends the same limit
+//     (10 clients sending GET /me every 50 ms), so what the bridge last
+//     heard is stale: a few 429s;
+//   - stripped: a proxy drops X-RateLimit-* from every answer but the 429s,
+//     so the bridge learns the limit only by hitting it: a 429 storm, each
+//     window.
+func TestFault429Storm(t *testing.T) {
+	const (
+		n     = 1000
+		limit = 50
+	)
+	run := func(t *testing.T, shared, strip bool) {
+		e := newE2E(t)
+		e.ic.SetWindowLimit(limit, time.Second)
+		front := newFaultFront(t, e.ic)
+		front.stripRateLimit = strip
+		b := e.faultBridge("bridge", faultSettings{baseURL: front.URL(), rateLimit: 100000, timeout: 5 * time.Second,
+			maxAttempts: 12, backoffInit: 100 * time.Millisecond, backoffMax: time.Second, onUncertain: "resend"})
+		b.start()
+
+		neighbourStop := make(chan struct{})
+		var neighbours sync.WaitGroup
+		if shared {
+			for range 10 {
+				neighbours.Go(func() {
+					for {
+						select {
+						case <-neighbourStop:
+							return
+						case <-time.After(50 * time.Millisecond):
+						}
+						req, _ := http.NewRequest(http.MethodGet, e.ic.URL()+"/me", nil)
+						req.Header.Set("Authorization", "Bearer "+e.ic.Token())
+						req.Header.Set("Accept", "application/json")
+						if resp, err := http.DefaultClient.Do(req); err == nil {
+							io.Copy(io.Discard, resp.Body)
+							resp.Body.Close()
+						}
+					}
+				})
+			}
+		}
+		stopNeighbours := sync.OnceFunc(func() { close(neighbourStop); neighbours.Wait() })
+		defer stopNeighbours()
+
+		stop := make(chan struct{})
+		defer close(stop)
+		begin := time.Now()
+		pub := e.publish(0, n, 2*time.Millisecond, stop)
+		e.faultWaitPublished(pub, n, 60*time.Second)
+		e.waitFor(180*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
+		allIn := time.Since(begin)
+		stopNeighbours()
+		e.settle(120 * time.Second)
+
+		lost, dups, unknown := e.tally(n)
+		const bound = 0
+		var posts, posts429, me, me429 int
+		for _, r := range e.ic.Requests() {
+			switch {
+			case r.Method == http.MethodPost && r.Path == "/messages":
+				posts++
+				if r.StatusCode == http.StatusTooManyRequests {
+					posts429++
+				}
+			case r.Path == "/me":
+				me++
+				if r.StatusCode == http.StatusTooManyRequests {
+					me429++
+				}
+			}
+		}
+		dlq := e.faultDeadLetters(b)
+		t.Logf("lost=%d duplicated=%d bound=%d; unknown=%d; 429s at the fake: %d of the bridge's %d POST /messages, %d of the neighbours' %d GET /me; all arrived in %v (the fake admits %d/s); %d uncertain resends logged; dead letters: %s",
+			lost, dups, bound, unknown, posts429, posts, me429, me, allIn.Round(time.Millisecond), limit,
+			b.logCount("sending again (on_uncertain: resend)"), faultDLQSummary(dlq))
+		if lost != 0 || dups > bound || unknown != 0 {
+			t.Errorf("lost %d, duplicates %d, unknown %d in a 429 storm", lost, dups, unknown)
+		}
+		if strip && posts429 == 0 {
+			t.Errorf("the fake answered no POST /messages with 429: the test proves nothing")
+		}
+		if len(dlq) != 0 {
+			t.Errorf("%d dead letters (%s), want none", len(dlq), faultDLQSummary(dlq))
+		}
+	}
+	t.Run("shared", func(t *testing.T) { run(t, true, false) })
+	t.Run("stripped", func(t *testing.T) { run(t, false, true) })
+}
+
+// TestFaultIntercomTimeouts: every 10th request is answered 1.5 s late,
+// after the fake accepted it, while the bridge's intercom.timeout is
+// 500 ms: the bridge cannot know the message was taken. With on_uncertain
+// resend it sends those again, and the only duplicates are theirs; with
+// dead_letter nothing is sent twice and exactly those go to the dead-letter
+// stream, with reason "uncertain".
+//
+// A request the front did not delay may still time out on a loaded machine;
+// the bridge logs it ("send failed; will retry", uncertain), and such keys
+// are added to what is allowed, and logged.
+func TestFaultIntercomTimeouts(t *testing.T) {
+	const (
+		n       = 500
+		every   = 10
+		delay   = 1500 * time.Millisecond
+		timeout = 500 * time.Millisecond
+	)
+	key := func(i int) string { return fmt.Sprintf("%s/%d", e2eRule, i) }
+	run := func(t *testing.T, onUncertain string) (e *e2eEnv, b *e2eBridge, front *faultFront) {
+		e = newE2E(t)
+		front = newFaultFront(t, e.ic)
+		front.delayEvery, front.delay = every, delay
+		b = e.faultBridge("bridge", faultSettings{baseURL: front.URL(), rateLimit: 60000, timeout: timeout,
+			maxAttempts: 12, backoffInit: 100 * time.Millisecond, backoffMax: time.Second, onUncertain: onUncertain})
+		b.start()
+		stop := make(chan struct{})
+		defer close(stop)
+		pub := e.publish(0, n, 2*time.Millisecond, stop)
+		e.faultWaitPublished(pub, n, 60*time.Second)
+		e.waitFor(180*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
+		e.settle(120 * time.Second)
+		return e, b, front
+	}
+	// spontaneous returns the keys that failed uncertain without having been
+	// delayed by the front.
+	spontaneous := func(uncertain map[string]int, delayed []int) map[string]int {
+		out := map[string]int{}
+		for k, c := range uncertain {
+			out[k] = c
+		}
+		for _, i := range delayed {
+			if out[key(i)] > 0 {
+				out[key(i)]--
+			}
+		}
+		for k, c := range out {
+			if c == 0 {
+				delete(out, k)
+			}
+		}
+		return out
+	}
+
+	t.Run("resend", func(t *testing.T) {
+		e, b, front := run(t, "resend")
+		lost, dups, unknown := e.tally(n)
+		delayed, rejected := front.faultCounts()
+		uncertain, errs := faultUncertainFailures(t, b)
+		extra := spontaneous(uncertain, delayed)
+		extraN := 0
+		for _, c := range extra {
+			extraN += c
+		}
+		bound := len(delayed) + extraN
+		var unexplained []int
+		for i, c := range e.faultPerEvent(n) {
+			if c > 1 && uncertain[key(i)] == 0 {
+				unexplained = append(unexplained, i)
+			}
+		}
+		slices.Sort(unexplained)
+		dlq := e.faultDeadLetters(b)
+		t.Logf("lost=%d duplicated=%d bound=%d (%d delayed requests the fake accepted + %d other uncertain failures %v; %d delayed not accepted); unknown=%d; %d POSTs; %d uncertain resends logged; uncertain errors %v; dead letters: %s",
+			lost, dups, bound, len(delayed), extraN, extra, rejected, unknown, front.posts.Load(),
+			b.logCount("sending again (on_uncertain: resend)"), errs, faultDLQSummary(dlq))
+		if lost != 0 || unknown != 0 {
+			t.Errorf("lost %d, unknown %d", lost, unknown)
+		}
+		if dups > bound {
+			t.Errorf("%d duplicates, more than the %d requests that timed out", dups, bound)
+		}
+		if len(unexplained) > 0 {
+			t.Errorf("events sent twice without an uncertain failure logged: %v", unexplained)
+		}
+		if len(delayed) == 0 {
+			t.Errorf("no request was delayed: the test proves nothing")
+		}
+		if len(dlq) != 0 {
+			t.Errorf("%d dead letters (%s), want none", len(dlq), faultDLQSummary(dlq))
+		}
+	})
+
+	t.Run("dead_letter", func(t *testing.T) {
+		e, b, front := run(t, "dead_letter")
+		lost, dups, unknown := e.tally(n)
+		delayed, rejected := front.faultCounts()
+		uncertain, errs := faultUncertainFailures(t, b)
+		extra := spontaneous(uncertain, delayed)
+		dlq := e.faultDeadLetters(b)
+		const bound = 0
+		t.Logf("lost=%d duplicated=%d bound=%d; unknown=%d; %d delayed requests the fake accepted (%d not accepted), %d other uncertain failures %v; uncertain errors %v; %d POSTs; dead letters: %d (%s)",
+			lost, dups, bound, unknown, len(delayed), rejected, len(extra), extra, errs, front.posts.Load(), len(dlq), faultDLQSummary(dlq))
+		if lost != 0 || dups > bound || unknown != 0 {
+			t.Errorf("lost %d, duplicates %d, unknown %d with on_uncertain: dead_letter", lost, dups, unknown)
+		}
+		if len(delayed) == 0 {
+			t.Errorf("no request was delayed: the test proves nothing")
+		}
+		got := map[string]bool{}
+		for _, en := range dlq {
+			if en.Reason != pipeline.ReasonUncertain {
+				t.Errorf("dead letter %d: reason %q (%s), want %q", en.Seq, en.Reason, en.Error, pipeline.ReasonUncertain)
+			}
+			if got[en.Key] {
+				t.Errorf("dead letter %d: key %s dead-lettered twice", en.Seq, en.Key)
+			}
+			got[en.Key] = true
+			if uncertain[en.Key] == 0 {
+				t.Errorf("dead letter %d: key %s (%s) had no uncertain failure logged", en.Seq, en.Key, en.Error)
+			}
+		}
+		var missing []string
+		for _, i := range delayed {
+			if !got[key(i)] {
+				missing = append(missing, key(i))
+			}
+		}
+		for k := range extra {
+			if !got[k] {
+				missing = append(missing, k)
+			}
+		}
+		sort.Strings(missing)
+		if len(missing) > 0 {
+			t.Errorf("%d requests that timed out are not dead-lettered as uncertain: %v", len(missing), missing)
+		}
+	})
+}
