@@ -300,52 +300,18 @@ func (e *e2eEnv) faultStatuses() map[int]int {
 func TestFaultKillNineFiveTimes(t *testing.T) {
 	const n = 10000
 	e := newE2E(t)
-	e.ic.SetDelay(5 * time.Millisecond) // sends are in flight when a kill lands
-	b := e.newBridge("bridge", "warn", true)
-	b.start()
-
-	stop := make(chan struct{})
-	defer close(stop)
-	begin := time.Now()
-	pub := e.publish(0, n, 3*time.Millisecond, stop)
-
-	bound := 0
-	pendingAtKills := map[string]bool{}
-	var lastKill time.Duration
-	for i, pct := range []int{15, 30, 45, 60, 75} {
-		at := n * pct / 100
-		e.waitFor(180*time.Second, e.progress(n), func() bool { return len(e.ic.Messages()) >= at })
-		b.kill()
-		lastKill = time.Since(begin)
-		keys, err := e.pendingKeys()
-		if err != nil {
-			t.Fatalf("reading the ledger after kill %d: %v", i+1, err)
-		}
-		bound += len(keys)
-		for _, k := range keys {
-			pendingAtKills[k] = true
-		}
-		t.Logf("kill %d (%d%%) at %v: fake had %d messages, %d published; %d keys pending in the ledger",
-			i+1, pct, lastKill.Round(time.Millisecond), len(e.ic.Messages()), pub.acked.Load(), len(keys))
-		b.start()
+	var killAt []int
+	for _, pct := range []int{15, 30, 45, 60, 75} {
+		killAt = append(killAt, n*pct/100)
 	}
-
-	e.faultWaitPublished(pub, n, 120*time.Second)
-	t.Logf("published %d events in %v (%d publish retries)", n, time.Since(begin).Round(time.Millisecond), pub.retries.Load())
-	// Jobs held by a killed process come back after the send consumer's
-	// AckWait (intercom.timeout + 10 s = 15 s here), events after the match
-	// consumer's (15 s).
-	e.waitFor(240*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
-	allIn := time.Since(begin)
-	e.settle(120 * time.Second)
+	r := e.runWithKills(t, n, killAt, 240*time.Second)
+	b, bound, pendingAtKills := r.bridge, r.bound, r.pending
 
 	lost, dups, unknown := e.tally(n)
 	resends := b.logCount("sending again (on_uncertain: resend)")
 	dlq := e.faultDeadLetters(b)
 	t.Logf("lost=%d duplicated=%d bound=%d (keys pending at the 5 kills); unknown=%d; %d uncertain resends logged; dead letters: %s",
 		lost, dups, bound, unknown, resends, faultDLQSummary(dlq))
-	t.Logf("all %d arrived %v after the start (%v after the last kill); %d messages, %d requests at the fake",
-		n, allIn.Round(time.Millisecond), (allIn - lastKill).Round(time.Millisecond), len(e.ic.Messages()), len(e.ic.Requests()))
 	if lost != 0 || unknown != 0 {
 		t.Errorf("lost %d events; %d messages for unknown recipients", lost, unknown)
 	}
