@@ -21,6 +21,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/bridge/webhook"
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/syncbuf"
 )
 
 const (
@@ -491,5 +492,38 @@ func TestExternalServerRestart(t *testing.T) {
 	t.Logf("sent %d, accepted %d, stored %d, lost %d", i, len(accepted), len(stored), lost)
 	if lost != 0 || len(accepted) < 100 {
 		t.Errorf("lost %d of %d accepted events", lost, len(accepted))
+	}
+}
+
+func TestAccessLog(t *testing.T) {
+	e := newEnv(t)
+	var logs syncbuf.Buffer
+	hooks, err := NewWebhooks(e.cfg, e.js, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		reqID, source string
+		want          []string
+	}{
+		{"req-1", "open", []string{`"request_id":"req-1"`, `"source":"open"`, `"status":202`, `"event_id":"sha256:`}},
+		{"", "shop", []string{`"request_id":"`, `"status":401`, `"error":"missing webhook-id header"`}},
+	} {
+		r := httptest.NewRequest("POST", "/hooks/"+tc.source, strings.NewReader(`{"a":1}`))
+		if tc.reqID != "" {
+			r.Header.Set("X-Request-Id", tc.reqID)
+		}
+		rw := httptest.NewRecorder()
+		hooks.Handler().ServeHTTP(rw, r)
+		if tc.reqID != "" && rw.Header().Get("X-Request-Id") != tc.reqID {
+			t.Errorf("X-Request-Id not echoed: %q", rw.Header().Get("X-Request-Id"))
+		}
+		lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+		last := lines[len(lines)-1]
+		for _, w := range tc.want {
+			if !strings.Contains(last, w) {
+				t.Errorf("access log %s lacks %s", last, w)
+			}
+		}
 	}
 }
