@@ -109,11 +109,7 @@ func (r *reloader) reload(trigger string) error {
 	prev := r.current
 	r.current = hash
 	r.setLastError(nil)
-	r.m.RulesLoaded.Set(float64(set.Len()))
-	r.m.RulesHash.Reset()
-	r.m.RulesHash.WithLabelValues(hash).Set(1)
-	r.m.RulesReloadSuccess.Set(1)
-	r.m.RulesLastReloadTime.SetToCurrentTime()
+	r.m.SetRules(set.Len(), hash)
 	r.log.Info().Str("trigger", trigger).Int("rules", set.Len()).Str("hash", shortHash(hash)).
 		Str("previous_hash", shortHash(prev)).Dur("took", time.Since(start)).Msg("rules reloaded")
 	return nil

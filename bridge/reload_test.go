@@ -390,3 +390,40 @@ func TestReloadIgnoredNames(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadOnKubernetesConfigMapUpdate mounts rules the way a ConfigMap
+// volume does (rules.yaml -> ..data/rules.yaml, ..data -> ..<timestamp>)
+// and updates them the way the kubelet does: a new timestamped directory,
+// then ..data swapped to it by a rename.
+func TestReloadOnKubernetesConfigMapUpdate(t *testing.T) {
+	dir := t.TempDir()
+	mount := func(version, content string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(dir, version), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, version, "rules.yaml"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(version, filepath.Join(dir, "..data_tmp")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mount("..v1", reloadRuleFile("one", "hi"))
+	if err := os.Symlink(filepath.Join("..data", "rules.yaml"), filepath.Join(dir, "rules.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	h := newReloadHarness(t, dir)
+	h.watch(t, []string{dir}, nil)
+	if !h.has("one") {
+		t.Fatal("the first version is not loaded")
+	}
+	mount("..v2", reloadRuleFile("two", "hi"))
+	h.waitApplied(t, "the ConfigMap update")
+	if !h.has("two") || h.has("one") {
+		t.Errorf("running rules: %v", h.running().Rules())
+	}
+}

@@ -193,11 +193,7 @@ func (s *Service) serve(ln net.Listener, h http.Handler, name string) *http.Serv
 
 func (s *Service) setRules(set *rules.Set) {
 	s.rules.Store(set)
-	s.metrics.RulesLoaded.Set(float64(set.Len()))
-	s.metrics.RulesHash.Reset()
-	s.metrics.RulesHash.WithLabelValues(set.Hash()).Set(1)
-	s.metrics.RulesReloadSuccess.Set(1)
-	s.metrics.RulesLastReloadTime.SetToCurrentTime()
+	s.metrics.SetRules(set.Len(), set.Hash())
 	s.log.Info().Int("rules", set.Len()).Str("hash", set.Hash()[:12]).Msg("rules loaded")
 }
 

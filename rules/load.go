@@ -100,6 +100,11 @@ func Load(paths []string, opts Options) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
+	return LoadFiles(names, opts)
+}
+
+// LoadFiles reads and compiles the named rule files, as Discover lists them.
+func LoadFiles(names []string, opts Options) (*Set, error) {
 	files := make([]File, 0, len(names))
 	for _, name := range names {
 		data, err := os.ReadFile(name)

@@ -35,7 +35,7 @@ func TestExampleConfigLoads(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	cfg, err := Parse("/etc/bridge/bridge.yaml", []byte("sources:\n  - {name: x, webhook: {auth: {scheme: hmac-sha256, secret: s}}}\n"), env(nil))
+	cfg, err := Parse("/etc/bridge/bridge.yaml", []byte("sources:\n  - {name: x, webhook: {auth: {scheme: hmac-sha256, secret: s}}}\n  - {name: t, nats: {subjects: [t.>], core: true}}\n"), env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +48,9 @@ func TestDefaults(t *testing.T) {
 	}
 	if cfg.DataDir != "/etc/bridge/data" || cfg.Rules.Paths[0] != "/etc/bridge/rules" {
 		t.Errorf("paths: %q %q", cfg.DataDir, cfg.Rules.Paths)
+	}
+	if q := cfg.Sources[1].NATS.Queue; q != "bridge" {
+		t.Errorf("core queue group %q, want the prefix", q)
 	}
 	a := cfg.Sources[0].Webhook.Auth
 	if a.Header != "X-Signature-256" || a.Encoding != "hex" {

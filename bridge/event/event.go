@@ -120,14 +120,18 @@ func (x *Expr) Eval(headers map[string]string, data any, source, subject string)
 	return "", fmt.Errorf("%s: gives %T, not text", x.src, out)
 }
 
-// Headers returns a message's headers as rules see them: lower-case names,
-// the first value of each, without the ones that carry credentials or are
-// NATS's own.
-func Headers(h nats.Header) map[string]string {
+// Headers returns headers as rules see them: lower-case names, the first
+// value of each, without the ones that carry credentials or are NATS's or
+// the bridge's own. keep, when not nil, selects among the others. It takes
+// both nats.Header and http.Header.
+func Headers(h map[string][]string, keep func(lowerName string) bool) map[string]string {
 	out := make(map[string]string, len(h))
 	for k, v := range h {
 		name := strings.ToLower(k)
 		if len(v) == 0 || IsSecretHeader(name) || strings.HasPrefix(name, "nats-") || name == strings.ToLower(EnvelopeHeader) {
+			continue
+		}
+		if keep != nil && !keep(name) {
 			continue
 		}
 		out[name] = v[0]

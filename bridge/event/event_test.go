@@ -49,7 +49,7 @@ func TestFromNATSRefusesNonJSON(t *testing.T) {
 
 func TestHeadersDropCredentials(t *testing.T) {
 	got := Headers(nats.Header{"Authorization": {"Bearer x"}, "X-Api-Token": {"t"}, "Webhook-Signature": {"v1,x"},
-		"Nats-Msg-Id": {"1"}, "X-Request-Id": {"r"}, "Ce-Type": {"t"}})
+		"Nats-Msg-Id": {"1"}, "X-Request-Id": {"r"}, "Ce-Type": {"t"}}, nil)
 	if len(got) != 2 || got["x-request-id"] != "r" || got["ce-type"] != "t" {
 		t.Errorf("got %v", got)
 	}

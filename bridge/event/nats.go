@@ -32,7 +32,7 @@ func FromNATS(source string, id *Expr, m NATSMsg) (*Envelope, error) {
 	for k, v := range m.Header {
 		h[http.CanonicalHeaderKey(k)] = v
 	}
-	env := &Envelope{Source: source, Subject: m.Subject, Time: m.Time.UTC(), Headers: Headers(m.Header), Data: m.Data}
+	env := &Envelope{Source: source, Subject: m.Subject, Time: m.Time.UTC(), Headers: Headers(m.Header, nil), Data: m.Data}
 	ceID := ""
 	ce, isCE, err := webhook.ParseCloudEvent(h, m.Data)
 	switch {

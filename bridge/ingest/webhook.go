@@ -219,7 +219,7 @@ func (w *Webhooks) envelope(src *webhookSource, r *http.Request, body []byte, no
 			return nil, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON: send application/json or a CloudEvent", ct)
 		}
 	}
-	if len(body) > 0 || !isBinaryCloudEvent(r.Header) {
+	if len(body) > 0 || !webhook.IsBinaryCloudEvent(r.Header) {
 		if err := webhook.CheckJSON(body, w.maxDepth); err != nil {
 			return nil, http.StatusBadRequest, err.Error()
 		}
@@ -228,13 +228,15 @@ func (w *Webhooks) envelope(src *webhookSource, r *http.Request, body []byte, no
 	if isCE && err != nil {
 		return nil, http.StatusBadRequest, err.Error()
 	}
-	env := &event.Envelope{Source: src.name, Time: now.UTC(), Headers: w.keepHeaders(src, r.Header), Data: body}
+	env := &event.Envelope{Source: src.name, Time: now.UTC(), Headers: event.Headers(r.Header, src.keepHeader), Data: body}
 	if isCE {
 		env.Data, env.Type = ce.Data, ce.Type
 	}
-	data, err := rules.DecodeJSON(env.Data)
-	if err != nil {
-		return nil, http.StatusBadRequest, "invalid JSON: " + err.Error()
+	var data any // what the source's expressions see; decoded only for them
+	if src.id != nil || src.subject != nil {
+		if data, err = rules.DecodeJSON(env.Data); err != nil {
+			return nil, http.StatusBadRequest, "invalid JSON: " + err.Error()
+		}
 	}
 	defaultSubject := w.prefix + ".in." + src.name
 	if env.Subject, err = src.subject.Eval(env.Headers, data, src.name, defaultSubject); err != nil {
@@ -275,25 +277,13 @@ func readBody(rw http.ResponseWriter, r *http.Request, limit int64) ([]byte, err
 	return buf.Bytes(), err
 }
 
-// isBinaryCloudEvent reports a binary-mode CloudEvent, whose body may be
-// empty (an event without data).
-func isBinaryCloudEvent(h http.Header) bool { return h.Get("Ce-Id") != "" }
-
-// keepHeaders selects the request headers stored with the event: the
-// configured ones, else all that are not credentials or transport.
-func (w *Webhooks) keepHeaders(src *webhookSource, h http.Header) map[string]string {
-	out := map[string]string{}
-	for k, v := range h {
-		name := strings.ToLower(k)
-		if len(v) == 0 || event.IsSecretHeader(name) || hopHeaders[name] {
-			continue
-		}
-		if src.headers != nil && !src.headers[name] {
-			continue
-		}
-		out[name] = v[0]
+// keepHeader selects the request headers stored with the event: the
+// configured ones, else all but the transport's.
+func (src *webhookSource) keepHeader(name string) bool {
+	if src.headers != nil {
+		return src.headers[name]
 	}
-	return out
+	return !hopHeaders[name]
 }
 
 func writeJSON(rw http.ResponseWriter, status int, v any) {

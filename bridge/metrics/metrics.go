@@ -106,5 +106,14 @@ func New() *Metrics {
 	return m
 }
 
+// SetRules records a rule set that was just loaded and put in force.
+func (m *Metrics) SetRules(count int, hash string) {
+	m.RulesLoaded.Set(float64(count))
+	m.RulesHash.Reset()
+	m.RulesHash.WithLabelValues(hash).Set(1)
+	m.RulesReloadSuccess.Set(1)
+	m.RulesLastReloadTime.SetToCurrentTime()
+}
+
 // Code formats an HTTP status as a label value.
 func Code(status int) string { return strconv.Itoa(status) }

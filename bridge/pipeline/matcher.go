@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,10 +29,7 @@ type Matcher struct {
 	log     zerolog.Logger
 	m       *metrics.Metrics
 
-	cc    jetstream.ConsumeContext
-	work  chan jetstream.Msg
-	wg    sync.WaitGroup
-	close sync.Once
+	workers *workers
 }
 
 // matchWorkers evaluate events in parallel: a JetStream Consume handler
@@ -49,7 +45,7 @@ func StartMatcher(ctx context.Context, js jetstream.JetStream, cfg *config.Confi
 	}
 	names := NamesFor(cfg)
 	mt := &Matcher{js: js, names: names, decoder: dec, rules: current, log: log, m: m,
-		dlq: &deadLetters{js: js, subject: names.DLQSubject}, work: make(chan jetstream.Msg)}
+		dlq: &deadLetters{js: js, subject: names.DLQSubject}}
 	cons, err := js.CreateOrUpdateConsumer(ctx, names.Events, jetstream.ConsumerConfig{
 		Durable:       names.MatchConsumer,
 		Description:   "intercom-bridge stage 1: match events against rules",
@@ -61,16 +57,7 @@ func StartMatcher(ctx context.Context, js jetstream.JetStream, cfg *config.Confi
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", names.MatchConsumer, err)
 	}
-	for range matchWorkers {
-		mt.wg.Go(func() {
-			for msg := range mt.work {
-				mt.handle(msg)
-			}
-		})
-	}
-	mt.cc, err = cons.Consume(func(msg jetstream.Msg) { mt.work <- msg }, jetstream.PullMaxMessages(512))
-	if err != nil {
-		mt.Stop()
+	if mt.workers, err = startWorkers(cons, matchWorkers, 512, mt.handle); err != nil {
 		return nil, fmt.Errorf("consume %s: %w", names.Events, err)
 	}
 	return mt, nil
@@ -94,16 +81,7 @@ func NewDecoder(cfg *config.Config) (*event.Decoder, error) {
 
 // Stop stops taking events and waits for those in hand; what was not acked
 // is redelivered later.
-func (mt *Matcher) Stop() {
-	mt.close.Do(func() {
-		if mt.cc != nil {
-			mt.cc.Drain()
-			<-mt.cc.Closed()
-		}
-		close(mt.work)
-		mt.wg.Wait()
-	})
-}
+func (mt *Matcher) Stop() { mt.workers.stop() }
 
 func (mt *Matcher) handle(msg jetstream.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

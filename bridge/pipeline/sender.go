@@ -42,13 +42,11 @@ type Sender struct {
 	// OnUnauthorized is called when Intercom rejects the token.
 	OnUnauthorized func()
 
-	outbox jetstream.Stream
-	cons   jetstream.Consumer
-	cc     jetstream.ConsumeContext
-	work   chan jetstream.Msg
-	wg     sync.WaitGroup
-	stop   chan struct{}
-	close  sync.Once
+	outbox  jetstream.Stream
+	workers *workers
+	stop    chan struct{} // closed by Stop: ends the monitor and waits for rate limits
+	bg      sync.WaitGroup
+	once    sync.Once
 }
 
 // StartSender starts stage 2 with cfg.Delivery.Workers concurrent sends. In
@@ -66,12 +64,11 @@ func StartSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config
 	}
 	s := &Sender{names: names, delivery: cfg.Delivery, client: client, dryRun: dryRun, log: log, m: m,
 		ledger: &Ledger{kv: sent}, throttles: &Throttles{kv: throttle},
-		dlq:  &deadLetters{js: js, subject: names.DLQSubject},
-		work: make(chan jetstream.Msg), stop: make(chan struct{})}
+		dlq: &deadLetters{js: js, subject: names.DLQSubject}, stop: make(chan struct{})}
 	if s.outbox, err = js.Stream(ctx, names.Outbox); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", names.Outbox, err)
 	}
-	s.cons, err = s.outbox.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	cons, err := s.outbox.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:     names.SendConsumer,
 		Description: "intercom-bridge stage 2: send messages to Intercom",
 		AckPolicy:   jetstream.AckExplicitPolicy,
@@ -84,32 +81,19 @@ func StartSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", names.SendConsumer, err)
 	}
-	for range cfg.Delivery.Workers {
-		s.wg.Go(func() {
-			for msg := range s.work {
-				s.handle(msg)
-			}
-		})
-	}
-	s.cc, err = s.cons.Consume(func(msg jetstream.Msg) { s.work <- msg }, jetstream.PullMaxMessages(cfg.Delivery.Workers*2))
-	if err != nil {
-		s.Stop()
+	if s.workers, err = startWorkers(cons, cfg.Delivery.Workers, cfg.Delivery.Workers*2, s.handle); err != nil {
 		return nil, fmt.Errorf("consume %s: %w", names.Outbox, err)
 	}
-	s.wg.Go(s.monitor)
+	s.bg.Go(s.monitor)
 	return s, nil
 }
 
 // Stop stops taking jobs and waits for the sends in flight.
 func (s *Sender) Stop() {
-	s.close.Do(func() {
+	s.once.Do(func() {
 		close(s.stop)
-		if s.cc != nil {
-			s.cc.Drain()
-			<-s.cc.Closed()
-		}
-		close(s.work)
-		s.wg.Wait()
+		s.workers.stop()
+		s.bg.Wait()
 	})
 }
 

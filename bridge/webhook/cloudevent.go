@@ -54,7 +54,7 @@ func ParseCloudEvent(h http.Header, body []byte) (ce *CloudEvent, ok bool, err e
 	case mediaTypeBatch:
 		return nil, true, errors.New("cloudevents: batched mode is not supported; send one event per request")
 	}
-	if !hasBinaryHeaders(h) {
+	if !IsBinaryCloudEvent(h) {
 		return nil, false, nil
 	}
 	ce, err = parseBinary(h, body)
@@ -84,10 +84,11 @@ var binaryRequired = []struct{ header, attr string }{
 	{"Ce-Type", "type"},
 }
 
-// hasBinaryHeaders reports whether any required ce- header is present: a
-// request carrying some of them means to be a CloudEvent, so a missing one
-// is an error worth reporting rather than a reason to treat it as plain JSON.
-func hasBinaryHeaders(h http.Header) bool {
+// IsBinaryCloudEvent reports whether any required ce- header is present: a
+// request carrying some of them means to be a binary-mode CloudEvent (whose
+// body may be empty), so a missing one is an error worth reporting rather
+// than a reason to treat it as plain JSON.
+func IsBinaryCloudEvent(h http.Header) bool {
 	for _, r := range binaryRequired {
 		if len(h.Values(r.header)) > 0 {
 			return true

@@ -340,51 +340,20 @@ func TestFaultKillNineFiveTimes(t *testing.T) {
 // a second mid-run and comes back on the same port and store. The bridge,
 // not restarted, reconnects; nothing is lost or sent twice.
 func TestFaultNATSRestart(t *testing.T) {
-	const n = 3000
 	e := newE2E(t)
-	e.ic.SetDelay(5 * time.Millisecond)
-	b := e.newBridge("bridge", "warn", true)
-	b.start()
-
-	stop := make(chan struct{})
-	defer close(stop)
-	begin := time.Now()
-	pub := e.publish(0, n, 4*time.Millisecond, stop)
-	e.waitFor(60*time.Second, e.progress(n), func() bool { return pub.acked.Load() >= n/3 })
-
-	atRestart, pubAtRestart := len(e.ic.Messages()), pub.acked.Load()
-	restartAt := time.Now()
-	e.nats.Restart(time.Second)
-	t.Logf("NATS restarted at %v (down %v) with %d published, %d messages at the fake",
-		restartAt.Sub(begin).Round(time.Millisecond), time.Since(restartAt).Round(time.Millisecond), pubAtRestart, atRestart)
-
-	e.faultWaitPublished(pub, n, 120*time.Second)
-	e.waitFor(180*time.Second, e.progress(n), func() bool { return e.allArrived(n) })
-	allIn := time.Since(restartAt)
-	e.settle(120 * time.Second)
-	if !b.running() {
-		t.Fatalf("the bridge exited (%v): it must ride out a NATS restart", b.state)
-	}
-	lost, dups, unknown := e.tally(n)
-	const bound = 0
-	dlq := e.faultDeadLetters(b)
-	t.Logf("lost=%d duplicated=%d bound=%d; unknown=%d; all arrived %v after the restart; %d publish retries; %d uncertain resends, %d \"delivery interrupted\", %d \"cannot record the sent key\" logged; dead letters: %s",
-		lost, dups, bound, unknown, allIn.Round(time.Millisecond), pub.retries.Load(),
-		b.logCount("sending again (on_uncertain: resend)"), b.logCount("delivery interrupted"), b.logCount("cannot record the sent key"),
-		faultDLQSummary(dlq))
-	if lost != 0 || dups > bound || unknown != 0 {
-		t.Errorf("lost %d, duplicates %d, unknown %d after a NATS restart", lost, dups, unknown)
-	}
-	if len(dlq) != 0 {
+	b, _, _, _ := e.natsRestartRun(t, 3000, time.Second, 180*time.Second)
+	t.Logf("%d \"delivery interrupted\", %d \"cannot record the sent key\" logged",
+		b.logCount("delivery interrupted"), b.logCount("cannot record the sent key"))
+	if dlq := e.faultDeadLetters(b); len(dlq) != 0 {
 		t.Errorf("%d dead letters (%s), want none", len(dlq), faultDLQSummary(dlq))
 	}
 }
 
 // TestFaultIntercomDown30s: Intercom answers 503 to everything for 30
 // seconds while 2,000 events flow. With max_attempts 50 and a short
-// backoff nothing is dead-lettered; every message arrives afterwards, once:
-// the fake never accepted the 503'd requests, so their resends (uncertain:
-// a 5xx may hide a message Intercom took) are not duplicates.
+// backoff nothing is dead-lettered; every message arrives afterwards, once.
+// A 503 means Intercom did not create the message, so its retries are not
+// uncertain and are not duplicates.
 func TestFaultIntercomDown30s(t *testing.T) {
 	const (
 		n      = 2000

@@ -65,18 +65,6 @@ func rulePaths(paths []string) (ruleFiles, testFiles []string, err error) {
 	return rules.Discover(expanded)
 }
 
-func loadRules(ruleFiles []string, opts rules.Options) (*rules.Set, error) {
-	files := make([]rules.File, 0, len(ruleFiles))
-	for _, name := range ruleFiles {
-		data, err := os.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, rules.File{Name: name, Data: data})
-	}
-	return rules.Parse(files, opts)
-}
-
 func loadTests(testFiles []string) ([]*rules.TestFile, error) {
 	var out []*rules.TestFile
 	var errs rules.ErrorList
@@ -132,7 +120,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	set, ruleErr := loadRules(ruleFiles, opts)
+	set, ruleErr := rules.LoadFiles(ruleFiles, opts)
 	_, testErr := loadTests(testFiles)
 	if err := errors.Join(ruleErr, testErr); err != nil {
 		if ruleErr != nil {
@@ -174,7 +162,7 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	set, err := loadRules(ruleFiles, rules.Options{DefaultAdminID: *defaultAdmin})
+	set, err := rules.LoadFiles(ruleFiles, rules.Options{DefaultAdminID: *defaultAdmin})
 	if err != nil {
 		printErrors(stderr, err)
 		return 1
@@ -275,7 +263,7 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	set, err := loadRules(ruleFiles, rules.Options{DefaultAdminID: *defaultAdmin})
+	set, err := rules.LoadFiles(ruleFiles, rules.Options{DefaultAdminID: *defaultAdmin})
 	if err != nil {
 		printErrors(stderr, err)
 		return 1
