@@ -35,7 +35,7 @@ func (s *Service) adminHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(rd)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	return mux
 }
 

@@ -15,12 +15,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/config"
-	"github.com/intercom-bridge/bridge/bridge/metrics"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/intercom/intercomtest"
 	"github.com/intercom-bridge/bridge/rules"
@@ -121,7 +121,7 @@ func BenchmarkStage1(b *testing.B) {
 		b.Fatal(err)
 	}
 	publishEvents(b, br.JS, b.N, 10, 100)
-	m := metrics.New()
+	m := pipeline.NewMetrics(prometheus.NewRegistry())
 	b.ResetTimer()
 	start := time.Now()
 	mt, err := pipeline.StartMatcher(ctx, br.JS, cfg, func() *rules.Set { return set }, zerolog.Nop(), m)
@@ -189,7 +189,7 @@ func BenchmarkBurst(b *testing.B) {
 func sent(svc *Service) int {
 	total := 0
 	for i := range 10 {
-		total += int(testutil.ToFloat64(svc.metrics.Deliveries.WithLabelValues(fmt.Sprintf("r%d", i), metrics.Sent)))
+		total += int(testutil.ToFloat64(svc.pipeline.Deliveries.WithLabelValues(fmt.Sprintf("r%d", i), pipeline.OutcomeSent)))
 	}
 	return total
 }

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
-	"github.com/intercom-bridge/bridge/bridge/metrics"
+	"github.com/intercom-bridge/bridge/bridge/pipeline"
 )
 
 func getURL(t *testing.T, url string) (int, string) {
@@ -90,7 +90,7 @@ func TestMetricsMoveAsEventsFlow(t *testing.T) {
 	h.webhook("m-bad", map[string]any{"type": "order.paid", "order": 99, "user": "u", "amount": 10}) // render error
 	h.publish("crm.lead.created", map[string]any{"contact": "c", "name": "x"})
 	h.waitFor("the deliveries", func() bool {
-		return h.delivered("order-thanks", metrics.Sent) == 3 && h.delivered("lead-welcome", metrics.Sent) == 1
+		return h.delivered("order-thanks", pipeline.OutcomeSent) == 3 && h.delivered("lead-welcome", pipeline.OutcomeSent) == 1
 	})
 	h.settle()
 	_, body := getURL(t, "http://"+h.svc.AdminAddr()+"/metrics")

@@ -15,7 +15,6 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
 
-	"github.com/intercom-bridge/bridge/bridge/metrics"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -32,7 +31,7 @@ type reloader struct {
 	load  func() (*rules.Set, error)
 	apply func(*rules.Set)
 	log   zerolog.Logger
-	m     *metrics.Metrics
+	m     *serviceMetrics
 
 	mu      sync.Mutex // serialises reloads; guards current
 	current string     // hash of the running set; "" before the first
@@ -48,7 +47,7 @@ type reloader struct {
 // newReloader returns a reloader that loads sets with load and installs
 // them with apply, which must store the set atomically (for example
 // Service.rules.Store). m and log report reloads.
-func newReloader(load func() (*rules.Set, error), apply func(*rules.Set), log zerolog.Logger, m *metrics.Metrics) *reloader {
+func newReloader(load func() (*rules.Set, error), apply func(*rules.Set), log zerolog.Logger, m *serviceMetrics) *reloader {
 	return &reloader{load: load, apply: apply, log: log, m: m, ready: make(chan struct{})}
 }
 

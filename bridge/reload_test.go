@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
-	"github.com/intercom-bridge/bridge/bridge/metrics"
 	"github.com/intercom-bridge/bridge/internal/syncbuf"
 	"github.com/intercom-bridge/bridge/rules"
 )
@@ -49,7 +49,7 @@ func (s *reloadLogs) lines(t *testing.T) []map[string]any {
 // stores the set and counts the calls.
 type reloadHarness struct {
 	r    *reloader
-	m    *metrics.Metrics
+	m    *serviceMetrics
 	logs *reloadLogs
 	load func() (*rules.Set, error)
 
@@ -60,7 +60,7 @@ type reloadHarness struct {
 
 func newReloadHarness(t *testing.T, paths ...string) *reloadHarness {
 	t.Helper()
-	h := &reloadHarness{m: metrics.New(), logs: &reloadLogs{}}
+	h := &reloadHarness{m: newServiceMetrics(prometheus.NewRegistry()), logs: &reloadLogs{}}
 	h.load = func() (*rules.Set, error) { return rules.Load(paths, rules.Options{DefaultAdminID: "1"}) }
 	apply := func(s *rules.Set) {
 		h.mu.Lock()
@@ -369,7 +369,7 @@ func TestReloadSetCurrentMakesFirstReloadANoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	var applied int
-	r := newReloader(load, func(*rules.Set) { applied++ }, zerolog.Nop(), metrics.New())
+	r := newReloader(load, func(*rules.Set) { applied++ }, zerolog.Nop(), newServiceMetrics(prometheus.NewRegistry()))
 	r.SetCurrent(set)
 	if err := r.Reload(); err != nil {
 		t.Fatal(err)

@@ -11,17 +11,18 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/ingest"
-	"github.com/intercom-bridge/bridge/bridge/metrics"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/rules"
@@ -37,12 +38,14 @@ type Options struct {
 
 // Service is a running bridge.
 type Service struct {
-	cfg     *config.Config
-	log     zerolog.Logger
-	metrics *metrics.Metrics
-	broker  *broker.Broker
-	rules   atomic.Pointer[rules.Set]
-	dryRun  bool
+	cfg      *config.Config
+	log      zerolog.Logger
+	registry *prometheus.Registry
+	metrics  *serviceMetrics
+	pipeline *pipeline.Metrics
+	broker   *broker.Broker
+	rules    atomic.Pointer[rules.Set]
+	dryRun   bool
 
 	tokenRejected atomic.Bool
 	streamsReady  atomic.Bool
@@ -71,7 +74,8 @@ func LoadRules(cfg *config.Config) (*rules.Set, error) {
 // Start starts the bridge: the rules, NATS and its streams, both pipeline
 // stages, the sources, and the webhook and admin listeners. Stop undoes it.
 func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Options) (_ *Service, err error) {
-	s := &Service{cfg: cfg, log: log, metrics: metrics.New()}
+	reg := newRegistry()
+	s := &Service{cfg: cfg, log: log, registry: reg, metrics: newServiceMetrics(reg), pipeline: pipeline.NewMetrics(reg)}
 	defer func() {
 		if err != nil {
 			s.Stop(context.Background())
@@ -111,34 +115,21 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 	}
 	s.streamsReady.Store(true)
 
-	if s.sender, err = pipeline.StartSender(ctx, s.broker.JS, cfg, sender, s.dryRun, log, s.metrics); err != nil {
+	s.sender, err = pipeline.StartSender(ctx, s.broker.JS, cfg, pipeline.SenderOptions{
+		Client: sender, DryRun: s.dryRun, Timeouts: pipeline.NewTimeouts(cfg.Intercom.Timeout.D()),
+		Log: log, Metrics: s.pipeline, OnUnauthorized: s.tokenRefused})
+	if err != nil {
 		return nil, err
 	}
-	s.sender.OnUnauthorized = func() {
-		if !s.tokenRejected.Swap(true) {
-			s.metrics.IntercomTokenOK.Set(0)
-			log.Error().Msg("Intercom rejected the token (401): /readyz fails until a message is accepted")
-		}
-	}
-	if s.matcher, err = pipeline.StartMatcher(ctx, s.broker.JS, cfg, s.rules.Load, log, s.metrics); err != nil {
+	if s.matcher, err = pipeline.StartMatcher(ctx, s.broker.JS, cfg, s.rules.Load, log, s.pipeline); err != nil {
 		return nil, err
 	}
-	if s.sources, err = ingest.StartNATSSources(ctx, cfg, s.broker.Conn, s.broker.JS, log); err != nil {
+	sourceMetrics := ingest.NewMetrics(reg)
+	if s.sources, err = ingest.StartNATSSources(ctx, cfg, s.broker.Conn, s.broker.JS, log, sourceMetrics); err != nil {
 		return nil, err
 	}
-	s.sources.Observe = func(source, outcome string) {
-		if outcome == "stored" {
-			s.metrics.EventsReceived.WithLabelValues(source).Inc()
-		}
-	}
-	if s.webhooks, err = ingest.NewWebhooks(cfg, s.broker.JS, log); err != nil {
+	if s.webhooks, err = ingest.NewWebhooks(cfg, s.broker.JS, log, sourceMetrics); err != nil {
 		return nil, err
-	}
-	s.webhooks.Observe = func(source string, status int) {
-		s.metrics.WebhookRequests.WithLabelValues(source, metrics.Code(status)).Inc()
-		if status == http.StatusAccepted {
-			s.metrics.EventsReceived.WithLabelValues(source).Inc()
-		}
 	}
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
@@ -197,8 +188,16 @@ func (s *Service) setRules(set *rules.Set) {
 	s.log.Info().Int("rules", set.Len()).Str("hash", set.Hash()[:12]).Msg("rules loaded")
 }
 
+// tokenRefused is called when Intercom rejects the token (401).
+func (s *Service) tokenRefused() {
+	if !s.tokenRejected.Swap(true) {
+		s.metrics.IntercomTokenOK.Set(0)
+		s.log.Error().Msg("Intercom rejected the token (401): /readyz fails until a message is accepted")
+	}
+}
+
 func (s *Service) observeIntercom(o intercom.Observation) {
-	s.metrics.IntercomDuration.WithLabelValues(metrics.Code(o.StatusCode)).Observe(o.Duration.Seconds())
+	s.metrics.IntercomDuration.WithLabelValues(strconv.Itoa(o.StatusCode)).Observe(o.Duration.Seconds())
 	if o.RateLimitRemaining >= 0 {
 		s.metrics.IntercomRemaining.Set(float64(o.RateLimitRemaining))
 	}
@@ -219,8 +218,11 @@ func (s *Service) AdminAddr() string {
 	return s.adminLn.Addr().String()
 }
 
-// Metrics are the service's metrics.
-func (s *Service) Metrics() *metrics.Metrics { return s.metrics }
+// Registry holds the service's metrics, as /metrics serves them.
+func (s *Service) Registry() *prometheus.Registry { return s.registry }
+
+// PipelineMetrics are the delivery pipeline's metrics.
+func (s *Service) PipelineMetrics() *pipeline.Metrics { return s.pipeline }
 
 // Broker is the service's NATS side.
 func (s *Service) Broker() *broker.Broker { return s.broker }

@@ -19,7 +19,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
-	"github.com/intercom-bridge/bridge/bridge/metrics"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/bridge/webhook"
 	"github.com/intercom-bridge/bridge/intercom/intercomtest"
@@ -161,7 +160,7 @@ func (h *harness) publish(subject string, payload any) {
 
 // delivered returns the number of deliveries with outcome for rule.
 func (h *harness) delivered(rule, outcome string) int {
-	return int(testutil.ToFloat64(h.svc.Metrics().Deliveries.WithLabelValues(rule, outcome)))
+	return int(testutil.ToFloat64(h.svc.PipelineMetrics().Deliveries.WithLabelValues(rule, outcome)))
 }
 
 func (h *harness) waitFor(what string, cond func() bool) {
@@ -235,7 +234,7 @@ func TestWebhookBecomesOneEmail(t *testing.T) {
 		m.To.Type != "user" || m.To.UserID != "u-1" || m.From.ID != "394051" || m.Template != "plain" {
 		t.Errorf("message: %+v", m)
 	}
-	if got := h.delivered("order-thanks", metrics.Sent); got != 1 {
+	if got := h.delivered("order-thanks", pipeline.OutcomeSent); got != 1 {
 		t.Errorf("sent metric %d", got)
 	}
 	if !strings.Contains(h.logs.String(), `"delivery_key":"order-thanks/order-1001"`) {
@@ -258,13 +257,13 @@ func TestTwoRulesOneFailingTwice(t *testing.T) {
 	h.ic.FailNext(2, 503)
 	h.webhook("msg_2", map[string]any{"type": "order.paid", "order": 7, "user": "u-7", "name": "Bo", "amount": 5000})
 	h.waitFor("both messages", func() bool {
-		return h.delivered("order-thanks", metrics.Sent) == 1 && h.delivered("order-audit", metrics.Sent) == 1
+		return h.delivered("order-thanks", pipeline.OutcomeSent) == 1 && h.delivered("order-audit", pipeline.OutcomeSent) == 1
 	})
 	h.settle()
 	if n := len(h.ic.Messages()); n != 2 {
 		t.Errorf("Intercom got %d messages, want 2 (one per rule)", n)
 	}
-	if r := h.delivered("order-thanks", metrics.Retry) + h.delivered("order-audit", metrics.Retry); r != 2 {
+	if r := h.delivered("order-thanks", pipeline.OutcomeRetry) + h.delivered("order-audit", pipeline.OutcomeRetry); r != 2 {
 		t.Errorf("%d retries, want 2", r)
 	}
 }
@@ -273,7 +272,7 @@ func TestPermanentErrorIsDeadLetteredWithoutRetry(t *testing.T) {
 	h := newHarness(t, nil)
 	h.ic.FailNext(1, 422)
 	h.webhook("msg_3", map[string]any{"type": "order.paid", "order": 8, "user": "u-8", "name": "Cy", "amount": 10})
-	h.waitFor("the dead letter", func() bool { return h.delivered("order-thanks", metrics.DeadLetter) == 1 })
+	h.waitFor("the dead letter", func() bool { return h.delivered("order-thanks", pipeline.OutcomeDeadLetter) == 1 })
 	h.settle()
 	if n := len(h.ic.Requests()); n != 1 {
 		t.Errorf("%d requests: a 422 must not be retried", n)
@@ -294,8 +293,8 @@ func TestRateLimitWaitsWithoutSpendingAttempts(t *testing.T) {
 	h.ic.SetWindowLimit(0, time.Second)
 	h.ic.FailNext(1, 429)
 	h.webhook("msg_4", map[string]any{"type": "order.paid", "order": 9, "user": "u-9", "name": "Di", "amount": 10})
-	h.waitFor("the message", func() bool { return h.delivered("order-thanks", metrics.Sent) == 1 })
-	if got := h.delivered("order-thanks", metrics.RateLimited); got != 1 {
+	h.waitFor("the message", func() bool { return h.delivered("order-thanks", pipeline.OutcomeSent) == 1 })
+	if got := h.delivered("order-thanks", pipeline.OutcomeRateLimited); got != 1 {
 		t.Errorf("rate_limited %d", got)
 	}
 	if len(h.dlq()) != 0 {
@@ -323,9 +322,9 @@ func TestThrottle(t *testing.T) {
 	}
 	h.publish("crm.usage", map[string]any{"kind": "usage", "user": "u-2", "used": 5, "contact": "c", "name": "n"})
 	h.waitFor("the messages", func() bool {
-		return h.delivered("usage-warning", metrics.Sent)+h.delivered("usage-warning", metrics.Throttled) == 4
+		return h.delivered("usage-warning", pipeline.OutcomeSent)+h.delivered("usage-warning", pipeline.OutcomeThrottled) == 4
 	})
-	if s, th := h.delivered("usage-warning", metrics.Sent), h.delivered("usage-warning", metrics.Throttled); s != 2 || th != 2 {
+	if s, th := h.delivered("usage-warning", pipeline.OutcomeSent), h.delivered("usage-warning", pipeline.OutcomeThrottled); s != 2 || th != 2 {
 		t.Errorf("sent %d, throttled %d; want 2 and 2", s, th)
 	}
 }
@@ -333,7 +332,7 @@ func TestThrottle(t *testing.T) {
 func TestDryRunSendsNothing(t *testing.T) {
 	h := newHarness(t, func(c *config.Config) { c.Intercom.DryRun = true })
 	h.webhook("msg_6", map[string]any{"type": "order.paid", "order": 11, "user": "u-11", "name": "Ed", "amount": 10})
-	h.waitFor("the dry run", func() bool { return h.delivered("order-thanks", metrics.DryRun) == 1 })
+	h.waitFor("the dry run", func() bool { return h.delivered("order-thanks", pipeline.OutcomeDryRun) == 1 })
 	if n := len(h.ic.Requests()); n != 0 {
 		t.Errorf("%d requests reached Intercom in dry run", n)
 	}
@@ -355,12 +354,12 @@ func TestReplayResendsOnce(t *testing.T) {
 	if n, err := q.Replay(context.Background(), pipeline.Filter{}, nil); err != nil || n != 1 {
 		t.Fatalf("replay: %d %v", n, err)
 	}
-	h.waitFor("the message", func() bool { return h.delivered("order-thanks", metrics.Sent) == 1 })
+	h.waitFor("the message", func() bool { return h.delivered("order-thanks", pipeline.OutcomeSent) == 1 })
 	// A second replay of the same job (an operator replaying an old copy)
 	// finds the key sent.
 	job := *h.dlqJob(seq)
 	h.replayJob(job)
-	h.waitFor("the duplicate", func() bool { return h.delivered("order-thanks", metrics.Duplicate) == 1 })
+	h.waitFor("the duplicate", func() bool { return h.delivered("order-thanks", pipeline.OutcomeDuplicate) == 1 })
 	if n := len(h.ic.Messages()); n != 1 {
 		t.Errorf("%d messages sent", n)
 	}
@@ -417,8 +416,8 @@ func TestTwoReplicasSendEachJobOnce(t *testing.T) {
 		t.Errorf("%d recipients, %d duplicates", len(seen), dups)
 	}
 	if second != nil {
-		a := int(testutil.ToFloat64(h.svc.Metrics().Deliveries.WithLabelValues("lead-welcome", metrics.Sent)))
-		b := int(testutil.ToFloat64(second.Metrics().Deliveries.WithLabelValues("lead-welcome", metrics.Sent)))
+		a := int(testutil.ToFloat64(h.svc.PipelineMetrics().Deliveries.WithLabelValues("lead-welcome", pipeline.OutcomeSent)))
+		b := int(testutil.ToFloat64(second.PipelineMetrics().Deliveries.WithLabelValues("lead-welcome", pipeline.OutcomeSent)))
 		t.Logf("replica 1 sent %d, replica 2 sent %d", a, b)
 		if a+b != n {
 			t.Errorf("replicas sent %d + %d", a, b)

@@ -251,6 +251,18 @@ func (c *Client) ListAdmins(ctx context.Context) ([]Admin, error) {
 	return admins, nil
 }
 
+type beforeSendKey struct{}
+
+// WithBeforeSend returns a context that makes the call it is passed to run
+// hook once the pacer has admitted the request and just before it is
+// written. If hook fails, the call fails with nothing sent (Classify says
+// Retryable, not Uncertain) and the error wraps hook's. A caller that
+// records "a request is on its way" does it here, so that the record does
+// not also cover the wait for the pacer, which has no bound.
+func WithBeforeSend(ctx context.Context, hook func() error) context.Context {
+	return context.WithValue(ctx, beforeSendKey{}, hook)
+}
+
 // do waits for the pacer, makes one HTTP exchange and returns the body of a
 // 2xx answer. Any other answer is an *Error; no answer is a *transportError.
 func (c *Client) do(ctx context.Context, op, method, path string, body []byte) ([]byte, error) {
@@ -261,6 +273,12 @@ func (c *Client) do(ctx context.Context, op, method, path string, body []byte) (
 		return nil, &transportError{op: opText, err: err}
 	}
 	waited := time.Since(start)
+	if hook, ok := ctx.Value(beforeSendKey{}).(func() error); ok {
+		if err := hook(); err != nil {
+			c.pacer.answered(tk, time.Now(), 0, rateLimit{remaining: -1})
+			return nil, &transportError{op: opText, err: err}
+		}
+	}
 
 	resp, sent, err := c.send(ctx, method, path, body)
 	if err != nil {

@@ -34,7 +34,7 @@ func benchServer(b *testing.B) (*httptest.Server, *broker.Broker) {
 	if _, err := br.EnsureStream(context.Background(), broker.EventsStreamConfig(&cfg)); err != nil {
 		b.Fatal(err)
 	}
-	hooks, err := NewWebhooks(&cfg, br.JS, zerolog.Nop())
+	hooks, err := NewWebhooks(&cfg, br.JS, zerolog.Nop(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hooks, err := NewWebhooks(cfg, js, zerolog.Nop())
+	hooks, err := NewWebhooks(cfg, js, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestWebhookAuthSchemes(t *testing.T) {
 func TestBadRequestsStoreNothing(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.HTTP.MaxBodyBytes = 64
-	hooks, _ := NewWebhooks(e.cfg, e.js, zerolog.Nop())
+	hooks, _ := NewWebhooks(e.cfg, e.js, zerolog.Nop(), nil)
 	e.hooks = hooks
 	tests := []struct {
 		name   string
@@ -251,7 +251,7 @@ func TestBadRequestsStoreNothing(t *testing.T) {
 		{"malformed CloudEvent", "POST", "/hooks/open", `{"specversion":"1.0","id":"x"}`, http.Header{"Content-Type": {"application/cloudevents+json"}}, 400, ""},
 	}
 	e.cfg.HTTP.MaxDepth = 10
-	e.hooks, _ = NewWebhooks(e.cfg, e.js, zerolog.Nop())
+	e.hooks, _ = NewWebhooks(e.cfg, e.js, zerolog.Nop(), nil)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
@@ -362,7 +362,7 @@ func TestNATSSources(t *testing.T) {
 	if _, err := e.js.Publish(ctx, "orders.eu.refunded", []byte(`{"order":2}`)); err != nil {
 		t.Fatal(err)
 	}
-	sources, err := StartNATSSources(ctx, e.cfg, e.nc, e.js, zerolog.Nop())
+	sources, err := StartNATSSources(ctx, e.cfg, e.nc, e.js, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,7 +498,7 @@ func TestExternalServerRestart(t *testing.T) {
 func TestAccessLog(t *testing.T) {
 	e := newEnv(t)
 	var logs syncbuf.Buffer
-	hooks, err := NewWebhooks(e.cfg, e.js, zerolog.New(&logs))
+	hooks, err := NewWebhooks(e.cfg, e.js, zerolog.New(&logs), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

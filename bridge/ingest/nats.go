@@ -26,15 +26,13 @@ type NATSSources struct {
 
 	consumers []jetstream.ConsumeContext
 	subs      []*nats.Subscription
-
-	// Observe, when set, is told each message's source and outcome:
-	// "stored", "duplicate" or "error".
-	Observe func(source, outcome string)
+	m         *Metrics
 }
 
-// StartNATSSources starts the bind and core sources of cfg.
-func StartNATSSources(ctx context.Context, cfg *config.Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) (*NATSSources, error) {
-	n := &NATSSources{js: js, nc: nc, prefix: cfg.NATS.Prefix, log: log}
+// StartNATSSources starts the bind and core sources of cfg; m (nil: none)
+// counts the events stored.
+func StartNATSSources(ctx context.Context, cfg *config.Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger, m *Metrics) (*NATSSources, error) {
+	n := &NATSSources{js: js, nc: nc, prefix: cfg.NATS.Prefix, log: log, m: m.orNew()}
 	for _, s := range cfg.Sources {
 		var err error
 		switch s.Mode() {
@@ -144,21 +142,12 @@ func (n *NATSSources) store(source string, id *event.Expr, msg event.NATSMsg) er
 	defer cancel()
 	ack, err := n.js.PublishMsg(ctx, m)
 	if err != nil {
-		n.observe(source, "error")
 		return err
 	}
-	if ack.Duplicate {
-		n.observe(source, "duplicate")
-	} else {
-		n.observe(source, "stored")
+	if !ack.Duplicate {
+		n.m.EventsReceived.WithLabelValues(source).Inc()
 	}
 	return nil
-}
-
-func (n *NATSSources) observe(source, outcome string) {
-	if n.Observe != nil {
-		n.Observe(source, outcome)
-	}
 }
 
 // Stop stops reading. Messages being handled finish; unacked ones are

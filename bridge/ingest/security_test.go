@@ -79,7 +79,7 @@ func TestForgedReplayedStaleAndUnsigned(t *testing.T) {
 func TestHostileBodiesAreRefusedCheaply(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.HTTP.MaxBodyBytes = 1 << 20
-	hooks, err := NewWebhooks(e.cfg, e.js, zerolog.Nop())
+	hooks, err := NewWebhooks(e.cfg, e.js, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,17 +62,15 @@ type Webhooks struct {
 	log      zerolog.Logger
 	now      func() time.Time
 	closing  atomic.Bool
-
-	// Observe, when set, is told the outcome of every request: the source
-	// (or "" when unknown) and the HTTP status.
-	Observe func(source string, status int)
+	m        *Metrics
 }
 
-// NewWebhooks prepares the webhook sources of cfg.
-func NewWebhooks(cfg *config.Config, js Publisher, log zerolog.Logger) (*Webhooks, error) {
+// NewWebhooks prepares the webhook sources of cfg; m (nil: none) counts
+// the requests and the events stored.
+func NewWebhooks(cfg *config.Config, js Publisher, log zerolog.Logger, m *Metrics) (*Webhooks, error) {
 	w := &Webhooks{
 		js: js, sources: map[string]*webhookSource{}, prefix: cfg.NATS.Prefix,
-		maxBody: cfg.HTTP.MaxBodyBytes, maxDepth: cfg.HTTP.MaxDepth, log: log, now: time.Now,
+		maxBody: cfg.HTTP.MaxBodyBytes, maxDepth: cfg.HTTP.MaxDepth, log: log, now: time.Now, m: m.orNew(),
 	}
 	for _, s := range cfg.Sources {
 		if s.Webhook == nil {
@@ -133,12 +131,11 @@ func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	rw.Header().Set("X-Request-Id", reqID)
 	name := r.PathValue("source")
 	status, eventID, dup, reason := w.serve(rw, r, name)
-	if w.Observe != nil {
-		if _, known := w.sources[name]; !known {
-			name = ""
-		}
-		w.Observe(name, status)
+	label := name
+	if _, known := w.sources[name]; !known {
+		label = ""
 	}
+	w.m.webhook(label, status, status == http.StatusAccepted && !dup)
 	ev := w.log.Info()
 	if status >= 500 {
 		ev = w.log.Warn()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,8 +67,21 @@ type deadLetters struct {
 	subject string // <prefix>.dlq
 }
 
-// write stores d and returns once JetStream has it.
-func (w *deadLetters) write(ctx context.Context, d *DeadLetter) error {
+// dlqDuplicates is the dead-letter stream's duplicate window. It only
+// needs to cover a message redelivered after its dead letter was stored but
+// before it was acked (a lost ack, a crash in between): AckWait and a few
+// retries.
+const dlqDuplicates = 2 * time.Minute
+
+// dlqOrigin names the stored message a dead letter is about: its stream
+// and sequence. Each stored message is dead-lettered at most once (per
+// rule, for an event); a replay stores it again, under a new sequence, so
+// a replay that fails again writes a new dead letter.
+func dlqOrigin(stream string, seq uint64) string { return stream + ":" + strconv.FormatUint(seq, 10) }
+
+// write stores d and returns once JetStream has it. origin is the
+// dlqOrigin of the message that failed.
+func (w *deadLetters) write(ctx context.Context, d *DeadLetter, origin string) error {
 	if d.At.IsZero() {
 		d.At = time.Now().UTC()
 	}
@@ -77,9 +91,9 @@ func (w *deadLetters) write(ctx context.Context, d *DeadLetter) error {
 	}
 	m := nats.NewMsg(w.subject + "." + subjectToken(d.Rule))
 	m.Data = body
-	// One entry per (reason, key or event, rule): a job redelivered after
+	// One entry per failed message and rule: a message redelivered after
 	// its dead letter was stored, but before its ack, is not stored twice.
-	m.Header.Set(nats.MsgIdHdr, "dlq:"+d.Reason+":"+d.Rule+":"+d.Key+":"+d.EventID+":"+fmt.Sprint(d.Attempts))
+	m.Header.Set(nats.MsgIdHdr, "dlq:"+origin+":"+d.Rule)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := w.js.PublishMsg(ctx, m); err != nil {

@@ -87,7 +87,7 @@ func newDLQFixture(t *testing.T) *dlqFixture {
 			EventID: "ev-9", Source: "shop", Key: "trial_ending/9", Job: dlqJob("trial_ending", "9"), At: f.now.Add(-2 * time.Minute)}},
 	}
 	for _, l := range letters {
-		if err := w.write(ctx, &l.d); err != nil {
+		if err := w.write(ctx, &l.d, "TEST:"+l.name); err != nil {
 			t.Fatal(err)
 		}
 		f.seqs[l.name] = f.lastSeq(t)
@@ -529,7 +529,7 @@ func TestDLQPurge(t *testing.T) {
 			t.Fatal(err)
 		}
 		w := &deadLetters{js: f.js, subject: NamesFor(f.cfg).DLQSubject}
-		if err := w.write(ctx, &DeadLetter{Reason: ReasonPermanent, Rule: "late", Key: "late/1"}); err != nil {
+		if err := w.write(ctx, &DeadLetter{Reason: ReasonPermanent, Rule: "late", Key: "late/1"}, "TEST:late"); err != nil {
 			t.Fatal(err)
 		}
 		left, err := f.q.List(ctx, Filter{})

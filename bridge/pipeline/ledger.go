@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,20 +14,47 @@ import (
 const (
 	statePending = "pending" // a request is, or was, on its way to Intercom
 	stateSent    = "sent"    // Intercom accepted it
+	stateFailed  = "failed"  // attempts failed, each certainly before Intercom acted on it
 )
 
 // ledgerEntry is the value of a delivery key in the sent ledger.
+//
+// A pending entry names its owner (the replica and the job's delivery
+// attempt) and holds a lease: while the lease runs, the owner's request is
+// on its way and nobody else may send the key. The owner renews it for as
+// long as its request lasts; a lease that ran out means the owner stopped
+// (a kill, a crash, a lost connection), and only then, or when Error
+// records an ambiguous answer, is the key uncertain.
 type ledgerEntry struct {
-	State     string    `json:"state"`
-	Key       string    `json:"key"`
-	MessageID string    `json:"message_id,omitempty"`
-	Error     string    `json:"error,omitempty"` // why a pending key is uncertain, when known
-	At        time.Time `json:"at"`
+	State     string        `json:"state"`
+	Key       string        `json:"key"`
+	MessageID string        `json:"message_id,omitempty"`
+	Error     string        `json:"error,omitempty"`    // why a pending key is uncertain, when known
+	Attempts  int           `json:"attempts,omitempty"` // attempts made so far, the pending one included
+	Owner     string        `json:"owner,omitempty"`    // "<replica>#<attempt>" of a pending key
+	Lease     time.Duration `json:"lease,omitempty"`    // from At; 0: none
+	At        time.Time     `json:"at"`                 // as read back: when the server stored the entry
+}
+
+// leaseUntil is when a pending entry's lease runs out. It is reckoned from
+// the server's clock (the time the entry was stored), so the owner's and
+// the reader's clocks need not agree with each other, only each with the
+// server's, within a fraction of the lease.
+func (e *ledgerEntry) leaseUntil() time.Time { return e.At.Add(e.Lease) }
+
+// KV is the part of a JetStream key-value bucket the ledger and the
+// throttles use; jetstream.KeyValue is one.
+type KV interface {
+	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
+	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
+	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
+	Put(ctx context.Context, key string, value []byte) (uint64, error)
+	Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
 }
 
 // Ledger records which delivery keys are pending or sent, in a KV bucket
 // whose TTL is the dedupe window. It is shared by all replicas.
-type Ledger struct{ kv jetstream.KeyValue }
+type Ledger struct{ kv KV }
 
 // get returns the key's entry and revision, or nil when it has none.
 func (l *Ledger) get(ctx context.Context, key string) (*ledgerEntry, uint64, error) {
@@ -39,59 +67,106 @@ func (l *Ledger) get(ctx context.Context, key string) (*ledgerEntry, uint64, err
 	}
 	var v ledgerEntry
 	if err := json.Unmarshal(e.Value(), &v); err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("ledger entry of %s: %w", key, err)
 	}
+	v.At = e.Created()
 	return &v, e.Revision(), nil
 }
 
 // errBusy means another worker changed the key first.
-var errBusy = errors.New("delivery key changed by another worker")
+var errBusy = errors.New("delivery key taken by another worker")
 
-// markPending records that a request is about to be sent. rev is the
-// revision get returned (0: none), so that two workers holding the same
-// key cannot both go ahead.
-func (l *Ledger) markPending(ctx context.Context, key string, rev uint64) (uint64, error) {
-	v, _ := json.Marshal(ledgerEntry{State: statePending, Key: key, At: time.Now().UTC()})
-	var err error
-	if rev == 0 {
-		rev, err = l.kv.Create(ctx, kvKey(key), v)
-	} else {
-		rev, err = l.kv.Update(ctx, kvKey(key), v, rev)
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, errBusy
-	}
-	return rev, err
+// markPending records that owner's request, the job's attempt-th, is about
+// to be sent, under a lease. rev is the revision get returned (0: none), or
+// that of the owner's own last write (a renewal), so that two workers
+// holding the same key cannot both go ahead.
+func (l *Ledger) markPending(ctx context.Context, key, owner string, attempt int, lease time.Duration, rev uint64) (uint64, error) {
+	return l.write(ctx, ledgerEntry{State: statePending, Key: key, Attempts: attempt, Owner: owner, Lease: lease}, rev)
 }
 
-// markSent records that Intercom accepted the message.
+// markSent records that Intercom accepted the message. It writes whatever
+// the entry holds: the message was sent.
 func (l *Ledger) markSent(ctx context.Context, key, messageID string) error {
-	v, _ := json.Marshal(ledgerEntry{State: stateSent, Key: key, MessageID: messageID, At: time.Now().UTC()})
-	_, err := l.kv.Put(ctx, kvKey(key), v)
+	_, err := l.write(ctx, ledgerEntry{State: stateSent, Key: key, MessageID: messageID}, anyRevision)
 	return err
 }
 
-// markUncertain keeps the key pending with the error of an attempt whose
-// request may have reached Intercom (a timeout, a dropped connection).
-func (l *Ledger) markUncertain(ctx context.Context, key string, cause error) error {
-	v, _ := json.Marshal(ledgerEntry{State: statePending, Key: key, Error: cause.Error(), At: time.Now().UTC()})
-	_, err := l.kv.Put(ctx, kvKey(key), v)
-	return err
+// markUncertain keeps the key pending, without a lease, with the error of
+// an attempt whose request may have reached Intercom (a timeout, a dropped
+// connection).
+func (l *Ledger) markUncertain(ctx context.Context, key string, attempts int, cause string, rev uint64) error {
+	return l.settle(ctx, ledgerEntry{State: statePending, Key: key, Attempts: attempts, Error: cause}, rev)
 }
 
-// forget removes a pending key whose request certainly did not reach
-// Intercom, so that the next attempt starts clean.
-func (l *Ledger) forget(ctx context.Context, key string) error {
-	err := l.kv.Delete(ctx, kvKey(key))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+// markFailed records attempts that certainly did not reach Intercom, so
+// that the next one is counted after them and is not a possible duplicate.
+func (l *Ledger) markFailed(ctx context.Context, key string, attempts int, cause string, rev uint64) error {
+	return l.settle(ctx, ledgerEntry{State: stateFailed, Key: key, Attempts: attempts, Error: cause}, rev)
+}
+
+// forget removes the key's entry (a job that was certainly not sent has
+// been dead-lettered; a replay starts afresh).
+func (l *Ledger) forget(ctx context.Context, key string, rev uint64) error {
+	err := l.kv.Delete(ctx, kvKey(key), jetstream.LastRevision(rev))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || isRevisionConflict(err) {
 		return nil
 	}
 	return err
 }
 
+// anyRevision makes write overwrite whatever the key holds.
+const anyRevision = ^uint64(0)
+
+// write stores e at the key if it is still at rev (0: absent), or in any
+// case for anyRevision, and returns the new revision; errBusy when the key
+// changed.
+func (l *Ledger) write(ctx context.Context, e ledgerEntry, rev uint64) (uint64, error) {
+	e.At = time.Now().UTC()
+	v, err := json.Marshal(e)
+	if err != nil {
+		return 0, err
+	}
+	switch rev {
+	case anyRevision:
+		rev, err = l.kv.Put(ctx, kvKey(e.Key), v)
+	case 0:
+		rev, err = l.kv.Create(ctx, kvKey(e.Key), v)
+	default:
+		rev, err = l.kv.Update(ctx, kvKey(e.Key), v, rev)
+	}
+	if isRevisionConflict(err) {
+		return 0, errBusy
+	}
+	return rev, err
+}
+
+// settle writes the outcome of an attempt over the owner's pending entry
+// at rev. If the key changed meanwhile, someone took it over after the
+// owner's lease ran out: their entry is newer and stays.
+func (l *Ledger) settle(ctx context.Context, e ledgerEntry, rev uint64) error {
+	if _, err := l.write(ctx, e, rev); err != nil && !errors.Is(err, errBusy) {
+		return err
+	}
+	return nil
+}
+
+// isRevisionConflict reports JetStream refusing a write because the key is
+// not at the expected revision (or exists, for a create).
+func isRevisionConflict(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
 // Throttles holds one key per (rule, throttle key) for the rule's window,
 // in a KV bucket with a TTL per key.
-type Throttles struct{ kv jetstream.KeyValue }
+type Throttles struct{ kv KV }
 
 // acquire takes the window for the job, or reports that another job holds
 // it. The job's own earlier attempt holds it too: a retry goes ahead.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/event"
-	"github.com/intercom-bridge/bridge/bridge/metrics"
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/rules"
 )
@@ -27,9 +27,13 @@ type Matcher struct {
 	rules   func() *rules.Set
 	dlq     *deadLetters
 	log     zerolog.Logger
-	m       *metrics.Metrics
+	m       *Metrics
 
+	cons    jetstream.Consumer
 	workers *workers
+	stop    chan struct{}
+	bg      sync.WaitGroup
+	once    sync.Once
 }
 
 // matchWorkers evaluate events in parallel: a JetStream Consume handler
@@ -38,14 +42,14 @@ const matchWorkers = 8
 
 // StartMatcher starts stage 1. current returns the rules in force; a reload
 // swaps what it returns, and each event is evaluated with one whole set.
-func StartMatcher(ctx context.Context, js jetstream.JetStream, cfg *config.Config, current func() *rules.Set, log zerolog.Logger, m *metrics.Metrics) (*Matcher, error) {
+func StartMatcher(ctx context.Context, js jetstream.JetStream, cfg *config.Config, current func() *rules.Set, log zerolog.Logger, m *Metrics) (*Matcher, error) {
 	dec, err := NewDecoder(cfg)
 	if err != nil {
 		return nil, err
 	}
 	names := NamesFor(cfg)
 	mt := &Matcher{js: js, names: names, decoder: dec, rules: current, log: log, m: m,
-		dlq: &deadLetters{js: js, subject: names.DLQSubject}}
+		dlq: &deadLetters{js: js, subject: names.DLQSubject}, stop: make(chan struct{})}
 	cons, err := js.CreateOrUpdateConsumer(ctx, names.Events, jetstream.ConsumerConfig{
 		Durable:       names.MatchConsumer,
 		Description:   "intercom-bridge stage 1: match events against rules",
@@ -57,10 +61,31 @@ func StartMatcher(ctx context.Context, js jetstream.JetStream, cfg *config.Confi
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", names.MatchConsumer, err)
 	}
-	if mt.workers, err = startWorkers(cons, matchWorkers, 512, mt.handle); err != nil {
+	mt.cons = cons
+	if mt.workers, err = startWorkers(cons, matchWorkers, 512, 5*time.Second, mt.handle); err != nil {
 		return nil, fmt.Errorf("consume %s: %w", names.Events, err)
 	}
+	mt.bg.Go(mt.monitor)
 	return mt, nil
+}
+
+// monitor keeps bridge_events_pending current: events stored and not yet
+// matched, those being matched included.
+func (mt *Matcher) monitor() {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-mt.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if info, err := mt.cons.Info(ctx); err == nil {
+			mt.m.EventsPending.Set(float64(info.NumPending + uint64(info.NumAckPending)))
+		}
+		cancel()
+	}
 }
 
 // NewDecoder returns the decoder for the events stream of cfg.
@@ -81,7 +106,13 @@ func NewDecoder(cfg *config.Config) (*event.Decoder, error) {
 
 // Stop stops taking events and waits for those in hand; what was not acked
 // is redelivered later.
-func (mt *Matcher) Stop() { mt.workers.stop() }
+func (mt *Matcher) Stop() {
+	mt.once.Do(func() {
+		close(mt.stop)
+		mt.workers.stop()
+		mt.bg.Wait()
+	})
+}
 
 func (mt *Matcher) handle(msg jetstream.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -106,6 +137,7 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
+	origin := dlqOrigin(mt.names.Events, meta.Sequence.Stream)
 	env, err := mt.decoder.Decode(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
 	var ev *rules.Event
 	if err == nil {
@@ -120,11 +152,12 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 		mt.log.Error().Err(err).Uint64("seq", meta.Sequence.Stream).Msg("event cannot be read; dead-lettered")
 		return mt.deadLetter(ctx, &DeadLetter{Reason: ReasonInvalidEvent, Error: err.Error(), Source: source,
 			EventID: event.Seq(mt.names.Events, meta.Sequence.Stream),
-			Raw:     &RawEvent{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}})
+			Raw:     &RawEvent{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}}, origin)
 	}
 
 	res := mt.rules().Evaluate(ev)
 	futures := make([]jetstream.PubAckFuture, 0, len(res.Deliveries))
+	jobs := make([]*Job, 0, len(res.Deliveries))
 	for _, d := range res.Deliveries {
 		job := &Job{Key: DeliveryKey(d.Rule, d.DedupeKey), Rule: d.Rule, EventID: ev.ID, Source: ev.Source,
 			DedupeKey: d.DedupeKey, Message: toIntercom(d.Message), Received: ev.Time}
@@ -140,6 +173,7 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 			return fmt.Errorf("outbox: %w", err)
 		}
 		futures = append(futures, f)
+		jobs = append(jobs, job)
 		mt.m.RuleMatches.WithLabelValues(d.Rule).Inc()
 		mt.log.Debug().Str("rule", d.Rule).Str("event_id", ev.ID).Str("delivery_key", job.Key).Msg("queued")
 	}
@@ -147,13 +181,16 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 		mt.m.RuleErrors.WithLabelValues(e.Rule).Inc()
 		mt.log.Error().Str("rule", e.Rule).Str("event_id", ev.ID).Err(e.Err).Msg("rule failed for event; dead-lettered")
 		if err := mt.deadLetter(ctx, &DeadLetter{Reason: ReasonRender, Error: e.Err.Error(), Rule: e.Rule,
-			EventID: ev.ID, Source: ev.Source, Event: env}); err != nil {
+			EventID: ev.ID, Source: ev.Source, Event: env}, origin); err != nil {
 			return err
 		}
 	}
-	for _, f := range futures {
+	for i, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				mt.duplicate(jobs[i], meta.NumDelivered > 1)
+			}
 		case err := <-f.Err():
 			return fmt.Errorf("outbox: %w", err)
 		case <-ctx.Done():
@@ -163,8 +200,18 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 	return nil
 }
 
-func (mt *Matcher) deadLetter(ctx context.Context, d *DeadLetter) error {
-	if err := mt.dlq.write(ctx, d); err != nil {
+// duplicate reports a job the outbox already had under its delivery key
+// (within its duplicate window): another event with the same dedupe key, or
+// this event's own job stored by an earlier delivery of it (redelivered).
+func (mt *Matcher) duplicate(job *Job, redelivered bool) {
+	mt.m.Deliveries.WithLabelValues(job.Rule, OutcomeDuplicate).Inc()
+	mt.log.Info().Str("rule", job.Rule).Str("event_id", job.EventID).Str("delivery_key", job.Key).
+		Str("dedupe_key", job.DedupeKey).Bool("event_redelivered", redelivered).
+		Msg("a message with this delivery key is already queued; duplicate dropped")
+}
+
+func (mt *Matcher) deadLetter(ctx context.Context, d *DeadLetter, origin string) error {
+	if err := mt.dlq.write(ctx, d, origin); err != nil {
 		return err
 	}
 	mt.m.DeadLetters.WithLabelValues(d.Reason).Inc()

@@ -104,6 +104,7 @@ func DLQStreamConfig(cfg *config.Config) jetstream.StreamConfig {
 		Subjects:    []string{n.DLQSubject + ".>"},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
+		Duplicates:  dlqDuplicates,
 		Replicas:    cfg.NATS.Events.Replicas,
 	}
 }

@@ -1,11 +1,14 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -13,46 +16,54 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
-	"github.com/intercom-bridge/bridge/bridge/metrics"
 	"github.com/intercom-bridge/bridge/intercom"
 )
 
 // MessageSender sends one message to Intercom; *intercom.Client is one.
+// A hook in the context (intercom.WithBeforeSend) must be run after any
+// wait and just before the request is written.
 type MessageSender interface {
 	CreateMessage(ctx context.Context, m intercom.Message) (*intercom.SentMessage, error)
 }
 
-// retryLaterAttempts bounds retries of a 404: Intercom answers 404 for a
-// user created a moment ago, but a user that does not exist stays absent.
-const retryLaterAttempts = 4
+// SenderOptions are what stage 2 needs besides the config.
+type SenderOptions struct {
+	Client   MessageSender
+	DryRun   bool // do everything but call Intercom and record keys: log each request instead
+	Timeouts Timeouts
+	// Replica names this process in the pending entries of the ledger; ""
+	// means host name and process id.
+	Replica string
+	Log     zerolog.Logger
+	Metrics *Metrics
+	// OnUnauthorized, when set, is called when Intercom rejects the token.
+	OnUnauthorized func()
+}
 
 // Sender is stage 2: it reads the outbox with a durable consumer shared by
 // replicas and sends each job at most once within the dedupe window.
 type Sender struct {
+	SenderOptions
 	names     Names
 	delivery  config.Delivery
-	client    MessageSender
-	dryRun    bool
+	policy    Policy
 	ledger    *Ledger
 	throttles *Throttles
 	dlq       *deadLetters
 	log       zerolog.Logger
-	m         *metrics.Metrics
+	m         *Metrics
 
-	// OnUnauthorized is called when Intercom rejects the token.
-	OnUnauthorized func()
+	inHand sync.Map // delivery key -> struct{}: keys a worker of this process is working on
 
 	outbox  jetstream.Stream
 	workers *workers
-	stop    chan struct{} // closed by Stop: ends the monitor and waits for rate limits
+	stop    chan struct{} // closed by Stop: ends the monitor and the waits
 	bg      sync.WaitGroup
 	once    sync.Once
 }
 
-// StartSender starts stage 2 with cfg.Delivery.Workers concurrent sends. In
-// dry run (dryRun true) it does everything but call Intercom and record
-// keys: each request is logged in full instead.
-func StartSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, client MessageSender, dryRun bool, log zerolog.Logger, m *metrics.Metrics) (*Sender, error) {
+// StartSender starts stage 2 with cfg.Delivery.Workers concurrent sends.
+func StartSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, opts SenderOptions) (*Sender, error) {
 	names := NamesFor(cfg)
 	sent, err := js.CreateOrUpdateKeyValue(ctx, SentBucketConfig(cfg))
 	if err != nil {
@@ -62,26 +73,34 @@ func StartSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s (per-key TTLs need NATS server 2.11 or later): %w", names.Throttle, err)
 	}
-	s := &Sender{names: names, delivery: cfg.Delivery, client: client, dryRun: dryRun, log: log, m: m,
+	if opts.Replica == "" {
+		host, _ := os.Hostname()
+		opts.Replica = fmt.Sprintf("%s-%d", cmp.Or(host, "bridge"), os.Getpid())
+	}
+	if opts.Timeouts == (Timeouts{}) {
+		opts.Timeouts = NewTimeouts(cfg.Intercom.Timeout.D())
+	}
+	d := cfg.Delivery
+	s := &Sender{SenderOptions: opts, names: names, delivery: d, log: opts.Log, m: opts.Metrics,
+		policy: Policy{MaxAttempts: d.MaxAttempts, OnUncertain: d.OnUncertain,
+			Backoff: func(attempt int) time.Duration { return Backoff(d.Backoff.Initial.D(), d.Backoff.Max.D(), attempt) }},
 		ledger: &Ledger{kv: sent}, throttles: &Throttles{kv: throttle},
 		dlq: &deadLetters{js: js, subject: names.DLQSubject}, stop: make(chan struct{})}
 	if s.outbox, err = js.Stream(ctx, names.Outbox); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", names.Outbox, err)
 	}
 	cons, err := s.outbox.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:     names.SendConsumer,
-		Description: "intercom-bridge stage 2: send messages to Intercom",
-		AckPolicy:   jetstream.AckExplicitPolicy,
-		// A job held by a process that died is handed out again after
-		// this; InProgress extends it before each request and during waits.
-		AckWait:       cfg.Intercom.Timeout.D() + 10*time.Second,
+		Durable:       names.SendConsumer,
+		Description:   "intercom-bridge stage 2: send messages to Intercom",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       opts.Timeouts.AckWait,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-		MaxAckPending: cfg.Delivery.Workers * 4,
+		MaxAckPending: d.Workers * 4,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", names.SendConsumer, err)
 	}
-	if s.workers, err = startWorkers(cons, cfg.Delivery.Workers, cfg.Delivery.Workers*2, s.handle); err != nil {
+	if s.workers, err = startWorkers(cons, d.Workers, d.Workers*2, opts.Timeouts.Heartbeat, s.handle); err != nil {
 		return nil, fmt.Errorf("consume %s: %w", names.Outbox, err)
 	}
 	s.bg.Go(s.monitor)
@@ -128,13 +147,14 @@ func (s *Sender) handle(msg jetstream.Msg) {
 		msg.Nak()
 		return
 	}
+	origin := dlqOrigin(s.names.Outbox, meta.Sequence.Stream)
 	var job Job
 	if err := json.Unmarshal(msg.Data(), &job); err != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
 		defer cancel()
 		s.log.Error().Err(err).Msg("outbox message is not a job; dead-lettered")
 		if err := s.deadLetter(ctx, &DeadLetter{Reason: ReasonInvalidEvent, Error: "outbox message is not a job: " + err.Error(),
-			Raw: &RawEvent{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}}); err != nil {
+			Raw: &RawEvent{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}}, origin); err != nil {
 			msg.NakWithDelay(time.Second)
 			return
 		}
@@ -142,7 +162,17 @@ func (s *Sender) handle(msg jetstream.Msg) {
 		return
 	}
 	log := s.log.With().Str("rule", job.Rule).Str("event_id", job.EventID).Str("delivery_key", job.Key).Logger()
-	outcome, err := s.deliver(msg, &job, int(meta.NumDelivered), log)
+	if s.DryRun {
+		s.m.Deliveries.WithLabelValues(job.Rule, s.dryRunSend(msg, &job, log)).Inc()
+		return
+	}
+	_, busy := s.inHand.LoadOrStore(job.Key, struct{}{})
+	if !busy {
+		defer s.inHand.Delete(job.Key)
+	}
+	h := s.hold(msg, job.Key, log)
+	defer h.close()
+	outcome, err := s.deliver(h, &job, busy, origin, log)
 	if err != nil {
 		// The ledger or the dead-letter stream could not be reached: try
 		// the job again later, nothing is lost.
@@ -155,35 +185,28 @@ func (s *Sender) handle(msg jetstream.Msg) {
 
 // deliver works one job and settles its message; it returns the outcome,
 // or an error when the job must be tried again for a reason of the
-// bridge's own (NATS unreachable).
-func (s *Sender) deliver(msg jetstream.Msg, job *Job, attempt int, log zerolog.Logger) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+// bridge's own (NATS unreachable). busy reports that another worker of
+// this process has the job's key in hand.
+func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zerolog.Logger) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
 	defer cancel()
-	if s.dryRun {
-		return s.dryRunSend(msg, job, log)
-	}
-
 	entry, rev, err := s.ledger.get(ctx, job.Key)
 	if err != nil {
 		return "", fmt.Errorf("ledger: %w", err)
 	}
-	resend := false
-	switch {
-	case entry != nil && entry.State == stateSent:
+	d := decide(entry, busy, job, s.policy, time.Now())
+	switch d.step {
+	case stepDrop:
 		log.Info().Str("intercom_message_id", entry.MessageID).Msg("already sent; duplicate dropped")
-		ack(msg)
-		return metrics.Duplicate, nil
-	case entry != nil && entry.State == statePending && !job.Replay && s.delivery.OnUncertain == "dead_letter":
+		ack(h.msg)
+		return d.outcome, nil
+	case stepDefer:
+		log.Debug().Str("why", d.cause).Dur("again_in", d.delay).Msg("in flight elsewhere; put back")
+		h.msg.NakWithDelay(d.delay)
+		return d.outcome, nil
+	case stepDeadLetter:
 		log.Warn().Msg("an earlier attempt may have reached Intercom; dead-lettered (on_uncertain: dead_letter)")
-		why := "the process stopped while a request was on its way"
-		if entry.Error != "" {
-			why = entry.Error
-		}
-		return s.fail(ctx, msg, job, attempt, ReasonUncertain, fmt.Errorf("an earlier attempt may have reached Intercom: %s", why), false)
-	case entry != nil && entry.State == statePending:
-		// The process died, or a request timed out, after a request may
-		// have reached Intercom: nobody can know. on_uncertain: resend.
-		resend = true
+		return s.fail(ctx, h.msg, job, entry.Attempts, d, errors.New(d.cause), origin)
 	}
 
 	if job.Throttle != nil {
@@ -193,159 +216,181 @@ func (s *Sender) deliver(msg jetstream.Msg, job *Job, attempt int, log zerolog.L
 		}
 		if !ok {
 			log.Info().Str("throttle_key", job.Throttle.Key).Dur("per", job.Throttle.Per).Msg("throttled")
-			ack(msg)
-			return metrics.Throttled, nil
+			ack(h.msg)
+			return OutcomeThrottled, nil
 		}
 	}
-	if resend {
-		s.m.Deliveries.WithLabelValues(job.Rule, metrics.UncertainResend).Inc()
-		log.Warn().Msg("an earlier attempt may have reached Intercom; sending again (on_uncertain: resend)")
+	if d.resend {
+		s.m.Deliveries.WithLabelValues(job.Rule, d.outcome).Inc()
+		log.Warn().Str("why", d.cause).Msg("an earlier attempt may have reached Intercom; sending again (on_uncertain: resend)")
 	}
 
+	attempt := d.attempt
+	h.expect(rev)
 	for {
-		if rev, err = s.ledger.markPending(ctx, job.Key, rev); err != nil {
-			if errors.Is(err, errBusy) {
-				msg.NakWithDelay(time.Second) // another worker has it
-				return metrics.Retry, nil
-			}
-			return "", fmt.Errorf("ledger: %w", err)
-		}
-		msg.InProgress()
-		sendCtx, cancelSend := context.WithTimeout(context.Background(), 2*time.Minute)
-		sent, err := s.client.CreateMessage(sendCtx, job.Message)
+		started := false
+		var takeErr error
+		sendCtx, cancelSend := context.WithTimeout(context.Background(), s.Timeouts.PacerWait+s.Timeouts.Send)
+		sendCtx = intercom.WithBeforeSend(sendCtx, func() error {
+			takeErr = h.take(s.owner(attempt), attempt)
+			started = takeErr == nil
+			return takeErr
+		})
+		sent, err := s.Client.CreateMessage(sendCtx, job.Message)
 		cancelSend()
-		if err == nil {
-			return s.succeed(msg, job, sent, log)
+		if takeErr != nil && !errors.Is(takeErr, errBusy) {
+			return "", fmt.Errorf("ledger: %w", takeErr)
 		}
-		d := intercom.Classify(err)
-		if d.Class != intercom.RateLimited {
-			return s.failSend(ctx, msg, job, attempt, err, d, log)
+		a := afterSend(err, started, attempt, s.policy, time.Now())
+		if a.step == stepWait {
+			// 429: Intercom did not take the request. Wait for the reset,
+			// which the client's pacer makes every worker do.
+			s.m.Deliveries.WithLabelValues(job.Rule, a.outcome).Inc()
+			if !s.waitFor(a.delay) {
+				h.msg.Nak() // stopping: another replica, or the next start, goes on
+				return OutcomeRateLimited, nil
+			}
+			continue
 		}
-		// 429: Intercom did not take the request. Wait for the reset,
-		// which the client's pacer makes every worker do, without
-		// spending an attempt.
-		s.m.Deliveries.WithLabelValues(job.Rule, metrics.RateLimited).Inc()
-		if err := s.ledger.forget(ctx, job.Key); err != nil {
-			return "", fmt.Errorf("ledger: %w", err)
+		rev := h.release()
+		if started {
+			if err := s.settleLedger(job, a, attempt, rev); err != nil {
+				return "", err
+			}
 		}
-		rev = 0
-		if !s.waitUntil(msg, d.RetryAt) {
-			msg.Nak() // stopping: another replica, or the next start, goes on
-			return metrics.RateLimited, nil
+		if intercom.IsUnauthorized(err) && s.OnUnauthorized != nil {
+			s.OnUnauthorized()
+		}
+		switch a.step {
+		case stepRecord:
+			return s.succeed(h.msg, job, sent, log)
+		case stepDefer:
+			log.Debug().Str("why", a.cause).Msg("not sent; put back")
+			h.msg.NakWithDelay(a.delay)
+			return a.outcome, nil
+		case stepDeadLetter:
+			if a.reason == ReasonPermanent {
+				log.Error().Err(err).Msg("Intercom refused the message; dead-lettered")
+			} else {
+				log.Error().Err(err).Int("attempts", attempt).Msg("attempts exhausted; dead-lettered")
+			}
+			return s.fail(ctx, h.msg, job, attempt, a, err, origin)
+		default: // stepRetry
+			delay := jitter(a.delay)
+			log.Warn().Err(err).Int("attempt", attempt).Bool("uncertain", a.ledger == markAmbiguous).Dur("retry_in", delay).Msg("send failed; will retry")
+			h.msg.NakWithDelay(delay)
+			return a.outcome, nil
 		}
 	}
 }
 
-// waitUntil waits for t, telling JetStream the job is still in hand. It
-// returns false when the sender stops first.
-func (s *Sender) waitUntil(msg jetstream.Msg, t time.Time) bool {
-	for {
-		d := time.Until(t)
-		if d <= 0 {
-			return true
+// owner names the worker of an attempt in the ledger.
+func (s *Sender) owner(attempt int) string { return s.Replica + "#" + strconv.Itoa(attempt) }
+
+// settleLedger writes what became of an attempt over its pending entry.
+func (s *Sender) settleLedger(job *Job, a decision, attempt int, rev uint64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
+	defer cancel()
+	var err error
+	switch a.ledger {
+	case markFailed:
+		err = s.ledger.markFailed(ctx, job.Key, attempt, a.cause, rev)
+	case markAmbiguous:
+		attempts := attempt
+		if a.step == stepDeadLetter {
+			attempts = 0 // a replay of the dead letter gets attempts of its own
 		}
-		msg.InProgress()
-		select {
-		case <-s.stop:
-			return false
-		case <-time.After(min(d, 10*time.Second)):
-		}
+		err = s.ledger.markUncertain(ctx, job.Key, attempts, a.cause, rev)
+	case forgetEntry:
+		err = s.ledger.forget(ctx, job.Key, rev)
+	}
+	if err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	return nil
+}
+
+// waitFor waits for d, or until the sender stops (false).
+func (s *Sender) waitFor(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.stop:
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
 func (s *Sender) succeed(msg jetstream.Msg, job *Job, sent *intercom.SentMessage, log zerolog.Logger) (string, error) {
-	// Intercom has the message: record it, retrying a little, and ack in
-	// any case. If the record is lost the next copy is "uncertain", which
-	// is what it would be had the process died here.
-	for i := range 3 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Intercom has the message. The job is acked only once the record is
+	// written: acked without it, a replay of the same key would send it
+	// again. If the process stops first the key stays pending and its lease
+	// runs out, which makes it uncertain, as designed.
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
 		err := s.ledger.markSent(ctx, job.Key, sent.ID)
 		cancel()
 		if err == nil {
 			break
 		}
-		log.Warn().Err(err).Int("try", i+1).Msg("cannot record the sent key")
-		time.Sleep(200 * time.Millisecond)
+		if try == 1 || try%10 == 0 {
+			log.Warn().Err(err).Int("try", try).Str("intercom_message_id", sent.ID).Msg("sent, but the record cannot be written yet; retrying")
+		}
+		if !s.waitFor(min(time.Duration(try)*200*time.Millisecond, 2*time.Second)) {
+			log.Error().Str("intercom_message_id", sent.ID).Msg("sent, but stopping before the record was written: the key stays pending (uncertain)")
+			return OutcomeSent, nil
+		}
 	}
 	ack(msg)
 	if !job.Received.IsZero() && !job.Replay { // a replay's wait in the DLQ is not latency
 		s.m.DeliveryLatency.Observe(time.Since(job.Received).Seconds())
 	}
 	log.Info().Str("intercom_message_id", sent.ID).Str("message_type", job.Message.MessageType).Msg("sent")
-	return metrics.Sent, nil
+	return OutcomeSent, nil
 }
 
-// failSend acts on a failed request, by its classification.
-func (s *Sender) failSend(ctx context.Context, msg jetstream.Msg, job *Job, attempt int, err error, d intercom.Decision, log zerolog.Logger) (string, error) {
-	if d.Uncertain {
-		if uerr := s.ledger.markUncertain(ctx, job.Key, err); uerr != nil {
-			return "", fmt.Errorf("ledger: %w", uerr)
-		}
-	} else if ferr := s.ledger.forget(ctx, job.Key); ferr != nil {
-		// The request did not reach Intercom: the next attempt is not a
-		// possible duplicate.
-		return "", fmt.Errorf("ledger: %w", ferr)
-	}
-	if intercom.IsUnauthorized(err) && s.OnUnauthorized != nil {
-		s.OnUnauthorized()
-	}
-	limit := s.delivery.MaxAttempts
-	if d.Class == intercom.RetryLater {
-		limit = min(limit, retryLaterAttempts)
-	}
-	switch {
-	case d.Class == intercom.Permanent:
-		log.Error().Err(err).Msg("Intercom refused the message; dead-lettered")
-		return s.fail(ctx, msg, job, attempt, ReasonPermanent, err, true)
-	case attempt >= limit:
-		log.Error().Err(err).Int("attempts", attempt).Msg("attempts exhausted; dead-lettered")
-		return s.fail(ctx, msg, job, attempt, ReasonExhausted, err, !d.Uncertain)
-	}
-	delay := s.backoff(attempt)
-	log.Warn().Err(err).Int("attempt", attempt).Bool("uncertain", d.Uncertain).Dur("retry_in", delay).Msg("send failed; will retry")
-	msg.NakWithDelay(delay)
-	return metrics.Retry, nil
-}
-
-// fail writes the job's dead letter and acks it. release gives back the
-// throttle window when the message was certainly not sent.
-func (s *Sender) fail(ctx context.Context, msg jetstream.Msg, job *Job, attempt int, reason string, cause error, release bool) (string, error) {
-	d := &DeadLetter{Reason: reason, Error: cause.Error(), Rule: job.Rule, EventID: job.EventID, Source: job.Source,
-		Key: job.Key, Attempts: attempt, Job: job}
-	d.withIntercomError(cause)
-	if err := s.deadLetter(ctx, d); err != nil {
+// fail writes the job's dead letter and acks it; d says why and whether
+// the throttle window goes back, cause is the error.
+func (s *Sender) fail(ctx context.Context, msg jetstream.Msg, job *Job, attempts int, d decision, cause error, origin string) (string, error) {
+	dl := &DeadLetter{Reason: d.reason, Error: cause.Error(), Rule: job.Rule, EventID: job.EventID, Source: job.Source,
+		Key: job.Key, Attempts: attempts, Job: job}
+	dl.withIntercomError(cause)
+	if err := s.deadLetter(ctx, dl, origin); err != nil {
 		return "", err
 	}
-	if release && job.Throttle != nil {
+	if d.release && job.Throttle != nil {
 		if err := s.throttles.release(ctx, job.Rule, job.Throttle, job.Key); err != nil {
 			s.log.Warn().Err(err).Str("delivery_key", job.Key).Msg("cannot release the throttle window")
 		}
 	}
 	ack(msg)
-	return metrics.DeadLetter, nil
+	return OutcomeDeadLetter, nil
 }
 
-func (s *Sender) deadLetter(ctx context.Context, d *DeadLetter) error {
-	if err := s.dlq.write(ctx, d); err != nil {
+func (s *Sender) deadLetter(ctx context.Context, d *DeadLetter, origin string) error {
+	if err := s.dlq.write(ctx, d, origin); err != nil {
 		return err
 	}
 	s.m.DeadLetters.WithLabelValues(d.Reason).Inc()
 	return nil
 }
 
-// backoff is the delay before attempt+1: initial doubling per attempt up to
-// max, with jitter so that retries of a burst spread out.
-func (s *Sender) backoff(attempt int) time.Duration {
-	d := s.delivery.Backoff.Initial.D()
-	for i := 1; i < attempt && d < s.delivery.Backoff.Max.D(); i++ {
+// Backoff is the delay before attempt+1: initial doubling per attempt up
+// to max.
+func Backoff(initial, maxDelay time.Duration, attempt int) time.Duration {
+	d := initial
+	for i := 1; i < attempt && d < maxDelay; i++ {
 		d *= 2
 	}
-	d = min(d, s.delivery.Backoff.Max.D())
-	return d/2 + rand.N(d/2+1)
+	return min(d, maxDelay)
 }
 
+// jitter spreads retries of a burst out: a delay between d/2 and d.
+func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
+
 // dryRunSend logs the request that would be sent.
-func (s *Sender) dryRunSend(msg jetstream.Msg, job *Job, log zerolog.Logger) (string, error) {
+func (s *Sender) dryRunSend(msg jetstream.Msg, job *Job, log zerolog.Logger) string {
 	body, _ := json.Marshal(job.Message)
 	ev := log.Info().RawJSON("request", body)
 	if job.Throttle != nil {
@@ -353,7 +398,7 @@ func (s *Sender) dryRunSend(msg jetstream.Msg, job *Job, log zerolog.Logger) (st
 	}
 	ev.Msg("dry run: would send")
 	ack(msg)
-	return metrics.DryRun, nil
+	return OutcomeDryRun
 }
 
 // ack acks a job and waits for JetStream to confirm, retrying a little: an

@@ -1,0 +1,40 @@
+package ingest
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the sources' metrics.
+type Metrics struct {
+	EventsReceived  *prometheus.CounterVec // source
+	WebhookRequests *prometheus.CounterVec // source, code
+}
+
+// NewMetrics creates the sources' metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		EventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_events_received_total",
+			Help: "Events stored in the events stream, by source (a sender's retry of a stored event is not counted again)."}, []string{"source"}),
+		WebhookRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_webhook_requests_total",
+			Help: "Webhook requests answered, by source (\"\" when unknown) and HTTP status."}, []string{"source", "code"}),
+	}
+	reg.MustRegister(m.EventsReceived, m.WebhookRequests)
+	return m
+}
+
+// orNew returns m, or metrics registered nowhere when m is nil.
+func (m *Metrics) orNew() *Metrics {
+	if m != nil {
+		return m
+	}
+	return NewMetrics(prometheus.NewRegistry())
+}
+
+func (m *Metrics) webhook(source string, status int, stored bool) {
+	m.WebhookRequests.WithLabelValues(source, strconv.Itoa(status)).Inc()
+	if stored {
+		m.EventsReceived.WithLabelValues(source).Inc()
+	}
+}

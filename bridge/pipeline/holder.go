@@ -1,0 +1,114 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// holder keeps one job alive while a worker has it: it tells JetStream
+// that the job is in progress every heartbeat, for as long as the worker
+// holds it (waits for the pacer and for rate limits included), and renews
+// the lease of the job's pending key while the worker holds one.
+type holder struct {
+	msg    jetstream.Msg
+	ledger *Ledger
+	t      Timeouts
+	key    string
+	log    zerolog.Logger
+
+	mu      sync.Mutex
+	rev     uint64 // revision of the key's entry, as last read or written
+	leased  bool   // the entry at rev is this worker's pending entry
+	owner   string
+	attempt int
+	renewed time.Time
+
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func (s *Sender) hold(msg jetstream.Msg, key string, log zerolog.Logger) *holder {
+	h := &holder{msg: msg, ledger: s.ledger, t: s.Timeouts, key: key, log: log, done: make(chan struct{})}
+	h.wg.Go(h.beat)
+	return h
+}
+
+// expect sets the revision the key's entry was read at.
+func (h *holder) expect(rev uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rev = rev
+}
+
+// take marks the key pending for owner's attempt, under a lease; errBusy
+// when the entry changed since it was read (another worker took it).
+func (h *holder) take(owner string, attempt int) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), h.t.Step)
+	defer cancel()
+	rev, err := h.ledger.markPending(ctx, h.key, owner, attempt, h.t.Lease, h.rev)
+	if err != nil {
+		return err
+	}
+	h.rev, h.leased, h.owner, h.attempt, h.renewed = rev, true, owner, attempt, time.Now()
+	return nil
+}
+
+// release stops renewing the lease and returns the entry's revision, for
+// the write that settles the attempt.
+func (h *holder) release() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.leased = false
+	return h.rev
+}
+
+// close stops the heartbeat; the job has been settled (or is left to be
+// handed out again).
+func (h *holder) close() {
+	close(h.done)
+	h.wg.Wait()
+}
+
+func (h *holder) beat() {
+	t := time.NewTicker(h.t.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.done:
+			return
+		case <-t.C:
+		}
+		h.msg.InProgress()
+		h.renew()
+	}
+}
+
+// renew extends the lease once half of it has run.
+func (h *holder) renew() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.leased || time.Since(h.renewed) < h.t.Lease/2 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.t.Step)
+	defer cancel()
+	rev, err := h.ledger.markPending(ctx, h.key, h.owner, h.attempt, h.t.Lease, h.rev)
+	switch {
+	case err == nil:
+		h.rev, h.renewed = rev, time.Now()
+	case errors.Is(err, errBusy):
+		// Someone took the key after the lease ran out (this process lost
+		// NATS for longer than the lease): their entry stands.
+		h.leased = false
+		h.log.Warn().Msg("the lease of the delivery key was taken over while its request was on its way")
+	default:
+		h.log.Debug().Err(err).Msg("cannot renew the lease of the delivery key; trying again")
+	}
+}

@@ -1,0 +1,61 @@
+package pipeline
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Delivery outcomes: the values of bridge_deliveries_total's outcome label.
+// Each counts a decision about one job, so one message can count under
+// several (retry, then sent).
+const (
+	OutcomeSent            = "sent"
+	OutcomeDuplicate       = "duplicate"        // its key was already queued or sent: dropped
+	OutcomeThrottled       = "throttled"        // its throttle window was taken: dropped
+	OutcomeDeadLetter      = "dead_letter"      // written to the dead-letter stream
+	OutcomeRetry           = "retry"            // failed; tried again after a backoff
+	OutcomeRateLimited     = "rate_limited"     // 429; tried again after the reset, no attempt spent
+	OutcomeInFlight        = "in_flight"        // held by another worker; looked at again later, never sent twice
+	OutcomeUncertainResend = "uncertain_resend" // sent again after an ambiguous outcome (on_uncertain: resend)
+	OutcomeDryRun          = "dry_run"
+)
+
+// Metrics are the pipeline's metrics.
+type Metrics struct {
+	EventsInvalid   *prometheus.CounterVec // source
+	RuleMatches     *prometheus.CounterVec // rule
+	RuleErrors      *prometheus.CounterVec // rule
+	Deliveries      *prometheus.CounterVec // rule, outcome
+	DeadLetters     *prometheus.CounterVec // reason
+	DeliveryLatency prometheus.Histogram   // event received -> Intercom accepted
+
+	EventsPending   prometheus.Gauge
+	OutboxPending   prometheus.Gauge
+	OutboxOldestAge prometheus.Gauge
+}
+
+// NewMetrics creates the pipeline's metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		EventsInvalid: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_events_invalid_total",
+			Help: "Stored events that could not be read, by source."}, []string{"source"}),
+		RuleMatches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_rule_matches_total",
+			Help: "Events a rule matched and rendered."}, []string{"rule"}),
+		RuleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_rule_errors_total",
+			Help: "Events for which a rule's condition or templates failed."}, []string{"rule"}),
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_deliveries_total",
+			Help: "Decisions about messages by rule and outcome: sent, duplicate, throttled, dead_letter, retry, rate_limited, in_flight, uncertain_resend, dry_run."},
+			[]string{"rule", "outcome"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_dead_letters_total",
+			Help: "Entries written to the dead-letter stream, by reason."}, []string{"reason"}),
+		DeliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bridge_delivery_latency_seconds",
+			Help:    "Time from an event's arrival to Intercom accepting its message.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}}),
+		EventsPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_events_pending",
+			Help: "Events stored but not yet matched."}),
+		OutboxPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_outbox_pending",
+			Help: "Messages waiting in the outbox, including those being sent."}),
+		OutboxOldestAge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_outbox_oldest_age_seconds",
+			Help: "Age of the oldest message waiting in the outbox."}),
+	}
+	reg.MustRegister(m.EventsInvalid, m.RuleMatches, m.RuleErrors, m.Deliveries, m.DeadLetters, m.DeliveryLatency,
+		m.EventsPending, m.OutboxPending, m.OutboxOldestAge)
+	return m
+}

@@ -1,0 +1,38 @@
+package pipeline
+
+import "time"
+
+// Timeouts of stage 2. They are stated together because each is sized from
+// the others; NewTimeouts derives them all from the send timeout.
+type Timeouts struct {
+	// Send bounds one HTTP exchange with Intercom (intercom.timeout).
+	Send time.Duration
+	// PacerWait bounds the wait for the pacer before an exchange. A job
+	// that waits longer is put back without spending an attempt.
+	PacerWait time.Duration
+	// Step bounds one ledger, throttle or dead-letter operation.
+	Step time.Duration
+	// AckWait: JetStream hands a job out again when the process holding it
+	// has said nothing for this long. A process says "in progress" every
+	// Heartbeat for every job it holds, queued or in hand, however long it
+	// waits for the pacer or a rate limit; so AckWait only bounds how long
+	// the jobs of a process that stopped stay where they are.
+	AckWait time.Duration
+	// Heartbeat is how often a holder says "in progress", and looks at its
+	// lease.
+	Heartbeat time.Duration
+	// Lease is how long a pending key stays its owner's after the owner
+	// last wrote it. A key is marked pending only once the pacer admitted
+	// the request, so a lease needs to outlast one exchange and the step
+	// that records its outcome; the owner renews it at every Heartbeat past
+	// half of it all the same, so that a slow record cannot outlive it.
+	Lease time.Duration
+}
+
+// NewTimeouts returns the timeouts for a send timeout.
+func NewTimeouts(send time.Duration) Timeouts {
+	t := Timeouts{Send: send, PacerWait: 2 * time.Minute, Step: 5 * time.Second, AckWait: 6 * time.Second}
+	t.Heartbeat = t.AckWait / 3
+	t.Lease = t.Send + t.Step
+	return t
+}
