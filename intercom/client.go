@@ -263,6 +263,16 @@ func WithBeforeSend(ctx context.Context, hook func() error) context.Context {
 	return context.WithValue(ctx, beforeSendKey{}, hook)
 }
 
+// BeforeSend runs the hook that WithBeforeSend put in ctx, if any. Client
+// calls it itself; another implementation of a message sender (a test's)
+// calls it where a request would be written.
+func BeforeSend(ctx context.Context) error {
+	if hook, ok := ctx.Value(beforeSendKey{}).(func() error); ok {
+		return hook()
+	}
+	return nil
+}
+
 // do waits for the pacer, makes one HTTP exchange and returns the body of a
 // 2xx answer. Any other answer is an *Error; no answer is a *transportError.
 func (c *Client) do(ctx context.Context, op, method, path string, body []byte) ([]byte, error) {
@@ -273,11 +283,9 @@ func (c *Client) do(ctx context.Context, op, method, path string, body []byte) (
 		return nil, &transportError{op: opText, err: err}
 	}
 	waited := time.Since(start)
-	if hook, ok := ctx.Value(beforeSendKey{}).(func() error); ok {
-		if err := hook(); err != nil {
-			c.pacer.answered(tk, time.Now(), 0, rateLimit{remaining: -1})
-			return nil, &transportError{op: opText, err: err}
-		}
+	if err := BeforeSend(ctx); err != nil {
+		c.pacer.answered(tk, time.Now(), 0, rateLimit{remaining: -1})
+		return nil, &transportError{op: opText, err: err}
 	}
 
 	resp, sent, err := c.send(ctx, method, path, body)

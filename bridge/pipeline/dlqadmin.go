@@ -329,12 +329,10 @@ func (q *DLQ) republish(ctx context.Context, e *Entry) (bool, error) {
 	case e.Job != nil:
 		job := *e.Job
 		job.Replay = true
-		body, err := json.Marshal(&job)
-		if err != nil {
+		var err error
+		if m, err = jobMsg(q.names, &job); err != nil {
 			return false, fmt.Errorf("dead letter %d: %w", e.Seq, err)
 		}
-		m = nats.NewMsg(q.names.OutboxSubject + "." + subjectToken(job.Rule))
-		m.Data = body
 		stream = q.names.Outbox
 	case e.Event != nil && e.Event.Source != "":
 		var err error

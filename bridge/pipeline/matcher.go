@@ -164,7 +164,7 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 		if d.Throttle != nil {
 			job.Throttle = &Throttle{Key: d.Throttle.Key, Per: d.Throttle.Per}
 		}
-		m, err := mt.jobMsg(job)
+		m, err := jobMsg(mt.names, job)
 		if err != nil {
 			return err
 		}
@@ -220,12 +220,12 @@ func (mt *Matcher) deadLetter(ctx context.Context, d *DeadLetter, origin string)
 
 // jobMsg is the outbox message of a job; its Nats-Msg-Id is the delivery
 // key, so a job rendered twice is stored once.
-func (mt *Matcher) jobMsg(job *Job) (*nats.Msg, error) {
+func jobMsg(names Names, job *Job) (*nats.Msg, error) {
 	body, err := json.Marshal(job)
 	if err != nil {
 		return nil, err
 	}
-	m := nats.NewMsg(mt.names.OutboxSubject + "." + subjectToken(job.Rule))
+	m := nats.NewMsg(names.OutboxSubject + "." + subjectToken(job.Rule))
 	m.Data = body
 	m.Header.Set(nats.MsgIdHdr, job.Key)
 	return m, nil

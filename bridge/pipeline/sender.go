@@ -64,6 +64,15 @@ type Sender struct {
 
 // StartSender starts stage 2 with cfg.Delivery.Workers concurrent sends.
 func StartSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, opts SenderOptions) (*Sender, error) {
+	s, err := newSender(ctx, js, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	return s, s.start(ctx)
+}
+
+// newSender prepares stage 2 without starting it.
+func newSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, opts SenderOptions) (*Sender, error) {
 	names := NamesFor(cfg)
 	sent, err := js.CreateOrUpdateKeyValue(ctx, SentBucketConfig(cfg))
 	if err != nil {
@@ -89,29 +98,36 @@ func StartSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config
 	if s.outbox, err = js.Stream(ctx, names.Outbox); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", names.Outbox, err)
 	}
+	return s, nil
+}
+
+// start creates or updates the durable consumer and starts the workers.
+func (s *Sender) start(ctx context.Context) error {
 	cons, err := s.outbox.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       names.SendConsumer,
+		Durable:       s.names.SendConsumer,
 		Description:   "intercom-bridge stage 2: send messages to Intercom",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       opts.Timeouts.AckWait,
+		AckWait:       s.Timeouts.AckWait,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-		MaxAckPending: d.Workers * 4,
+		MaxAckPending: s.delivery.Workers * 4,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w", names.SendConsumer, err)
+		return fmt.Errorf("consumer %s: %w", s.names.SendConsumer, err)
 	}
-	if s.workers, err = startWorkers(cons, d.Workers, d.Workers*2, opts.Timeouts.Heartbeat, s.handle); err != nil {
-		return nil, fmt.Errorf("consume %s: %w", names.Outbox, err)
+	if s.workers, err = startWorkers(cons, s.delivery.Workers, s.delivery.Workers*2, s.Timeouts.Heartbeat, s.handle); err != nil {
+		return fmt.Errorf("consume %s: %w", s.names.Outbox, err)
 	}
 	s.bg.Go(s.monitor)
-	return s, nil
+	return nil
 }
 
 // Stop stops taking jobs and waits for the sends in flight.
 func (s *Sender) Stop() {
 	s.once.Do(func() {
 		close(s.stop)
-		s.workers.stop()
+		if s.workers != nil {
+			s.workers.stop()
+		}
 		s.bg.Wait()
 	})
 }

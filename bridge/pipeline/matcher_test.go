@@ -1,0 +1,166 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/intercom-bridge/bridge/bridge/broker"
+	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/event"
+	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/syncbuf"
+	"github.com/intercom-bridge/bridge/rules"
+)
+
+// matcherFixture is a real NATS server with the bridge's streams and stage
+// 1 running the rules given.
+type matcherFixture struct {
+	js   jetstream.JetStream
+	cfg  *config.Config
+	m    *Metrics
+	logs *syncbuf.Buffer
+}
+
+const matcherRules = `rules:
+  - name: paid
+    when: event.type == "order.paid"
+    message:
+      type: email
+      from: "1"
+      to: {type: user, id: '{{ .event.contact }}'}
+      subject: Thanks
+      body: <p>Order {{ .event.order }}</p>
+    dedupe: '{{ .event.order }}'
+  - name: broken
+    when: event.type == "order.broken"
+    message:
+      type: inapp
+      from: "1"
+      to: {type: user, id: '{{ .event.contact }}'}
+      body: <p>{{ .event.missing }}</p>
+`
+
+func newMatcherFixture(t *testing.T) *matcherFixture {
+	t.Helper()
+	ctx := context.Background()
+	srv := natstest.Start(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := config.Default()
+	for _, sc := range []jetstream.StreamConfig{broker.EventsStreamConfig(&c), OutboxStreamConfig(&c), DLQStreamConfig(&c)} {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set, err := rules.Parse([]rules.File{{Name: "test.yaml", Data: []byte(matcherRules)}}, rules.Options{DefaultAdminID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &matcherFixture{js: js, cfg: &c, m: NewMetrics(prometheus.NewRegistry()), logs: &syncbuf.Buffer{}}
+	mt, err := StartMatcher(ctx, js, &c, func() *rules.Set { return set }, zerolog.New(f.logs), f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mt.Stop)
+	return f
+}
+
+// event stores a webhook event of source shop.
+func (f *matcherFixture) event(t *testing.T, id, payload string) {
+	t.Helper()
+	env := &event.Envelope{ID: id, Source: "shop", Subject: f.cfg.WebhookSubject("shop"), Time: time.Now().UTC(),
+		Data: json.RawMessage(payload)}
+	m, err := env.Msg(f.cfg.WebhookSubject("shop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *matcherFixture) outbox(t *testing.T) uint64 {
+	t.Helper()
+	s, err := f.js.Stream(context.Background(), NamesFor(f.cfg).Outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// A second event with the same dedupe key inside the outbox's duplicate
+// window is dropped visibly: logged with rule and key, and counted.
+func TestMatcherOutboxDuplicateIsCounted(t *testing.T) {
+	f := newMatcherFixture(t)
+	f.event(t, "e1", `{"type":"order.paid","order":"o-7","contact":"c1"}`)
+	f.event(t, "e2", `{"type":"order.paid","order":"o-7","contact":"c1"}`)
+	dups := func() int { return int(testutil.ToFloat64(f.m.Deliveries.WithLabelValues("paid", OutcomeDuplicate))) }
+	eventually(t, "the duplicate counted", func() bool { return dups() == 1 })
+	if n := f.outbox(t); n != 1 {
+		t.Errorf("outbox holds %d jobs, want 1", n)
+	}
+	logs := f.logs.String()
+	var line string
+	for l := range strings.SplitSeq(logs, "\n") {
+		if strings.Contains(l, "duplicate dropped") {
+			line = l
+		}
+	}
+	for _, want := range []string{`"level":"info"`, `"rule":"paid"`, `"delivery_key":"paid/o-7"`, `"event_id":"e2"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("duplicate log line %q lacks %s", line, want)
+		}
+	}
+}
+
+// An event whose rule fails to render, replayed and failing again, is a new
+// dead letter, listed.
+func TestMatcherReplayFailingAgainIsListed(t *testing.T) {
+	f := newMatcherFixture(t)
+	ctx := context.Background()
+	f.event(t, "e1", `{"type":"order.broken","contact":"c1"}`)
+	renders := func() int { return int(testutil.ToFloat64(f.m.DeadLetters.WithLabelValues(ReasonRender))) }
+	eventually(t, "the render dead letter", func() bool { return renders() == 1 })
+	q, err := OpenDLQ(ctx, f.js, f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := q.List(ctx, Filter{})
+	if err != nil || len(before) != 1 {
+		t.Fatalf("before the replay: %d entries, %v", len(before), err)
+	}
+	for replay := 1; replay <= 2; replay++ {
+		if n, err := q.Replay(ctx, Filter{}, nil); err != nil || n != 1 {
+			t.Fatalf("replay %d: %d, %v", replay, n, err)
+		}
+		eventually(t, "the replay's dead letter", func() bool { return renders() == 1+replay })
+		got, err := q.List(ctx, Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Seq == before[0].Seq || got[0].Reason != ReasonRender || got[0].Rule != "broken" {
+			t.Fatalf("after replay %d: %+v; want one new render entry", replay, got)
+		}
+		before = got
+	}
+}

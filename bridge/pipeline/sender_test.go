@@ -1,0 +1,383 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/intercom-bridge/bridge/bridge/broker"
+	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/intercom"
+	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/syncbuf"
+)
+
+// fakeSender is the message sender of the Sender's tests. It waits as a
+// pacer would (wait), runs the before-send hook where a request would be
+// written, and answers with answer (nil: accepted). It counts the messages
+// it accepted by subject, which the tests set to the job's key.
+type fakeSender struct {
+	wait   func(ctx context.Context) error
+	answer func(m intercom.Message) error
+
+	mu       sync.Mutex
+	accepted map[string]int
+	calls    int
+}
+
+func (f *fakeSender) CreateMessage(ctx context.Context, m intercom.Message) (*intercom.SentMessage, error) {
+	if f.wait != nil {
+		if err := f.wait(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := intercom.BeforeSend(ctx); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
+	if f.answer != nil {
+		if err := f.answer(m); err != nil {
+			return nil, err
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.accepted == nil {
+		f.accepted = map[string]int{}
+	}
+	f.accepted[m.Subject]++
+	return &intercom.SentMessage{ID: "msg-" + m.Subject}, nil
+}
+
+func (f *fakeSender) count(subject string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.accepted[subject]
+}
+
+func (f *fakeSender) snapshot() (accepted map[string]int, calls int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	accepted = map[string]int{}
+	for k, v := range f.accepted {
+		accepted[k] = v
+	}
+	return accepted, f.calls
+}
+
+// slowPacer admits one request per every, in turn, as a pacer at a low
+// rate limit does.
+type slowPacer struct {
+	every time.Duration
+	mu    sync.Mutex
+	next  time.Time
+}
+
+func (p *slowPacer) wait(ctx context.Context) error {
+	p.mu.Lock()
+	now := time.Now()
+	at := p.next
+	if at.Before(now) {
+		at = now
+	}
+	p.next = at.Add(p.every)
+	p.mu.Unlock()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(at.Sub(now)):
+		return nil
+	}
+}
+
+// testTimeouts are short, so that a test sees redeliveries and leases run
+// out in seconds.
+var testTimeouts = Timeouts{Send: 2 * time.Second, PacerWait: time.Minute, Step: 2 * time.Second,
+	AckWait: 600 * time.Millisecond, Heartbeat: 200 * time.Millisecond, Lease: 3 * time.Second}
+
+// senderFixture is a real NATS server with the outbox and dead-letter
+// streams and a Sender over a fake message sender.
+type senderFixture struct {
+	js     jetstream.JetStream
+	cfg    *config.Config
+	m      *Metrics
+	logs   *syncbuf.Buffer
+	client *fakeSender
+	s      *Sender
+}
+
+type senderSetup struct {
+	tune     func(*config.Config)
+	timeouts Timeouts
+	wrapKV   func(KV) KV // wraps the ledger's bucket
+	before   func(*senderFixture)
+}
+
+func newSenderFixture(t *testing.T, client *fakeSender, setup senderSetup) *senderFixture {
+	t.Helper()
+	ctx := context.Background()
+	srv := natstest.Start(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := config.Default()
+	c.Delivery.Workers = 16
+	c.Delivery.MaxAttempts = 5
+	c.Delivery.Backoff = config.Backoff{Initial: config.Duration(50 * time.Millisecond), Max: config.Duration(200 * time.Millisecond)}
+	if setup.tune != nil {
+		setup.tune(&c)
+	}
+	for _, sc := range []jetstream.StreamConfig{broker.EventsStreamConfig(&c), OutboxStreamConfig(&c), DLQStreamConfig(&c)} {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := &senderFixture{js: js, cfg: &c, m: NewMetrics(prometheus.NewRegistry()), logs: &syncbuf.Buffer{}, client: client}
+	timeouts := setup.timeouts
+	if timeouts == (Timeouts{}) {
+		timeouts = testTimeouts
+	}
+	f.s, err = newSender(ctx, js, &c, SenderOptions{Client: client, Timeouts: timeouts, Replica: "test",
+		Log: zerolog.New(f.logs), Metrics: f.m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if setup.wrapKV != nil {
+		f.s.ledger.kv = setup.wrapKV(f.s.ledger.kv)
+	}
+	if setup.before != nil {
+		setup.before(f)
+	}
+	if err := f.s.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.s.Stop)
+	return f
+}
+
+// testJob is a job whose message subject is its key, so that the fake
+// counts messages per key.
+func testJob(rule, dedupe string) *Job {
+	key := DeliveryKey(rule, dedupe)
+	return &Job{Key: key, Rule: rule, EventID: "ev-" + dedupe, Source: "shop", DedupeKey: dedupe,
+		Message: intercom.Message{MessageType: "email", Subject: key, Body: "<p>Hi</p>", Template: "plain",
+			From: intercom.From{Type: "admin", ID: "1"}, To: intercom.To{Type: "user", ID: "c-" + dedupe}}}
+}
+
+func (f *senderFixture) publish(t *testing.T, job *Job) {
+	t.Helper()
+	m, err := jobMsg(NamesFor(f.cfg), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *senderFixture) outcomes(rule, outcome string) int {
+	return int(testutil.ToFloat64(f.m.Deliveries.WithLabelValues(rule, outcome)))
+}
+
+func (f *senderFixture) deadLetters(reason string) int {
+	return int(testutil.ToFloat64(f.m.DeadLetters.WithLabelValues(reason)))
+}
+
+// outboxEmpty reports whether every job was acked.
+func (f *senderFixture) outboxEmpty() bool {
+	s, err := f.js.Stream(context.Background(), NamesFor(f.cfg).Outbox)
+	if err != nil {
+		return false
+	}
+	info, err := s.Info(context.Background())
+	return err == nil && info.State.Msgs == 0
+}
+
+// eventually waits up to 30 s for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A job that waits for the pacer far longer than AckWait, queued or in
+// hand, is neither handed out again nor sent twice: 40 jobs, one request
+// admitted every 100 ms, AckWait 600 ms.
+func TestSenderPacerWaitLongerThanAckWait(t *testing.T) {
+	pacer := &slowPacer{every: 100 * time.Millisecond}
+	client := &fakeSender{wait: pacer.wait}
+	f := newSenderFixture(t, client, senderSetup{})
+	const n = 40
+	for i := range n {
+		f.publish(t, testJob("slow", fmt.Sprint(i)))
+	}
+	eventually(t, "every job sent and acked", func() bool {
+		return f.outcomes("slow", OutcomeSent) == n && f.outboxEmpty()
+	})
+	accepted, calls := client.snapshot()
+	for i := range n {
+		if c := accepted[DeliveryKey("slow", fmt.Sprint(i))]; c != 1 {
+			t.Errorf("job %d sent %d times", i, c)
+		}
+	}
+	if calls != n {
+		t.Errorf("%d requests for %d jobs", calls, n)
+	}
+	if r := f.outcomes("slow", OutcomeUncertainResend); r != 0 {
+		t.Errorf("%d uncertain resends with no fault", r)
+	}
+}
+
+// A key pending under another worker's live lease is never sent; once the
+// lease ran out (the worker died) on_uncertain decides.
+func TestSenderLease(t *testing.T) {
+	for _, policy := range []string{"resend", "dead_letter"} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			client := &fakeSender{}
+			job := testJob("leased", "1")
+			f := newSenderFixture(t, client, senderSetup{
+				tune: func(c *config.Config) { c.Delivery.OnUncertain = policy },
+				before: func(f *senderFixture) {
+					// Another replica's request is on its way, under a 5 s lease.
+					if _, err := f.s.ledger.markPending(context.Background(), job.Key, "other#1", 1, 5*time.Second, 0); err != nil {
+						t.Fatal(err)
+					}
+				},
+			})
+			f.publish(t, job)
+			eventually(t, "the job put back as in flight", func() bool { return f.outcomes("leased", OutcomeInFlight) >= 1 })
+			if c := client.count(job.Key); c != 0 {
+				t.Fatalf("sent %d times under another worker's live lease", c)
+			}
+			switch policy {
+			case "resend":
+				eventually(t, "the resend after the lease", func() bool { return f.outcomes("leased", OutcomeSent) == 1 })
+				if c, r := client.count(job.Key), f.outcomes("leased", OutcomeUncertainResend); c != 1 || r != 1 {
+					t.Errorf("after the lease: sent %d, uncertain resends %d; want 1 and 1", c, r)
+				}
+			case "dead_letter":
+				eventually(t, "the dead letter after the lease", func() bool { return f.deadLetters(ReasonUncertain) == 1 })
+				if c := client.count(job.Key); c != 0 {
+					t.Errorf("sent %d times with on_uncertain: dead_letter", c)
+				}
+			}
+			eventually(t, "the job acked", f.outboxEmpty)
+		})
+	}
+}
+
+// flakyKV fails the first n Puts (the "sent" record) as a full or
+// unreachable store would.
+type flakyKV struct {
+	KV
+	mu    sync.Mutex
+	fails int
+}
+
+func (k *flakyKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	k.mu.Lock()
+	fail := k.fails > 0
+	if fail {
+		k.fails--
+	}
+	k.mu.Unlock()
+	if fail {
+		return 0, errors.New("insufficient storage resources available")
+	}
+	return k.KV.Put(ctx, key, value)
+}
+
+// A send whose "sent" record cannot be written is not acked until the
+// record lands, and is not sent again meanwhile.
+func TestSenderRecordsBeforeAck(t *testing.T) {
+	client := &fakeSender{}
+	kv := &flakyKV{fails: 5}
+	f := newSenderFixture(t, client, senderSetup{wrapKV: func(k KV) KV { kv.KV = k; return kv }})
+	job := testJob("record", "1")
+	f.publish(t, job)
+	eventually(t, "the record retried", func() bool { return strings.Contains(f.logs.String(), "the record cannot be written yet") })
+	if f.outboxEmpty() {
+		t.Fatal("job acked before its record was written")
+	}
+	eventually(t, "the job acked", f.outboxEmpty)
+	e, _, err := f.s.ledger.get(context.Background(), job.Key)
+	if err != nil || e == nil || e.State != stateSent || e.MessageID != "msg-"+job.Key {
+		t.Fatalf("ledger entry %+v, %v; want sent with the message id", e, err)
+	}
+	if c := client.count(job.Key); c != 1 {
+		t.Errorf("sent %d times", c)
+	}
+}
+
+// A dead letter replayed that fails again is a new dead letter, listed.
+func TestSenderReplayFailingAgainIsListed(t *testing.T) {
+	tests := []struct {
+		name   string
+		reason string
+		err    error
+	}{
+		{"permanent", ReasonPermanent, &intercom.Error{StatusCode: 422, Errors: []intercom.ErrorDetail{{Code: "parameter_invalid", Message: "no"}}}},
+		{"attempts exhausted", ReasonExhausted, &intercom.Error{StatusCode: 503}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			client := &fakeSender{answer: func(intercom.Message) error { return tt.err }}
+			f := newSenderFixture(t, client, senderSetup{tune: func(c *config.Config) { c.Delivery.MaxAttempts = 2 }})
+			f.publish(t, testJob("fails", "1"))
+			eventually(t, "the first dead letter", func() bool { return f.deadLetters(tt.reason) == 1 })
+			ctx := context.Background()
+			q, err := OpenDLQ(ctx, f.js, f.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, err := q.List(ctx, Filter{})
+			if err != nil || len(first) != 1 {
+				t.Fatalf("before the replay: %d entries, %v", len(first), err)
+			}
+			for replay := 1; replay <= 2; replay++ {
+				if n, err := q.Replay(ctx, Filter{}, nil); err != nil || n != 1 {
+					t.Fatalf("replay %d: %d, %v", replay, n, err)
+				}
+				eventually(t, "the dead letter of the replay", func() bool { return f.deadLetters(tt.reason) == 1+replay })
+				eventually(t, "the replayed job acked", f.outboxEmpty)
+				got, err := q.List(ctx, Filter{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != 1 || got[0].Seq == first[0].Seq || got[0].Job == nil || !got[0].Job.Replay || got[0].Reason != tt.reason {
+					t.Fatalf("after replay %d: %+v; want one new entry with the replayed job", replay, got)
+				}
+				first = got
+			}
+			_, calls := client.snapshot()
+			if want := 3 * 2; tt.reason == ReasonExhausted && calls != want {
+				t.Errorf("%d requests; want %d (2 attempts each for the job and its 2 replays)", calls, want)
+			}
+		})
+	}
+}
