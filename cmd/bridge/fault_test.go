@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"slices"
 	"sort"
 	"strconv"
@@ -646,4 +647,91 @@ func TestFaultIntercomTimeouts(t *testing.T) {
 			t.Errorf("%d requests that timed out are not dead-lettered as uncertain: %v", len(missing), missing)
 		}
 	})
+}
+
+// TestFaultPacerWaitLongerThanAckWait: 2,000 events at
+// rate_limit_per_minute 600 (100 requests per 10 s window) with 32 workers:
+// every job waits for the pacer far longer than the outbox's AckWait, queued
+// or in hand. No fault at all, so no duplicate may appear and nothing is
+// sent "again".
+func TestFaultPacerWaitLongerThanAckWait(t *testing.T) {
+	const n = 2000
+	e := newE2E(t)
+	b := e.faultBridge("bridge", faultSettings{rateLimit: 600, timeout: time.Second,
+		maxAttempts: 12, backoffInit: 100 * time.Millisecond, backoffMax: time.Second, onUncertain: "resend"})
+	b.start()
+	stop := make(chan struct{})
+	defer close(stop)
+	begin := time.Now()
+	pub := e.publish(0, n, 0, stop)
+	e.faultWaitPublished(pub, n, 60*time.Second)
+	e.waitFor(10*time.Minute, e.progress(n), func() bool { return e.allArrived(n) })
+	allIn := time.Since(begin)
+	e.settle(120 * time.Second)
+
+	lost, dups, unknown := e.tally(n)
+	dlq := e.faultDeadLetters(b)
+	resends := b.logCount("sending again (on_uncertain: resend)")
+	t.Logf("lost=%d duplicated=%d unknown=%d; all arrived in %v (%.0f/min); %d uncertain resends; dead letters: %s",
+		lost, dups, unknown, allIn.Round(time.Millisecond), float64(n)/allIn.Minutes(), resends, faultDLQSummary(dlq))
+	if lost != 0 || dups != 0 || unknown != 0 {
+		t.Errorf("lost %d, duplicates %d, unknown %d with the pacer waiting past AckWait and no fault", lost, dups, unknown)
+	}
+	if resends != 0 {
+		t.Errorf("%d uncertain resends with no fault", resends)
+	}
+	if len(dlq) != 0 {
+		t.Errorf("%d dead letters (%s), want none", len(dlq), faultDLQSummary(dlq))
+	}
+}
+
+// TestFaultReplayFailingAgain: a message Intercom refuses is dead-lettered;
+// `bridge dlq replay` puts it back, Intercom refuses it again, and the new
+// dead letter is listed (not dropped as a duplicate of the first); a third
+// replay, with Intercom accepting, delivers it once and leaves the stream
+// empty.
+func TestFaultReplayFailingAgain(t *testing.T) {
+	e := newE2E(t)
+	b := e.faultBridge("bridge", faultSettings{rateLimit: 60000, timeout: 5 * time.Second,
+		maxAttempts: 3, backoffInit: 100 * time.Millisecond, backoffMax: time.Second, onUncertain: "resend"})
+	b.start()
+	dlqCmd := func(sub string) string {
+		t.Helper()
+		out, err := exec.Command(e.bin, "dlq", sub, "-config", b.config).CombinedOutput()
+		if err != nil {
+			t.Fatalf("bridge dlq %s: %v\n%s", sub, err, out)
+		}
+		return string(out)
+	}
+	listed := func() []pipeline.Entry { return e.faultDeadLetters(b) }
+
+	e.ic.FailNext(1, http.StatusUnprocessableEntity)
+	stop := make(chan struct{})
+	defer close(stop)
+	e.faultWaitPublished(e.publish(0, 1, 0, stop), 1, 30*time.Second)
+	e.waitFor(60*time.Second, func() string { return "the first dead letter" }, func() bool { return len(listed()) == 1 })
+	first := listed()[0]
+
+	e.ic.FailNext(1, http.StatusUnprocessableEntity)
+	t.Log(strings.TrimSpace(dlqCmd("replay")))
+	e.waitFor(60*time.Second, func() string { return "the dead letter of the replay" }, func() bool {
+		l := listed()
+		return len(l) == 1 && l[0].Seq != first.Seq
+	})
+	if out := dlqCmd("list"); !strings.Contains(out, "app-notify") {
+		t.Errorf("bridge dlq list after a replay that failed again shows no entry:\n%s", out)
+	}
+	if got := len(e.ic.Messages()); got != 0 {
+		t.Fatalf("%d messages accepted while Intercom refused them", got)
+	}
+
+	t.Log(strings.TrimSpace(dlqCmd("replay")))
+	e.waitFor(60*time.Second, e.progress(1), func() bool { return e.allArrived(1) })
+	e.settle(60 * time.Second)
+	if lost, dups, unknown := e.tally(1); lost != 0 || dups != 0 || unknown != 0 {
+		t.Errorf("lost %d, duplicates %d, unknown %d", lost, dups, unknown)
+	}
+	if l := listed(); len(l) != 0 {
+		t.Errorf("%d dead letters left after the replay that worked: %s", len(l), faultDLQSummary(l))
+	}
 }
