@@ -167,7 +167,7 @@ func TestReloadKeepsRulesOnErrorAndDropsNothing(t *testing.T) {
 	h.settle()
 	seen := map[string]int{}
 	for _, m := range h.ic.Messages() {
-		seen[m.To.ID]++
+		seen[firstRecipient(m).ID]++
 	}
 	if len(seen) != n || len(h.ic.Messages()) != n {
 		t.Errorf("%d messages to %d contacts, want %d and %d", len(h.ic.Messages()), len(seen), n, n)

@@ -22,6 +22,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/metrics"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/bridge/webhook"
+	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/intercom/intercomtest"
 	"github.com/intercom-bridge/bridge/internal/natstest"
 	"github.com/intercom-bridge/bridge/internal/syncbuf"
@@ -232,7 +233,7 @@ func TestWebhookBecomesOneEmail(t *testing.T) {
 	}
 	m := msgs[0]
 	if m.MessageType != "email" || m.Subject != "Thanks for order 1001" || m.Body != "<p>Hi Ada &amp; co, we got €99.50.</p>" ||
-		m.To.Type != "user" || m.To.UserID != "u-1" || m.From.ID != "394051" || m.Template != "plain" {
+		firstRecipient(m).Type != "user" || firstRecipient(m).ID != "u-1" || m.From.ID != "394051" || m.Template != "plain" {
 		t.Errorf("message: %+v", m)
 	}
 	if got := h.delivered("order-thanks", metrics.Sent); got != 1 {
@@ -248,7 +249,7 @@ func TestNATSPublishBecomesInAppToContact(t *testing.T) {
 	h.publish("crm.lead.created", map[string]any{"contact": "c-9", "name": "Grace"})
 	h.waitFor("the message", func() bool { return len(h.ic.Messages()) == 1 })
 	m := h.ic.Messages()[0]
-	if m.MessageType != "inapp" || m.To.Type != "contact" || m.To.ID != "c-9" || m.Body != "Welcome, Grace!" || m.Subject != "" {
+	if m.MessageType != "inapp" || firstRecipient(m).Type != "contact" || firstRecipient(m).ID != "c-9" || m.Body != "Welcome, Grace!" || m.Subject != "" {
 		t.Errorf("message: %+v", m)
 	}
 }
@@ -407,7 +408,7 @@ func TestTwoReplicasSendEachJobOnce(t *testing.T) {
 	h.settle()
 	seen := map[string]int{}
 	for _, m := range h.ic.Messages() {
-		seen[m.To.ID]++
+		seen[firstRecipient(m).ID]++
 	}
 	dups := 0
 	for _, c := range seen {
@@ -457,11 +458,21 @@ func TestNATSRestartLosesAndDuplicatesNothing(t *testing.T) {
 	time.Sleep(time.Second)
 	seen := map[string]int{}
 	for _, m := range h.ic.Messages() {
-		seen[m.To.ID]++
+		seen[firstRecipient(m).ID]++
 	}
 	dups := len(h.ic.Messages()) - len(seen)
 	t.Logf("published %d, sent %d, unique %d", n, len(h.ic.Messages()), len(seen))
 	if len(seen) != n || dups != 0 {
 		t.Errorf("lost %d, duplicated %d", n-len(seen), dups)
 	}
+}
+
+// firstRecipient is the message's first recipient, or none.
+// TODO(recipients): rules that name a user_id or email need the contact
+// look-up before the fake sees their Intercom id here.
+func firstRecipient(m intercom.Message) intercom.Recipient {
+	if len(m.To) == 0 {
+		return intercom.Recipient{}
+	}
+	return m.To[0]
 }

@@ -35,7 +35,7 @@ func dlqJob(rule, dedupe string) *Job {
 		Key: DeliveryKey(rule, dedupe), Rule: rule, EventID: "ev-" + dedupe, Source: "shop", DedupeKey: dedupe,
 		Message: intercom.Message{
 			MessageType: "email", Subject: "Thanks", Body: "<p>Hi & welcome</p>", Template: "plain",
-			From: intercom.From{Type: "admin", ID: "394051"}, To: intercom.To{Type: "user", UserID: "u-" + dedupe},
+			From: intercom.From{Type: "admin", ID: "394051"}, To: []intercom.Recipient{{Type: "user", ID: "u-" + dedupe}},
 		},
 		Received: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
 	}

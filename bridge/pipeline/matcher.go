@@ -187,10 +187,16 @@ func (mt *Matcher) jobMsg(job *Job) (*nats.Msg, error) {
 // toIntercom converts a rendered message to the client's request type: the
 // two packages do not import each other.
 func toIntercom(m rules.Message) intercom.Message {
-	return intercom.Message{
+	msg := intercom.Message{
 		MessageType: m.MessageType, Subject: m.Subject, Body: m.Body, Template: m.Template,
 		From:                                  intercom.From{Type: m.From.Type, ID: m.From.ID},
-		To:                                    intercom.To{Type: m.To.Type, ID: m.To.ID, UserID: m.To.UserID, Email: m.To.Email},
 		CreateConversationWithoutContactReply: m.CreateConversationWithoutContactReply,
 	}
+	// TODO(recipients): a recipient named by user_id (Intercom's
+	// external_id) or email needs a contact look-up before it can be
+	// addressed; until then only a recipient with an Intercom id is sent.
+	if m.To.ID != "" {
+		msg.To = []intercom.Recipient{{Type: m.To.Type, ID: m.To.ID}}
+	}
+	return msg
 }

@@ -120,7 +120,7 @@ func dlqTestJob(rule, dedupe string) *pipeline.Job {
 		Key: pipeline.DeliveryKey(rule, dedupe), Rule: rule, EventID: "ev-" + dedupe, Source: "shop", DedupeKey: dedupe,
 		Message: intercom.Message{
 			MessageType: "email", Subject: "Thanks", Body: "<p>Hi & welcome</p>", Template: "plain",
-			From: intercom.From{Type: "admin", ID: "394051"}, To: intercom.To{Type: "user", UserID: "u-" + dedupe},
+			From: intercom.From{Type: "admin", ID: "394051"}, To: []intercom.Recipient{{Type: "user", ID: "u-" + dedupe}},
 		},
 	}
 }

@@ -231,7 +231,7 @@ func faultEventN(body []byte) int {
 	if json.Unmarshal(body, &m) != nil {
 		return -1
 	}
-	n, err := strconv.Atoi(strings.TrimPrefix(m.To.UserID, "u-"))
+	n, err := strconv.Atoi(strings.TrimPrefix(firstRecipient(m).ID, "u-"))
 	if err != nil {
 		return -1
 	}
@@ -277,7 +277,7 @@ func faultUncertainFailures(t *testing.T, b *e2eBridge) (map[string]int, map[str
 func (e *e2eEnv) faultPerEvent(n int) map[int]int {
 	per := map[int]int{}
 	for _, m := range e.ic.Messages() {
-		if i, err := strconv.Atoi(strings.TrimPrefix(m.To.UserID, "u-")); err == nil && i >= 0 && i < n {
+		if i, err := strconv.Atoi(strings.TrimPrefix(firstRecipient(m).ID, "u-")); err == nil && i >= 0 && i < n {
 			per[i]++
 		}
 	}
