@@ -204,7 +204,7 @@ func BenchmarkWebhookToIntercom(b *testing.B) {
 		intercomtest.WithRequestHook(func(r intercomtest.Request) {
 			if r.Message != nil {
 				mu.Lock()
-				arrived[r.Message.To.ID] = r.Time
+				arrived[firstRecipient(*r.Message).ID] = r.Time
 				mu.Unlock()
 			}
 		}))

@@ -103,7 +103,9 @@ func TestMetricsMoveAsEventsFlow(t *testing.T) {
 		`bridge_deliveries_total{outcome="sent",rule="lead-welcome"}`: 1,
 		`bridge_dead_letters_total{reason="render"}`:                  1,
 		`bridge_rules_loaded`:                                         4,
-		`bridge_intercom_request_duration_seconds_count{code="200"}`:  4,
+		`bridge_intercom_request_duration_seconds_count{code="200"}`:  6, // 4 messages, 2 look-ups
+		`bridge_contact_lookups_total{outcome="miss"}`:                2, // user u, contact c
+		`bridge_contact_lookups_total{outcome="hit"}`:                 2, // u again, twice
 		`bridge_delivery_latency_seconds_count`:                       4,
 		`bridge_intercom_token_ok`:                                    1,
 		`bridge_rules_last_reload_successful`:                         1,
@@ -167,7 +169,7 @@ func TestReloadKeepsRulesOnErrorAndDropsNothing(t *testing.T) {
 	h.settle()
 	seen := map[string]int{}
 	for _, m := range h.ic.Messages() {
-		seen[m.To.ID]++
+		seen[firstRecipient(m).ID]++
 	}
 	if len(seen) != n || len(h.ic.Messages()) != n {
 		t.Errorf("%d messages to %d contacts, want %d and %d", len(h.ic.Messages()), len(seen), n, n)

@@ -68,7 +68,14 @@ type Service struct {
 // LoadRules loads the rules that cfg names, checked against its sources
 // and default admin.
 func LoadRules(cfg *config.Config) (*rules.Set, error) {
-	return rules.Load(cfg.Rules.Paths, rules.Options{DefaultAdminID: cfg.Intercom.DefaultAdminID, Sources: cfg.SourceNames()})
+	return rules.Load(cfg.Rules.Paths, RuleOptions(cfg))
+}
+
+// RuleOptions are the checks cfg implies for rules: its sources, its
+// default admin, and what its Intercom version can send.
+func RuleOptions(cfg *config.Config) rules.Options {
+	return rules.Options{DefaultAdminID: cfg.Intercom.DefaultAdminID, Sources: cfg.SourceNames(),
+		NoRecipientLists: !intercom.Capabilities(cfg.Intercom.Version).RecipientLists, IntercomVersion: cfg.Intercom.Version}
 }
 
 // Start starts the bridge: the rules, NATS and its streams, both pipeline
@@ -117,7 +124,10 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 
 	s.sender, err = pipeline.StartSender(ctx, s.broker.JS, cfg, pipeline.SenderOptions{
 		Client: sender, DryRun: s.dryRun, Timeouts: pipeline.NewTimeouts(cfg.Intercom.Timeout.D()),
-		Log: log, Metrics: s.pipeline, OnUnauthorized: s.tokenRefused})
+		Log: log, Metrics: s.pipeline, OnUnauthorized: s.tokenRefused,
+		Contacts: pipeline.ContactsOptions{Finder: contactFinder(s.client, sender),
+			FindByExternalID: intercom.Capabilities(cfg.Intercom.Version).FindByExternalID,
+			TTL:              cfg.Intercom.Contacts.TTL.D(), NegativeTTL: cfg.Intercom.Contacts.NegativeTTL.D()}})
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +196,18 @@ func (s *Service) setRules(set *rules.Set) {
 	s.rules.Store(set)
 	s.metrics.SetRules(set.Len(), set.Hash())
 	s.log.Info().Int("rules", set.Len()).Str("hash", set.Hash()[:12]).Msg("rules loaded")
+}
+
+// contactFinder is what looks recipients up: the client, or a sender given
+// in Options that can (nil in dry run).
+func contactFinder(client *intercom.Client, sender pipeline.MessageSender) pipeline.ContactFinder {
+	if client != nil {
+		return client
+	}
+	if f, ok := sender.(pipeline.ContactFinder); ok {
+		return f
+	}
+	return nil
 }
 
 // tokenRefused is called when Intercom rejects the token (401).

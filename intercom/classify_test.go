@@ -54,9 +54,11 @@ func TestClassify(t *testing.T) {
 			class: intercom.Permanent, status: 403, reason: "api_plan_restricted",
 		},
 		{
-			name:  "404 unknown user",
-			setup: func(_ *intercomtest.Server, _ *intercom.Config, m *intercom.Message) { m.To.ID = "just-created" },
-			class: intercom.RetryLater, status: 404, reason: "not_found [to]: User Not Found",
+			name: "404 unknown user",
+			setup: func(_ *intercomtest.Server, _ *intercom.Config, m *intercom.Message) {
+				m.To[0].ID = "0000000000000000000000ff"
+			},
+			class: intercom.RetryLater, status: 404, reason: "not_found [to.id]: User Not Found",
 		},
 		{
 			name:  "406",
@@ -186,8 +188,10 @@ func TestClassifyCancellation(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("while waiting for the pacer", func(t *testing.T) {
-		c := newClient(t, srv, func(cfg *intercom.Config) { cfg.RateLimitPerMinute = 6 }) // one request per window
-		c.CreateMessage(ctx, email())                                                     // spends the window; the next one is 10s away
+		srv.SetWindowLimit(1, 10*time.Second)
+		defer srv.SetWindowLimit(0, 0)
+		c := newClient(t, srv, nil)
+		c.CreateMessage(ctx, email()) // spends the window; the next one is up to 10s away
 		ctx, cancel := context.WithCancel(ctx)
 		time.AfterFunc(50*time.Millisecond, cancel)
 		_, err := c.CreateMessage(ctx, email())

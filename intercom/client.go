@@ -1,6 +1,8 @@
-// Package intercom is a client for the parts of Intercom's REST API that the
-// bridge uses: creating admin-initiated messages (POST /messages) and reading
-// admins (GET /me, GET /admins).
+// Package intercom is a client for the parts of Intercom's REST API (2.x)
+// that the bridge uses: creating admin-initiated messages (POST /messages),
+// finding the contacts to address them to (POST /contacts/search, GET
+// /contacts/{id}, GET /contacts/find_by_external_id/{id}) and reading admins
+// (GET /me, GET /admins).
 //
 // The client sends exactly one HTTP request per call and never retries:
 // retries belong to the caller, which knows whether a duplicate message is
@@ -36,9 +38,6 @@ const (
 	BaseURLAU = "https://api.au.intercom.io"
 )
 
-// DefaultVersion is the Intercom-Version sent when Config.Version is empty.
-const DefaultVersion = "2.11"
-
 // Defaults for the zero values of Config.
 const (
 	DefaultRateLimitPerMinute = 10000
@@ -55,12 +54,14 @@ const maxResponse = 1 << 20
 type Config struct {
 	BaseURL   string // BaseURLUS (the default), BaseURLEU, BaseURLAU, or a fake's URL
 	Token     string // access token, sent as "Authorization: Bearer <token>"
-	Version   string // Intercom-Version header; DefaultVersion when empty
+	Version   string // Intercom-Version header, one of SupportedVersions; DefaultVersion when empty
 	UserAgent string // for example "intercom-bridge/v1.2.3"; DefaultUserAgent when empty
 
 	// RateLimitPerMinute is the app's rate limit. Intercom enforces it per
 	// window of 10 seconds, so each window admits RateLimitPerMinute/6
-	// requests. 0 means DefaultRateLimitPerMinute.
+	// requests. 0 means DefaultRateLimitPerMinute. It is where pacing
+	// starts: once an answer states Intercom's limit (X-RateLimit-Limit),
+	// that limit is paced to instead.
 	RateLimitPerMinute int
 
 	// Window is the length of Intercom's counting window; 0 means
@@ -85,7 +86,7 @@ type Config struct {
 
 // Observation describes one HTTP exchange with Intercom, for metrics.
 type Observation struct {
-	Operation          string        // "create_message", "me" or "list_admins"
+	Operation          string        // "create_message", "search_contacts", "get_contact", "find_contact_by_external_id", "me" or "list_admins"
 	StatusCode         int           // 0 when no answer came (connection error, timeout)
 	Duration           time.Duration // the exchange, without the wait for the pacer
 	Waited             time.Duration // time spent waiting for the pacer before it
@@ -99,6 +100,7 @@ type Client struct {
 	token      string // kept only to scrub it from error text
 	authz      string
 	version    string
+	caps       Caps
 	userAgent  string
 	timeout    time.Duration
 	httpClient *http.Client
@@ -126,6 +128,10 @@ func New(cfg Config) (*Client, error) {
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("intercom: base URL %q: want http(s)://host[/path]", u.Redacted())
 	}
+	version := cmp.Or(cfg.Version, DefaultVersion)
+	if err := ValidateVersion(version); err != nil {
+		return nil, err
+	}
 	if cfg.RateLimitPerMinute < 0 || cfg.Window < 0 || cfg.Timeout < 0 {
 		return nil, errors.New("intercom: rate limit, window and timeout must not be negative")
 	}
@@ -134,7 +140,8 @@ func New(cfg Config) (*Client, error) {
 		base:       strings.TrimRight(u.String(), "/"),
 		token:      cfg.Token,
 		authz:      "Bearer " + cfg.Token,
-		version:    cmp.Or(cfg.Version, DefaultVersion),
+		version:    version,
+		caps:       Capabilities(version),
 		userAgent:  cmp.Or(cfg.UserAgent, DefaultUserAgent),
 		timeout:    cfg.Timeout,
 		httpClient: cfg.HTTPClient,
@@ -188,45 +195,177 @@ func (c *Client) CloseIdleConnections() {
 // It waits for the pacer, then sends exactly once: a failed call is not
 // retried here, and Classify says what the caller should do. Two fields get
 // a default when empty: From.Type becomes "admin" (the only valid value) and
-// Template becomes "plain" for email, which newer API versions require.
+// Template becomes "plain" for email, which API 2.x requires.
 //
-// A 2xx answer means Intercom accepted the message. If its body cannot be
-// read, CreateMessage still succeeds, with the fields it could read: failing
-// would make the caller send the message again.
+// The body follows the client's version: a single recipient is sent as an
+// object, as every 2.x version accepts; several recipients, or any cc or bcc,
+// as arrays, which only 2.14 and later accept. A message the version cannot
+// express is refused without calling Intercom, with an error wrapping
+// ErrInvalidMessage that Classify reports as Permanent (nothing was sent).
+//
+// A 2xx answer without a readable message id (not JSON, an HTML page, an
+// empty body, or a body that stalled past the timeout) is ambiguous: the
+// message may have been created, but nothing proves it. CreateMessage then
+// fails with an error that Classify reports as Retryable and Uncertain, so
+// that it is neither recorded as sent nor silently sent twice.
 func (c *Client) CreateMessage(ctx context.Context, m Message) (*SentMessage, error) {
+	body, err := EncodeMessage(c.version, m)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, "create_message", http.MethodPost, "/messages", body)
+	if err != nil {
+		return nil, err
+	}
+	var sent wireSentMessage
+	decodeErr := json.Unmarshal(resp.body, &sent)
+	if resp.readErr != nil || decodeErr != nil || sent.ID == "" {
+		return nil, newAmbiguousAnswer("POST /messages", resp, cmp.Or(resp.readErr, decodeErr))
+	}
+	return sent.sentMessage(), nil
+}
+
+// EncodeMessage is the body of POST /messages for m at Intercom-Version
+// version, exactly as CreateMessage sends it (see there for the defaults
+// and the per-version form); `bridge render` shows it.
+func EncodeMessage(version string, m Message) ([]byte, error) {
 	if m.From.Type == "" {
 		m.From.Type = "admin"
 	}
 	if m.MessageType == MessageTypeEmail && m.Template == "" {
 		m.Template = TemplatePlain
 	}
+	w, err := wireMessage(version, m)
+	if err != nil {
+		return nil, err
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	// Bodies are HTML; escaping <, > and & as \u003c would only make the
 	// request bigger and harder to read in logs and recordings.
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(m); err != nil {
+	if err := enc.Encode(w); err != nil {
 		return nil, fmt.Errorf("intercom: encoding message: %w", err)
 	}
-	data, err := c.do(ctx, "create_message", http.MethodPost, "/messages", bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// wireMessage is the body of POST /messages for m at version.
+func wireMessage(version string, m Message) (any, error) {
+	if len(m.To) == 0 {
+		return nil, fmt.Errorf("intercom: POST /messages: %w: no recipient", ErrInvalidMessage)
+	}
+	if !Capabilities(version).RecipientLists && (len(m.To) > 1 || len(m.Cc) > 0 || len(m.Bcc) > 0) {
+		return nil, fmt.Errorf("intercom: POST /messages: %w: several recipients, cc and bcc need Intercom-Version 2.14 or later, not %s", ErrInvalidMessage, version)
+	}
+	type plain Message // without the methods
+	w := struct {
+		plain
+		To  any `json:"to"`
+		Cc  any `json:"cc,omitempty"`
+		Bcc any `json:"bcc,omitempty"`
+	}{plain: plain(m)}
+	if len(m.To) == 1 {
+		w.To = m.To[0]
+	} else {
+		w.To = m.To
+	}
+	if len(m.Cc) > 0 {
+		w.Cc = m.Cc
+	}
+	if len(m.Bcc) > 0 {
+		w.Bcc = m.Bcc
+	}
+	return w, nil
+}
+
+// SearchContacts returns the contacts whose field equals value (POST
+// /contacts/search), field being "external_id", "email" or "id". Several
+// contacts may share an email (a user and leads); an external id names at
+// most one user. Only the first page of answers (50) is read: more matches
+// than that for one person is a problem to report, not to page through.
+func (c *Client) SearchContacts(ctx context.Context, field, value string) ([]Contact, error) {
+	var q struct {
+		Query struct {
+			Field    string `json:"field"`
+			Operator string `json:"operator"`
+			Value    string `json:"value"`
+		} `json:"query"`
+	}
+	q.Query.Field, q.Query.Operator, q.Query.Value = field, "=", value
+	body, err := json.Marshal(q)
+	if err != nil {
+		return nil, fmt.Errorf("intercom: encoding contact search: %w", err)
+	}
+	resp, err := c.do(ctx, "search_contacts", http.MethodPost, "/contacts/search", body)
 	if err != nil {
 		return nil, err
 	}
-	var w wireSentMessage
-	_ = json.Unmarshal(data, &w) // see the doc comment: tolerate what cannot be read
-	return w.sentMessage(), nil
+	var w wireContactList
+	if err := decodeAnswer(resp, &w); err != nil {
+		return nil, fmt.Errorf("intercom: POST /contacts/search: %w", err)
+	}
+	contacts := make([]Contact, 0, len(w.Data))
+	for i := range w.Data {
+		contacts = append(contacts, w.Data[i].contact())
+	}
+	return contacts, nil
+}
+
+// GetContact returns the contact with Intercom id id (GET /contacts/{id}).
+// An unknown id is an error for which IsNotFound reports true.
+func (c *Client) GetContact(ctx context.Context, id string) (*Contact, error) {
+	return c.getContact(ctx, "get_contact", "/contacts/"+url.PathEscape(id))
+}
+
+// FindContactByExternalID returns the user whose external id is externalID
+// (GET /contacts/find_by_external_id/{id}). Intercom offers it from 2.14 on
+// and finds users only, not leads; at older versions it fails without
+// calling Intercom (use SearchContacts).
+func (c *Client) FindContactByExternalID(ctx context.Context, externalID string) (*Contact, error) {
+	if !c.caps.FindByExternalID {
+		return nil, fmt.Errorf("intercom: GET /contacts/find_by_external_id: %w: needs Intercom-Version 2.14 or later, not %s", ErrUnsupported, c.version)
+	}
+	return c.getContact(ctx, "find_contact_by_external_id", "/contacts/find_by_external_id/"+url.PathEscape(externalID))
+}
+
+func (c *Client) getContact(ctx context.Context, op, path string) (*Contact, error) {
+	resp, err := c.do(ctx, op, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	var w wireContact
+	if err := decodeAnswer(resp, &w); err != nil {
+		return nil, fmt.Errorf("intercom: GET %s: %w", path, err)
+	}
+	if w.ID == "" {
+		return nil, fmt.Errorf("intercom: GET %s: answer has no contact id", path)
+	}
+	ct := w.contact()
+	return &ct, nil
+}
+
+// decodeAnswer decodes the body of a 2xx answer into v.
+func decodeAnswer(resp *response, v any) error {
+	if resp.readErr != nil {
+		return fmt.Errorf("reading answer: %w", resp.readErr)
+	}
+	if err := json.Unmarshal(resp.body, v); err != nil {
+		return fmt.Errorf("decoding answer (%s): %w", contentType(resp.header), err)
+	}
+	return nil
 }
 
 // Me returns the admin that owns the access token (GET /me). It is the
 // cheapest way to check that a token is accepted.
 func (c *Client) Me(ctx context.Context) (*Admin, error) {
-	data, err := c.do(ctx, "me", http.MethodGet, "/me", nil)
+	resp, err := c.do(ctx, "me", http.MethodGet, "/me", nil)
 	if err != nil {
 		return nil, err
 	}
 	var w wireAdmin
-	if err := json.Unmarshal(data, &w); err != nil {
-		return nil, fmt.Errorf("intercom: GET /me: decoding answer: %w", err)
+	if err := decodeAnswer(resp, &w); err != nil {
+		return nil, fmt.Errorf("intercom: GET /me: %w", err)
 	}
 	if w.ID == "" {
 		return nil, errors.New("intercom: GET /me: answer has no admin id")
@@ -236,13 +375,13 @@ func (c *Client) Me(ctx context.Context) (*Admin, error) {
 
 // ListAdmins returns the workspace's admins (GET /admins).
 func (c *Client) ListAdmins(ctx context.Context) ([]Admin, error) {
-	data, err := c.do(ctx, "list_admins", http.MethodGet, "/admins", nil)
+	resp, err := c.do(ctx, "list_admins", http.MethodGet, "/admins", nil)
 	if err != nil {
 		return nil, err
 	}
 	var w wireAdminList
-	if err := json.Unmarshal(data, &w); err != nil {
-		return nil, fmt.Errorf("intercom: GET /admins: decoding answer: %w", err)
+	if err := decodeAnswer(resp, &w); err != nil {
+		return nil, fmt.Errorf("intercom: GET /admins: %w", err)
 	}
 	admins := make([]Admin, 0, len(w.Admins))
 	for i := range w.Admins {
@@ -273,9 +412,9 @@ func BeforeSend(ctx context.Context) error {
 	return nil
 }
 
-// do waits for the pacer, makes one HTTP exchange and returns the body of a
-// 2xx answer. Any other answer is an *Error; no answer is a *transportError.
-func (c *Client) do(ctx context.Context, op, method, path string, body []byte) ([]byte, error) {
+// do waits for the pacer, makes one HTTP exchange and returns a 2xx answer.
+// Any other answer is an *Error; no answer is a *transportError.
+func (c *Client) do(ctx context.Context, op, method, path string, body []byte) (*response, error) {
 	opText := method + " " + path
 	start := time.Now()
 	tk, err := c.pacer.wait(ctx)
@@ -307,7 +446,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, body []byte) (
 	c.report(Observation{Operation: op, StatusCode: resp.status, Duration: time.Since(start) - waited, Waited: waited, RateLimitRemaining: rl.remaining})
 
 	if resp.status >= 200 && resp.status < 300 {
-		return resp.body, nil
+		return resp, nil
 	}
 	e := decodeError(resp.status, resp.header, resp.body, c.token)
 	e.RetryAt = retryAt
@@ -315,9 +454,10 @@ func (c *Client) do(ctx context.Context, op, method, path string, body []byte) (
 }
 
 type response struct {
-	status int
-	header http.Header
-	body   []byte
+	status  int
+	header  http.Header
+	body    []byte
+	readErr error // reading the body failed (or timed out) after the status came
 }
 
 // send makes one HTTP exchange within the client's timeout. sent reports
@@ -355,10 +495,11 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte) (_ 
 		return nil, wrote.Load(), err
 	}
 	defer resp.Body.Close()
-	// A failure while reading the body is ignored: the status decides, and
-	// a 2xx must stay a success (see CreateMessage).
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	return &response{status: resp.StatusCode, header: resp.Header, body: data}, true, nil
+	// A failure while reading the body does not hide the status: for an
+	// error status the status decides; for a 2xx the caller decides what a
+	// body it could not read means (see CreateMessage).
+	data, readErr := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	return &response{status: resp.StatusCode, header: resp.Header, body: data, readErr: readErr}, true, nil
 }
 
 func (c *Client) report(o Observation) {

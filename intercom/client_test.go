@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"sync"
@@ -14,8 +15,8 @@ import (
 	"github.com/intercom-bridge/bridge/intercom/intercomtest"
 )
 
-// The seed's example request and answer, verbatim except for the admin's
-// email address, which the seed's page has obfuscated.
+// The seed's example request and answer in their 2.x form: the admin id is
+// a number, as Intercom's SDKs send it, and the answer has a conversation id.
 const (
 	seedRequest = `{
   "message_type": "email",
@@ -24,7 +25,7 @@ const (
   "template": "plain",
   "from": {
     "type": "admin",
-    "id": "394051"
+    "id": 394051
   },
   "to": {
     "type": "user",
@@ -44,7 +45,8 @@ const (
     "id": "394051",
     "name": "Wash",
     "type": "admin"
-  }
+  },
+  "conversation_id": "1002001"
 }`
 )
 
@@ -99,6 +101,8 @@ func TestSeedRoundTrip(t *testing.T) {
 		Body:        "Ponies, cute small horses or something more sinister?",
 		Template:    "plain",
 		Owner:       &intercom.Admin{Type: "admin", ID: "394051", Name: "Wash", Email: "wash@serenity.example"},
+
+		ConversationID: "1002001",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("CreateMessage =\n%+v\nwant\n%+v", got, want)
@@ -133,57 +137,73 @@ func assertSameJSON(t *testing.T, what string, got, want []byte, ignore string) 
 
 func TestCreateMessage(t *testing.T) {
 	yes := true
+	user := intercom.Recipient{Type: "user", ID: userID}
+	lead := intercom.Recipient{Type: "lead", ID: leadID}
 	tests := []struct {
 		name     string
+		version  string // DefaultVersion when empty
 		msg      intercom.Message
 		wantSent string // the JSON the fake must record
 		want     intercom.SentMessage
 	}{
 		{
-			name: "email to a user by email, template defaults to plain",
+			name: "email, template defaults to plain, one recipient as an object",
 			msg: intercom.Message{
 				MessageType: "email", Subject: "Plato Quote", Body: "And what, Socrates, is the food of the soul?",
-				From: intercom.From{ID: adminID}, To: intercom.To{Type: "user", Email: "kaylee@serenity.example"},
+				From: intercom.From{ID: adminID}, To: []intercom.Recipient{user},
 			},
 			wantSent: `{"message_type":"email","subject":"Plato Quote","body":"And what, Socrates, is the food of the soul?","template":"plain",
-				"from":{"type":"admin","id":"394051"},"to":{"type":"user","email":"kaylee@serenity.example"}}`,
+				"from":{"type":"admin","id":394051},"to":{"type":"user","id":"536e564f316c83104c000020"}}`,
 			want: intercom.SentMessage{MessageType: "email", Subject: "Plato Quote", Body: "And what, Socrates, is the food of the soul?", Template: "plain"},
 		},
 		{
-			name: "personal email to a user by user_id, HTML body sent unescaped",
+			name: "personal email, HTML body sent unescaped, back-dated",
 			msg: intercom.Message{
 				MessageType: "email", Subject: "This Land", Body: "<p>Har har har! Mine is an evil laugh & a <b>bold</b> one</p>", Template: "personal",
-				From: intercom.From{Type: "admin", ID: adminID}, To: intercom.To{Type: "user", UserID: "customer-7"},
+				From: intercom.From{Type: "admin", ID: adminID}, To: []intercom.Recipient{user}, CreatedAt: 1590000000,
 			},
 			wantSent: `{"message_type":"email","subject":"This Land","body":"<p>Har har har! Mine is an evil laugh & a <b>bold</b> one</p>","template":"personal",
-				"from":{"type":"admin","id":"394051"},"to":{"type":"user","user_id":"customer-7"}}`,
-			want: intercom.SentMessage{MessageType: "email", Subject: "This Land", Body: "<p>Har har har! Mine is an evil laugh & a <b>bold</b> one</p>", Template: "personal"},
+				"from":{"type":"admin","id":394051},"to":{"type":"user","id":"536e564f316c83104c000020"},"created_at":1590000000}`,
+			want: intercom.SentMessage{MessageType: "email", Subject: "This Land", Body: "<p>Har har har! Mine is an evil laugh & a <b>bold</b> one</p>", Template: "personal", CreatedAt: time.Unix(1590000000, 0)},
 		},
 		{
-			name: "inapp to a contact by id, without contact reply",
+			name:    "inapp to a lead at 2.11, without contact reply",
+			version: "2.11",
 			msg: intercom.Message{
 				MessageType: "inapp", Body: "Your trial ends tomorrow.",
-				From: intercom.From{Type: "admin", ID: adminID}, To: intercom.To{Type: "contact", ID: "65a0c0ffee"},
+				From: intercom.From{Type: "admin", ID: adminID}, To: []intercom.Recipient{lead},
 				CreateConversationWithoutContactReply: &yes,
 			},
-			wantSent: `{"message_type":"inapp","body":"Your trial ends tomorrow.","from":{"type":"admin","id":"394051"},
-				"to":{"type":"contact","id":"65a0c0ffee"},"create_conversation_without_contact_reply":true}`,
+			wantSent: `{"message_type":"inapp","body":"Your trial ends tomorrow.","from":{"type":"admin","id":394051},
+				"to":{"type":"lead","id":"65a0c0ffee65a0c0ffee65a0"},"create_conversation_without_contact_reply":true}`,
 			want: intercom.SentMessage{MessageType: "inapp", Body: "Your trial ends tomorrow."},
 		},
 		{
-			name: "inapp to a lead by user_id",
+			name: "several recipients, cc and bcc as arrays",
 			msg: intercom.Message{
 				MessageType: "inapp", Body: "Hi",
-				From: intercom.From{Type: "admin", ID: adminID}, To: intercom.To{Type: "lead", UserID: "lead-42"},
+				From: intercom.From{Type: "admin", ID: adminID},
+				To:   []intercom.Recipient{user, lead}, Cc: []intercom.Recipient{user}, Bcc: []intercom.Recipient{lead},
 			},
-			wantSent: `{"message_type":"inapp","body":"Hi","from":{"type":"admin","id":"394051"},"to":{"type":"lead","user_id":"lead-42"}}`,
+			wantSent: `{"message_type":"inapp","body":"Hi","from":{"type":"admin","id":394051},
+				"to":[{"type":"user","id":"536e564f316c83104c000020"},{"type":"lead","id":"65a0c0ffee65a0c0ffee65a0"}],
+				"cc":[{"type":"user","id":"536e564f316c83104c000020"}],"bcc":[{"type":"lead","id":"65a0c0ffee65a0c0ffee65a0"}]}`,
+			want: intercom.SentMessage{MessageType: "inapp", Body: "Hi"},
+		},
+		{
+			name: "an admin id that is not all digits stays a string",
+			msg: intercom.Message{
+				MessageType: "inapp", Body: "Hi", From: intercom.From{Type: "admin", ID: "0394051"}, To: []intercom.Recipient{user},
+			},
+			wantSent: `{"message_type":"inapp","body":"Hi","from":{"type":"admin","id":"0394051"},"to":{"type":"user","id":"536e564f316c83104c000020"}}`,
 			want:     intercom.SentMessage{MessageType: "inapp", Body: "Hi"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newFake(t)
-			c := newClient(t, srv, nil)
+			srv.AddAdmin("0394051", "Wash, padded", "wash0@serenity.example")
+			c := newClient(t, srv, func(cfg *intercom.Config) { cfg.Version = tt.version })
 			got, err := c.CreateMessage(context.Background(), tt.msg)
 			if err != nil {
 				t.Fatalf("CreateMessage: %v", err)
@@ -197,10 +217,115 @@ func TestCreateMessage(t *testing.T) {
 				t.Errorf("body has escaped HTML: %s", reqs[0].Body)
 			}
 			want := tt.want
-			want.Type, want.ID, want.CreatedAt = "admin_message", "2001", got.CreatedAt
-			want.Owner = &intercom.Admin{Type: "admin", ID: adminID, Name: "Wash", Email: "wash@serenity.example"}
+			want.Type, want.ID, want.ConversationID = "admin_message", "2001", "1002001"
+			if want.CreatedAt.IsZero() {
+				want.CreatedAt = got.CreatedAt
+			}
+			want.Owner = got.Owner
+			if got.Owner == nil || got.Owner.ID != tt.msg.From.ID {
+				t.Errorf("owner = %+v, want admin %s", got.Owner, tt.msg.From.ID)
+			}
 			if !reflect.DeepEqual(*got, want) {
 				t.Errorf("CreateMessage =\n%+v\nwant\n%+v", *got, want)
+			}
+
+			// The recorded body decodes back into the message sent.
+			sent := tt.msg
+			sent.From.Type = "admin"
+			if sent.MessageType == "email" && sent.Template == "" {
+				sent.Template = "plain"
+			}
+			if rec := reqs[0].Message; rec == nil || !reflect.DeepEqual(*rec, sent) {
+				t.Errorf("recorded message = %+v, want %+v", rec, sent)
+			}
+		})
+	}
+}
+
+// A message a version cannot express is refused before anything is sent.
+func TestCreateMessageVersionLimits(t *testing.T) {
+	user := intercom.Recipient{Type: "user", ID: userID}
+	lead := intercom.Recipient{Type: "lead", ID: leadID}
+	tests := []struct {
+		name    string
+		version string
+		edit    func(*intercom.Message)
+		wantErr string // "" when it must be sent
+	}{
+		{"one recipient at 2.11", "2.11", func(*intercom.Message) {}, ""},
+		{"two recipients at 2.13", "2.13", func(m *intercom.Message) { m.To = append(m.To, lead) }, "need Intercom-Version 2.14"},
+		{"cc at 2.12", "2.12", func(m *intercom.Message) { m.Cc = []intercom.Recipient{lead} }, "need Intercom-Version 2.14"},
+		{"bcc at 2.11", "2.11", func(m *intercom.Message) { m.Bcc = []intercom.Recipient{lead} }, "need Intercom-Version 2.14"},
+		{"no recipient", "2.14", func(m *intercom.Message) { m.To = nil }, "no recipient"},
+		{"two recipients at 2.14", "2.14", func(m *intercom.Message) { m.To = append(m.To, lead) }, ""},
+		{"cc at 2.16", "2.16", func(m *intercom.Message) { m.Cc = []intercom.Recipient{user} }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newFake(t)
+			c := newClient(t, srv, func(cfg *intercom.Config) { cfg.Version = tt.version })
+			m := email()
+			tt.edit(&m)
+			_, err := c.CreateMessage(context.Background(), m)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("CreateMessage: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, intercom.ErrInvalidMessage) {
+				t.Fatalf("err = %v, want ErrInvalidMessage saying %q", err, tt.wantErr)
+			}
+			if d := intercom.Classify(err); d.Class != intercom.Permanent || d.Uncertain {
+				t.Errorf("Classify = %+v, want permanent and certain", d)
+			}
+			if n := len(srv.Requests()); n != 0 {
+				t.Errorf("fake got %d requests, want none", n)
+			}
+		})
+	}
+}
+
+// A message survives its own JSON (as the pipeline stores it) and decodes
+// from the wire form of every version.
+func TestMessageJSON(t *testing.T) {
+	yes := true
+	m := intercom.Message{
+		MessageType: "email", Subject: "s", Body: "b", Template: "plain",
+		From: intercom.From{Type: "admin", ID: "394051"},
+		To:   []intercom.Recipient{{Type: "user", ID: "a"}, {Type: "lead", ID: "b"}},
+		Cc:   []intercom.Recipient{{Type: "user", ID: "c"}}, Bcc: []intercom.Recipient{{Type: "user", ID: "d"}},
+		CreatedAt: 1590000000, CreateConversationWithoutContactReply: &yes,
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back intercom.Message
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, m) {
+		t.Errorf("round trip through %s =\n%+v\nwant\n%+v", data, back, m)
+	}
+
+	tests := []struct {
+		name, json string
+		want       intercom.Message
+	}{
+		{"object recipient, string admin id", `{"message_type":"inapp","body":"b","from":{"type":"admin","id":"7"},"to":{"type":"user","id":"a"}}`,
+			intercom.Message{MessageType: "inapp", Body: "b", From: intercom.From{Type: "admin", ID: "7"}, To: []intercom.Recipient{{Type: "user", ID: "a"}}}},
+		{"numeric admin id, cc object", `{"message_type":"inapp","body":"b","from":{"type":"admin","id":7},"to":[{"type":"user","id":"a"}],"cc":{"type":"lead","id":"c"}}`,
+			intercom.Message{MessageType: "inapp", Body: "b", From: intercom.From{Type: "admin", ID: "7"}, To: []intercom.Recipient{{Type: "user", ID: "a"}}, Cc: []intercom.Recipient{{Type: "lead", ID: "c"}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got intercom.Message
+			if err := json.Unmarshal([]byte(tt.json), &got); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("decoded %+v, want %+v", got, tt.want)
 			}
 		})
 	}
@@ -209,15 +334,15 @@ func TestCreateMessage(t *testing.T) {
 func TestConfigHeaders(t *testing.T) {
 	srv := newFake(t)
 	c := newClient(t, srv, func(cfg *intercom.Config) {
-		cfg.Version = "2.7"
+		cfg.Version = "2.16"
 		cfg.UserAgent = "intercom-bridge/v1.2.3"
 	})
 	if _, err := c.CreateMessage(context.Background(), email()); err != nil {
 		t.Fatal(err)
 	}
 	h := srv.Requests()[0].Header
-	if got := h.Get("Intercom-Version"); got != "2.7" {
-		t.Errorf("Intercom-Version = %q, want 2.7", got)
+	if got := h.Get("Intercom-Version"); got != "2.16" {
+		t.Errorf("Intercom-Version = %q, want 2.16", got)
 	}
 	if got := h.Get("User-Agent"); got != "intercom-bridge/v1.2.3" {
 		t.Errorf("User-Agent = %q, want intercom-bridge/v1.2.3", got)
@@ -281,6 +406,11 @@ func TestNew(t *testing.T) {
 		{"query", intercom.Config{Token: "tok", BaseURL: "https://api.intercom.io?x=1"}, "want http(s)://host"},
 		{"negative limit", intercom.Config{Token: "tok", RateLimitPerMinute: -1}, "must not be negative"},
 		{"negative timeout", intercom.Config{Token: "tok", Timeout: -time.Second}, "must not be negative"},
+		{"oldest version", intercom.Config{Token: "tok", Version: "2.11"}, ""},
+		{"newest version", intercom.Config{Token: "tok", Version: "2.16"}, ""},
+		{"1.x version", intercom.Config{Token: "tok", Version: "1.4"}, `unsupported Intercom-Version "1.4": supported versions are 2.11, 2.12, 2.13, 2.14, 2.15, 2.16`},
+		{"too old a 2.x", intercom.Config{Token: "tok", Version: "2.10"}, "unsupported Intercom-Version"},
+		{"unknown version", intercom.Config{Token: "tok", Version: "Unstable"}, "unsupported Intercom-Version"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -316,8 +446,11 @@ func TestObserve(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	c.CreateMessage(ctx, email())      // no rate-limit headers
-	srv.SetWindowLimit(100, time.Hour) // headers from now on
+	srv.SetWindowLimit(100, time.Hour)
+	c.CreateMessage(ctx, email())
+	c.SearchContacts(ctx, "email", "kaylee@serenity.example")
+	c.GetContact(ctx, userID)
+	c.FindContactByExternalID(ctx, "customer-7")
 	c.Me(ctx)
 	m := email()
 	m.Subject = ""
@@ -330,9 +463,12 @@ func TestObserve(t *testing.T) {
 		status    int
 		remaining int
 	}{
-		{"create_message", 200, -1},
-		{"me", 200, 99},
-		{"create_message", 422, 98},
+		{"create_message", 200, 99},
+		{"search_contacts", 200, 98},
+		{"get_contact", 200, 97},
+		{"find_contact_by_external_id", 200, 96},
+		{"me", 200, 95},
+		{"create_message", 422, 94},
 		{"create_message", 0, -1},
 	}
 	mu.Lock()
@@ -355,7 +491,7 @@ func TestPermissiveFake(t *testing.T) {
 	srv := newFake(t, intercomtest.WithPermissive(true))
 	c := newClient(t, srv, nil)
 	m := email()
-	m.To = intercom.To{Type: "user", Email: "anyone@example.com"}
+	m.To = []intercom.Recipient{{Type: "user", ID: "0123456789abcdef01234567"}}
 	if _, err := c.CreateMessage(context.Background(), m); err != nil {
 		t.Errorf("unknown user with a permissive fake: %v", err)
 	}

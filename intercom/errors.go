@@ -99,6 +99,64 @@ func IsUnauthorized(err error) bool {
 	return errors.As(err, &e) && e.StatusCode == http.StatusUnauthorized
 }
 
+// IsNotFound reports whether err is Intercom answering 404: an unknown
+// contact, admin or user (or one created moments ago, see RetryLater).
+func IsNotFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.StatusCode == http.StatusNotFound
+}
+
+// ErrInvalidMessage is wrapped by the error CreateMessage returns for a
+// message it refuses to send, such as several recipients at a version that
+// accepts one. Nothing was sent; Classify reports it as Permanent.
+var ErrInvalidMessage = errors.New("message not sendable")
+
+// ErrUnsupported is wrapped by the error of a call the client's
+// Intercom-Version does not offer. Nothing was sent.
+var ErrUnsupported = errors.New("not supported at this Intercom-Version")
+
+// ambiguousAnswer is a 2xx answer whose body does not say what was done: the
+// request may have been acted on, but there is no id to prove it.
+type ambiguousAnswer struct {
+	op          string // "POST /messages"
+	status      int
+	contentType string
+	excerpt     string
+	err         error // why the body was unreadable, if it was
+}
+
+func newAmbiguousAnswer(op string, resp *response, err error) *ambiguousAnswer {
+	return &ambiguousAnswer{
+		op:          op,
+		status:      resp.status,
+		contentType: contentType(resp.header),
+		excerpt:     clean(stripTags(string(resp.body)), "", 80),
+		err:         err,
+	}
+}
+
+func (e *ambiguousAnswer) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "intercom: %s: %d %s answer (%s) without a message id: it may or may not have been created", e.op, e.status, http.StatusText(e.status), e.contentType)
+	if e.err != nil {
+		fmt.Fprintf(&b, ": %v", e.err)
+	}
+	if e.excerpt != "" {
+		fmt.Fprintf(&b, "; body %q", e.excerpt)
+	}
+	return b.String()
+}
+
+func (e *ambiguousAnswer) Unwrap() error { return e.err }
+
+// contentType names the type of an answer's body for error text.
+func contentType(h http.Header) string {
+	if ct := h.Get("Content-Type"); ct != "" {
+		return "content type " + clean(ct, "", 80)
+	}
+	return "no content type"
+}
+
 // maxExcerpt bounds Error.Excerpt, in bytes.
 const maxExcerpt = 200
 
@@ -292,6 +350,15 @@ func Classify(err error) Decision {
 	var te *transportError
 	if errors.As(err, &te) {
 		return classifyTransport(te)
+	}
+	var ae *ambiguousAnswer
+	if errors.As(err, &ae) {
+		// Checked before the cause: a read that timed out is not a
+		// connection that failed before sending.
+		return Decision{Class: Retryable, Uncertain: true, Reason: strings.TrimPrefix(ae.Error(), "intercom: ")}
+	}
+	if errors.Is(err, ErrInvalidMessage) || errors.Is(err, ErrUnsupported) {
+		return Decision{Class: Permanent, Reason: strings.TrimPrefix(err.Error(), "intercom: ")}
 	}
 	var ne net.Error
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) {

@@ -11,6 +11,7 @@ import (
 const (
 	adminID = "394051"
 	userID  = "536e564f316c83104c000020"
+	leadID  = "65a0c0ffee65a0c0ffee65a0"
 )
 
 // newFake starts a fake Intercom that knows the seed's admin and user.
@@ -20,7 +21,7 @@ func newFake(t testing.TB, opts ...intercomtest.Option) *intercomtest.Server {
 	t.Cleanup(srv.Close)
 	srv.AddAdmin(adminID, "Wash", "wash@serenity.example")
 	srv.AddUser(userID, "customer-7", "kaylee@serenity.example")
-	srv.AddContact("65a0c0ffee", "lead-42")
+	srv.AddContact(intercom.Contact{ID: leadID, Role: intercom.RecipientLead, Email: "kaylee@serenity.example"})
 	return srv
 }
 
@@ -47,6 +48,6 @@ func email() intercom.Message {
 		Body:        "Ponies, cute small horses or something more sinister?",
 		Template:    intercom.TemplatePlain,
 		From:        intercom.From{Type: "admin", ID: adminID},
-		To:          intercom.To{Type: intercom.RecipientUser, ID: userID},
+		To:          []intercom.Recipient{{Type: intercom.RecipientUser, ID: userID}},
 	}
 }

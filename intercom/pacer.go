@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -18,6 +19,17 @@ import (
 // integrations of the same app, spend the same limit, so Remaining can only
 // lower the budget; a Remaining of 0, or a 429, stops every caller until
 // the reset.
+//
+// Intercom's stated limit wins over the configured one: X-RateLimit-Limit
+// (requests per window) replaces the budget from the next window on, even
+// when it is higher than rate_limit_per_minute allows. The configured rate is
+// a guess made before any answer; Intercom's statement is the fact, and
+// replicas sharing the app's limit meet in Remaining, which caps every
+// window whatever the budget.
+//
+// On a 429, Retry-After (seconds or an HTTP date, which the official SDKs
+// honour first although it is not documented) says when to retry; without
+// it, X-RateLimit-Reset does; without either, one window.
 //
 // A request sent near the end of a window may be counted in the next one,
 // on top of that window's full budget. Two rules keep that from causing a
@@ -139,9 +151,17 @@ func (p *pacer) answered(tk ticket, now time.Time, status int, rl rateLimit) tim
 		}
 	}
 
+	if rl.limit > 0 && rl.limit != p.budget {
+		// Intercom's statement wins (see the type's comment). The current
+		// window keeps what it has spent.
+		p.left = max(0, p.left+rl.limit-p.budget)
+		p.budget = rl.limit
+	}
 	reset, ok := p.sane(now, rl.reset)
 	if status == http.StatusTooManyRequests {
-		if !ok {
+		if after, honoured := p.saneRetryAfter(now, rl.retryAfter); honoured {
+			reset = after
+		} else if !ok {
 			reset = now.Add(p.window)
 		}
 		p.block(reset)
@@ -194,14 +214,52 @@ func (p *pacer) sane(now, reset time.Time) (time.Time, bool) {
 	return reset, true
 }
 
-// rateLimit is the X-RateLimit-* state of one answer.
+// maxRetryAfter bounds how long a Retry-After can stop sending: Intercom's
+// limit is stated per minute, so a longer wait is a misconfigured proxy.
+const maxRetryAfter = time.Minute
+
+// saneRetryAfter returns after if it lies in the future, clamped to
+// maxRetryAfter.
+func (p *pacer) saneRetryAfter(now, after time.Time) (time.Time, bool) {
+	if after.IsZero() || !after.After(now) {
+		return time.Time{}, false
+	}
+	return minTime(after, now.Add(maxRetryAfter)), true
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// rateLimit is the rate-limit state of one answer.
 type rateLimit struct {
-	remaining int       // -1 when absent
-	reset     time.Time // zero when absent
+	limit      int       // X-RateLimit-Limit: requests per window; 0 when absent
+	remaining  int       // X-RateLimit-Remaining; -1 when absent
+	reset      time.Time // X-RateLimit-Reset; zero when absent
+	retryAfter time.Time // Retry-After; zero when absent
 }
 
 func parseRateLimit(h http.Header) rateLimit {
+	return parseRateLimitAt(h, time.Now())
+}
+
+// parseRateLimitAt reads the headers of an answer received at now (which a
+// Retry-After in seconds counts from).
+func parseRateLimitAt(h http.Header, now time.Time) rateLimit {
 	rl := rateLimit{remaining: -1}
+	if n, err := strconv.Atoi(h.Get("X-RateLimit-Limit")); err == nil && n > 0 {
+		rl.limit = n
+	}
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if sec, err := strconv.Atoi(v); err == nil && sec >= 0 {
+			rl.retryAfter = now.Add(time.Duration(sec) * time.Second)
+		} else if t, err := http.ParseTime(v); err == nil {
+			rl.retryAfter = t
+		}
+	}
 	if v := h.Get("X-RateLimit-Remaining"); v != "" {
 		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
 			rl.remaining = n

@@ -28,10 +28,12 @@ type step struct {
 }
 
 type observed struct {
-	status    int
-	remaining int           // -1: no header
-	reset     time.Duration // from t0; 0: no header
-	retryAt   time.Duration // returned for a 429, from t0
+	status     int
+	remaining  int           // -1: no header
+	reset      time.Duration // from t0; 0: no header
+	retryAt    time.Duration // returned for a 429, from t0
+	limit      int           // X-RateLimit-Limit; 0: no header
+	retryAfter string        // Retry-After as sent; "": no header
 }
 
 func reserve(at, wait time.Duration) step { return step{at: at, wait: wait} }
@@ -194,6 +196,64 @@ func TestPacer(t *testing.T) {
 				reserve(5*s, 3*s),
 			},
 		},
+		{
+			name:   "Retry-After in seconds wins over the reset",
+			budget: 3,
+			steps: []step{
+				reserve(1*s, 0),
+				answer(2*s, observed{status: 429, remaining: 0, reset: 5 * s, retryAfter: "7", retryAt: 9 * s}),
+				reserve(3*s, 6*s),
+			},
+		},
+		{
+			name:   "Retry-After as an HTTP date",
+			budget: 3,
+			steps: []step{
+				reserve(1*s, 0),
+				answer(2*s, observed{status: 429, remaining: -1, retryAfter: at(6 * s).UTC().Format(http.TimeFormat), retryAt: 6 * s}),
+				reserve(3*s, 3*s),
+			},
+		},
+		{
+			name:   "Retry-After of an hour is cut to a minute",
+			budget: 3,
+			steps: []step{
+				reserve(1*s, 0),
+				answer(2*s, observed{status: 429, remaining: -1, retryAfter: "3600", retryAt: 62 * s}),
+			},
+		},
+		{
+			name:   "Retry-After now or unreadable: the reset decides",
+			budget: 3,
+			steps: []step{
+				reserve(1*s, 0), reserve(1*s, 0),
+				answer(2*s, observed{status: 429, remaining: 0, reset: 5 * s, retryAfter: "0", retryAt: 5 * s}),
+				answer(2*s, observed{status: 429, remaining: 0, reset: 5 * s, retryAfter: "soon", retryAt: 5 * s}),
+			},
+		},
+		{
+			name:   "a stated limit above the configured one is paced to",
+			budget: 1,
+			steps: []step{
+				reserve(1*s, 0),
+				answer(1*s, observed{status: 200, remaining: 2, reset: 10 * s, limit: 3}),
+				reserve(1*s, 0), reserve(1*s, 0),
+				reserve(1*s, 9*s),
+			},
+		},
+		{
+			name:   "a stated limit below the configured one is paced to",
+			budget: 5,
+			steps: []step{
+				reserve(1*s, 0),
+				answer(1*s, observed{status: 200, remaining: -1, limit: 2}),
+				reserve(1*s, 0),
+				reserve(1*s, 9*s),
+				ok(2 * s),
+				reserve(10*s, 0), reserve(10*s, 0),
+				reserve(10*s, 10*s),
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -214,7 +274,13 @@ func TestPacer(t *testing.T) {
 					if o.reset != 0 {
 						h.Set("X-RateLimit-Reset", strconv.FormatInt(at(o.reset).Unix(), 10))
 					}
-					got := p.answered(tk, now, o.status, parseRateLimit(h))
+					if o.limit != 0 {
+						h.Set("X-RateLimit-Limit", strconv.Itoa(o.limit))
+					}
+					if o.retryAfter != "" {
+						h.Set("Retry-After", o.retryAfter)
+					}
+					got := p.answered(tk, now, o.status, parseRateLimitAt(h, now))
 					var want time.Time
 					if o.status == http.StatusTooManyRequests {
 						want = at(o.retryAt)
@@ -238,26 +304,29 @@ func TestPacer(t *testing.T) {
 
 func TestParseRateLimit(t *testing.T) {
 	tests := []struct {
-		remaining, reset string
-		want             rateLimit
+		limit, remaining, reset, retryAfter string
+		want                                rateLimit
 	}{
-		{"", "", rateLimit{remaining: -1}},
-		{"165", "1700000010", rateLimit{remaining: 165, reset: time.Unix(1700000010, 0)}},
-		{"0", "1700000010.250", rateLimit{remaining: 0, reset: time.UnixMilli(1700000010250)}},
-		{"-3", "yesterday", rateLimit{remaining: -1}},
-		{"many", "0", rateLimit{remaining: -1}},
+		{"", "", "", "", rateLimit{remaining: -1}},
+		{"1666", "165", "1700000010", "", rateLimit{limit: 1666, remaining: 165, reset: time.Unix(1700000010, 0)}},
+		{"", "0", "1700000010.250", "", rateLimit{remaining: 0, reset: time.UnixMilli(1700000010250)}},
+		{"0", "-3", "yesterday", "", rateLimit{remaining: -1}},
+		{"lots", "many", "0", "", rateLimit{remaining: -1}},
+		{"", "", "", "30", rateLimit{remaining: -1, retryAfter: t0.Add(30 * time.Second)}},
+		{"", "", "", "Tue, 14 Nov 2023 22:13:50 GMT", rateLimit{remaining: -1, retryAfter: time.Unix(1700000030, 0)}},
+		{"", "", "", "-5", rateLimit{remaining: -1}},
+		{"", "", "", "later", rateLimit{remaining: -1}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.remaining+"/"+tt.reset, func(t *testing.T) {
+		t.Run(tt.limit+"/"+tt.remaining+"/"+tt.reset+"/"+tt.retryAfter, func(t *testing.T) {
 			h := http.Header{}
-			if tt.remaining != "" {
-				h.Set("X-RateLimit-Remaining", tt.remaining)
+			for name, v := range map[string]string{"X-RateLimit-Limit": tt.limit, "X-RateLimit-Remaining": tt.remaining, "X-RateLimit-Reset": tt.reset, "Retry-After": tt.retryAfter} {
+				if v != "" {
+					h.Set(name, v)
+				}
 			}
-			if tt.reset != "" {
-				h.Set("X-RateLimit-Reset", tt.reset)
-			}
-			got := parseRateLimit(h)
-			if got.remaining != tt.want.remaining || !got.reset.Equal(tt.want.reset) {
+			got := parseRateLimitAt(h, t0)
+			if got.limit != tt.want.limit || got.remaining != tt.want.remaining || !got.reset.Equal(tt.want.reset) || !got.retryAfter.Equal(tt.want.retryAfter) {
 				t.Errorf("parseRateLimit = %+v, want %+v", got, tt.want)
 			}
 		})

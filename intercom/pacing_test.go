@@ -195,3 +195,21 @@ func TestTokenNeverInErrors(t *testing.T) {
 		}
 	}
 }
+
+// Intercom's stated limit wins over the configured one: a client configured
+// for one request per window sends at the rate the fake states once an
+// answer has stated it.
+func TestPacingFollowsStatedLimit(t *testing.T) {
+	srv := newFake(t)
+	srv.SetWindowLimit(50, time.Hour)
+	c := newClient(t, srv, func(cfg *intercom.Config) { cfg.RateLimitPerMinute = 6 })
+	start := time.Now()
+	for i := range 5 {
+		if _, err := c.CreateMessage(context.Background(), email()); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("5 messages took %v: the client paced to its configured limit, not the stated one", d)
+	}
+}

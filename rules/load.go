@@ -21,6 +21,11 @@ type Options struct {
 	// Sources, when not nil, are the configured source names; a rule that
 	// names another source is an error.
 	Sources []string
+	// NoRecipientLists refuses what the configured Intercom version cannot
+	// send: a list under message.to, and message.cc and message.bcc (they
+	// need 2.14 or later). IntercomVersion names that version in the error.
+	NoRecipientLists bool
+	IntercomVersion  string
 }
 
 // File is one rule file's name and content.

@@ -63,12 +63,15 @@ func TestLoadErrors(t *testing.T) {
 		{"from not an id", rule(strings.Replace(validMessage, `from: "1"`, "from: admin@example.com", 1)), "5:13: message.from must be an Intercom admin id (digits), got \"admin@example.com\""},
 		{"from missing, no default", rule(strings.Replace(validMessage, "from: \"1\"\n      ", "", 1)), "4:7: message.from is not set and no default admin id is configured (intercom.default_admin_id)"},
 		{"to missing", rule("message: {type: inapp, from: '1', body: b}"), "3:14: message.to is required"},
-		{"to type invalid", rule(strings.Replace(validMessage, "type: user,", "type: visitor,", 1)), "6:18: message.to.type must be user, contact or lead, got \"visitor\""},
+		{"to type invalid", rule(strings.Replace(validMessage, "type: user,", "type: visitor,", 1)), "6:18: message.to.type must be user, lead or contact, got \"visitor\""},
 		{"to no identifier", rule(strings.Replace(validMessage, "user_id: '{{ .event.user }}'", "name: x", 1)), "6:24: unknown field \"name\" in message.to (known fields: email, id, type, user_id)"},
 		{"to without identifier", rule(strings.Replace(validMessage, "{type: user, user_id: '{{ .event.user }}'}", "{type: user}", 1)), "6:11: message.to needs one of id, user_id or email"},
 		{"to two identifiers", rule(strings.Replace(validMessage, "user_id: '{{ .event.user }}'", "user_id: a, email: b", 1)), "6:43: message.to must have exactly one of id, user_id or email; it has user_id and email"},
-		{"email for a contact", rule(strings.Replace(validMessage, "{type: user, user_id: '{{ .event.user }}'}", "{type: contact, email: a@b.c}", 1)), "6:34: message.to.email identifies users only; a contact is identified by id or user_id"},
-		{"email for a lead", rule(strings.Replace(validMessage, "{type: user, user_id: '{{ .event.user }}'}", "{type: lead, email: a@b.c}", 1)), "6:31: message.to.email identifies users only; a lead is identified by id or user_id"},
+		{"to empty list", rule(strings.Replace(validMessage, "{type: user, user_id: '{{ .event.user }}'}", "[]", 1)), "6:11: message.to must not be an empty list"},
+		{"to list item without type", rule(strings.Replace(validMessage, "{type: user, user_id: '{{ .event.user }}'}", "[{type: user, id: a}, {id: b}]", 1)), "6:33: message.to[1] has no type (user, lead or contact)"},
+		{"cc two identifiers", rule(strings.Replace(validMessage, "subject: Hi", "subject: Hi\n      cc: {type: lead, id: a, email: b}", 1)), "8:38: message.cc must have exactly one of id, user_id or email; it has id and email"},
+		{"created_at empty", rule(strings.Replace(validMessage, "subject: Hi", "subject: Hi\n      created_at: ' '", 1)), "8:19: message.created_at must not be empty: write event, or a template giving unix seconds or an RFC 3339 time"},
+		{"created_at template error", rule(strings.Replace(validMessage, "subject: Hi", "subject: Hi\n      created_at: '{{ .event.at '", 1)), "8:20: message.created_at: unclosed action"},
 
 		{"throttle without per", rule(validMessage, "throttle: {key: k}"), "9:15: throttle.per is required (a duration such as 24h)"},
 		{"throttle bad per", rule(validMessage, "throttle: {key: k, per: 1d}"), "9:29: throttle.per: \"1d\" is not a duration (use units h, m, s: 24h, 90m)"},
@@ -93,6 +96,32 @@ func TestLoadErrors(t *testing.T) {
 				}
 			}
 			t.Errorf("want error\n  %s\ngot\n  %s", want, strings.ReplaceAll(list.Error(), "\n", "\n  "))
+		})
+	}
+}
+
+// What the configured Intercom version cannot send is refused at load.
+func TestLoadRefusesWhatTheVersionCannotSend(t *testing.T) {
+	tests := []struct {
+		name, msg, want string
+	}{
+		{"list under to", strings.Replace(validMessage, "{type: user, user_id: '{{ .event.user }}'}", "[{type: user, id: a}, {type: lead, id: b}]", 1),
+			"6:11: a list of recipients needs Intercom-Version 2.14 or later (intercom.version is 2.11); send one message per recipient, with one rule each"},
+		{"cc", strings.Replace(validMessage, "subject: Hi", "subject: Hi\n      cc: {type: user, email: a@example.com}", 1),
+			"8:11: message.cc needs Intercom-Version 2.14 or later (intercom.version is 2.11); send one message per recipient, with one rule each"},
+		{"bcc", strings.Replace(validMessage, "subject: Hi", "subject: Hi\n      bcc: [{type: user, email: a@example.com}]", 1),
+			"8:12: message.bcc needs Intercom-Version 2.14 or later (intercom.version is 2.11); send one message per recipient, with one rule each"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := rule(tc.msg)
+			if _, err := Parse([]File{{Name: "r.yaml", Data: []byte(src)}}, Options{}); err != nil {
+				t.Fatalf("refused at the default version: %v", err)
+			}
+			_, err := Parse([]File{{Name: "r.yaml", Data: []byte(src)}}, Options{NoRecipientLists: true, IntercomVersion: "2.11"})
+			if err == nil || !strings.Contains(err.Error(), "r.yaml:"+tc.want) {
+				t.Errorf("error %v\nwant r.yaml:%s", err, tc.want)
+			}
 		})
 	}
 }
@@ -194,7 +223,7 @@ rules:
 		t.Fatal(err)
 	}
 	res := s.Evaluate(&Event{ID: "1", Data: map[string]any{"who": "w"}})
-	if len(res.Deliveries) != 2 || res.Deliveries[1].Message.From.ID != "8" || res.Deliveries[1].Message.Body != "bye" || res.Deliveries[1].Message.To.UserID != "w" {
+	if len(res.Deliveries) != 2 || res.Deliveries[1].Message.From.ID != "8" || res.Deliveries[1].Message.Body != "bye" || res.Deliveries[1].Message.To[0].UserID != "w" {
 		t.Errorf("merge: %+v %v", res.Deliveries, res.Errors)
 	}
 }

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"reflect"
@@ -44,12 +45,13 @@ type Rule struct {
 	messageType string
 	template    string
 	from        string
-	toType      string
-	toField     string // "id", "user_id" or "email"
-	to          *tmpl
+	to, cc, bcc []recipientTmpl
+	createdAt   *tmpl // nil: none; see createdAtEvent
 	subject     *tmpl
 	body        *tmpl
 	createConv  *bool
+	// createdAtEvent sends the event's time as created_at.
+	createdAtEvent bool
 
 	dedupe      *tmpl // nil: the event id
 	throttleKey *tmpl // nil: no throttle
@@ -206,14 +208,17 @@ func conditionError(where *scalarMap, err error) (Pos, string) {
 
 // message decodes and checks the message block against the seed's contract.
 func (d *decoder) message(n *yaml.Node, r *Rule, opts Options) {
-	var typeNode, subjectNode, templateNode, bodyNode, toNode, fromNode *yaml.Node
+	var typeNode, subjectNode, templateNode, bodyNode, toNode, ccNode, bccNode, fromNode, createdNode *yaml.Node
 	ok := d.fields(n, "message", map[string]func(*yaml.Node){
-		"type":     func(v *yaml.Node) { typeNode = v },
-		"template": func(v *yaml.Node) { templateNode = v },
-		"from":     func(v *yaml.Node) { fromNode = v },
-		"to":       func(v *yaml.Node) { toNode = v },
-		"subject":  func(v *yaml.Node) { subjectNode = v },
-		"body":     func(v *yaml.Node) { bodyNode = v },
+		"type":       func(v *yaml.Node) { typeNode = v },
+		"template":   func(v *yaml.Node) { templateNode = v },
+		"from":       func(v *yaml.Node) { fromNode = v },
+		"to":         func(v *yaml.Node) { toNode = v },
+		"cc":         func(v *yaml.Node) { ccNode = v },
+		"bcc":        func(v *yaml.Node) { bccNode = v },
+		"created_at": func(v *yaml.Node) { createdNode = v },
+		"subject":    func(v *yaml.Node) { subjectNode = v },
+		"body":       func(v *yaml.Node) { bodyNode = v },
 		"create_conversation_without_contact_reply": func(v *yaml.Node) {
 			if b, ok := d.boolean(v, "create_conversation_without_contact_reply"); ok {
 				r.createConv = &b
@@ -294,16 +299,78 @@ func (d *decoder) message(n *yaml.Node, r *Rule, opts Options) {
 		r.from = opts.DefaultAdminID
 	}
 
-	// to: user | contact | lead, exactly one identifier.
+	// created_at: "event" (the event's time) or a template giving unix
+	// seconds or an RFC 3339 time.
+	if createdNode != nil {
+		if v, ok := d.str(createdNode, "message.created_at"); ok {
+			switch strings.TrimSpace(v) {
+			case "event":
+				r.createdAtEvent = true
+			case "":
+				d.errorf(createdNode, "message.created_at must not be empty: write event, or a template giving unix seconds or an RFC 3339 time")
+			default:
+				r.createdAt = parseTemplate("message.created_at", v, false, d.src.mapScalar(resolve(createdNode)), d.errs)
+			}
+		}
+	}
+
+	// to, cc, bcc: a recipient, or (2.14 and later) a list of them.
 	if toNode == nil {
 		d.errorf(n, "message.to is required")
 		return
 	}
-	d.recipient(toNode, r)
+	r.to = d.recipients(toNode, "message.to", opts)
+	if ccNode != nil {
+		r.cc = d.recipients(ccNode, "message.cc", opts)
+	}
+	if bccNode != nil {
+		r.bcc = d.recipients(bccNode, "message.bcc", opts)
+	}
 }
 
-// recipient decodes message.to.
-func (d *decoder) recipient(n *yaml.Node, r *Rule) {
+// recipientTmpl is one recipient of a rule: its type, which identifier
+// names it, and the template of that identifier.
+type recipientTmpl struct {
+	typ   string // user, lead or contact
+	ident string // id, user_id or email
+	value *tmpl
+}
+
+// recipients decodes message.to, .cc or .bcc: one recipient or a list.
+func (d *decoder) recipients(n *yaml.Node, field string, opts Options) []recipientTmpl {
+	n = resolve(n)
+	list := n.Kind == yaml.SequenceNode
+	if (list || field != "message.to") && opts.NoRecipientLists {
+		what := "a list of recipients"
+		if field != "message.to" {
+			what = field
+		}
+		d.errorf(n, "%s needs Intercom-Version 2.14 or later (intercom.version is %s); send one message per recipient, with one rule each",
+			what, cmp.Or(opts.IntercomVersion, "older"))
+		return nil
+	}
+	if !list {
+		if rt, ok := d.recipient(n, field); ok {
+			return []recipientTmpl{rt}
+		}
+		return nil
+	}
+	if len(n.Content) == 0 {
+		d.errorf(n, "%s must not be an empty list", field)
+		return nil
+	}
+	var out []recipientTmpl
+	for i, c := range n.Content {
+		if rt, ok := d.recipient(c, fmt.Sprintf("%s[%d]", field, i)); ok {
+			out = append(out, rt)
+		}
+	}
+	return out
+}
+
+// recipient decodes one recipient: a type and exactly one identifier.
+func (d *decoder) recipient(n *yaml.Node, field string) (recipientTmpl, bool) {
+	var rt recipientTmpl
 	var typeNode *yaml.Node
 	type ident struct {
 		field string
@@ -313,50 +380,47 @@ func (d *decoder) recipient(n *yaml.Node, r *Rule) {
 	idField := func(field string) func(*yaml.Node) {
 		return func(v *yaml.Node) { ids = append(ids, ident{field, v}) }
 	}
-	if !d.fields(n, "message.to", map[string]func(*yaml.Node){
+	if !d.fields(n, field, map[string]func(*yaml.Node){
 		"type":    func(v *yaml.Node) { typeNode = v },
 		"id":      idField("id"),
 		"user_id": idField("user_id"),
 		"email":   idField("email"),
 	}) {
-		return
+		return rt, false
 	}
 	n = resolve(n)
 	if typeNode == nil {
-		d.errorf(n, "message.to has no type (user, contact or lead)")
-		return
+		d.errorf(n, "%s has no type (user, lead or contact)", field)
+		return rt, false
 	}
-	r.toType, _ = d.str(typeNode, "message.to.type")
-	switch r.toType {
+	rt.typ, _ = d.str(typeNode, field+".type")
+	switch rt.typ {
 	case "user", "contact", "lead":
 	default:
-		d.errorf(typeNode, "message.to.type must be user, contact or lead, got %q", r.toType)
-		return
+		d.errorf(typeNode, "%s.type must be user, lead or contact, got %q", field, rt.typ)
+		return rt, false
 	}
 	switch len(ids) {
 	case 0:
-		d.errorf(n, "message.to needs one of id, user_id or email")
-		return
+		d.errorf(n, "%s needs one of id, user_id or email", field)
+		return rt, false
 	case 1:
 	default:
-		d.errorf(ids[1].node, "message.to must have exactly one of id, user_id or email; it has %s and %s", ids[0].field, ids[1].field)
-		return
+		d.errorf(ids[1].node, "%s must have exactly one of id, user_id or email; it has %s and %s", field, ids[0].field, ids[1].field)
+		return rt, false
 	}
 	id := ids[0]
-	if id.field == "email" && r.toType != "user" {
-		d.errorf(id.node, "message.to.email identifies users only; a %s is identified by id or user_id", r.toType)
-		return
-	}
-	s, ok := d.str(id.node, "message.to."+id.field)
+	s, ok := d.str(id.node, field+"."+id.field)
 	if !ok {
-		return
+		return rt, false
 	}
 	if strings.TrimSpace(s) == "" {
-		d.errorf(id.node, "message.to.%s must not be empty", id.field)
-		return
+		d.errorf(id.node, "%s.%s must not be empty", field, id.field)
+		return rt, false
 	}
-	r.toField = id.field
-	r.to = parseTemplate("message.to."+id.field, s, false, d.src.mapScalar(resolve(id.node)), d.errs)
+	rt.ident = id.field
+	rt.value = parseTemplate(field+"."+id.field, s, false, d.src.mapScalar(resolve(id.node)), d.errs)
+	return rt, rt.value != nil
 }
 
 // throttle decodes throttle: {key, per}.

@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,6 +17,15 @@ import (
 type TestFile struct {
 	Name  string
 	Cases []*TestCase
+	// Contacts stand in for Intercom's contacts when the cases' requests
+	// are checked: recipients named by user_id or email are looked up
+	// among them.
+	Contacts []TestContact
+}
+
+// TestContact is a contact of a test file's contacts: block.
+type TestContact struct {
+	ID, Role, ExternalID, Email string
 }
 
 // TestCase is one event and what the rules must produce for it.
@@ -34,12 +45,15 @@ type Expectation struct {
 	Type         *string
 	Template     *string
 	From         *string
-	To           *Recipient
+	To, Cc, Bcc  []Recipient // nil: not checked
 	Subject      *string
 	Body         *string
 	BodyContains []string
 	Dedupe       *string
 	Throttle     *Throttle
+	// Request is the body of POST /messages as Intercom gets it (YAML or
+	// JSON), checked when the runner is given a way to build it.
+	Request any
 }
 
 // ExpectedError is a rule that must fail for the event, with an error that
@@ -67,6 +81,7 @@ func ParseTests(f File) (*TestFile, error) {
 	}
 	d := &decoder{src: newSource(f.Name, f.Data), errs: &errs}
 	d.fields(doc, "the test file", map[string]func(*yaml.Node){
+		"contacts": func(n *yaml.Node) { tf.Contacts = d.testContacts(n) },
 		"tests": func(n *yaml.Node) {
 			if n.Kind != yaml.SequenceNode {
 				d.errorf(n, "tests must be a list, got %s", kindName(n))
@@ -84,6 +99,35 @@ func ParseTests(f File) (*TestFile, error) {
 		return nil, errs
 	}
 	return tf, nil
+}
+
+// testContacts decodes contacts: [{id, role, external_id, email}, ...].
+func (d *decoder) testContacts(n *yaml.Node) []TestContact {
+	n = resolve(n)
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, "contacts must be a list, got %s", kindName(n))
+		return nil
+	}
+	var out []TestContact
+	for i, item := range n.Content {
+		var c TestContact
+		what := fmt.Sprintf("contacts[%d]", i)
+		d.fields(item, what, map[string]func(*yaml.Node){
+			"id":          func(v *yaml.Node) { c.ID, _ = d.str(v, what+".id") },
+			"role":        func(v *yaml.Node) { c.Role, _ = d.str(v, what+".role") },
+			"external_id": func(v *yaml.Node) { c.ExternalID, _ = d.str(v, what+".external_id") },
+			"email":       func(v *yaml.Node) { c.Email, _ = d.str(v, what+".email") },
+		})
+		switch {
+		case c.ID == "":
+			d.errorf(item, "%s has no id (Intercom's contact id)", what)
+		case c.Role != "user" && c.Role != "lead":
+			d.errorf(item, "%s.role must be user or lead, got %q", what, c.Role)
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (d *decoder) testCase(n *yaml.Node, num int) *TestCase {
@@ -197,15 +241,14 @@ func (d *decoder) expectation(n *yaml.Node) *Expectation {
 			}
 			e.BodyContains, _ = d.strList(v, "body_contains")
 		},
-		"to": func(v *yaml.Node) {
-			e.To = &Recipient{}
-			d.fields(v, "to", map[string]func(*yaml.Node){
-				"type":    func(v *yaml.Node) { e.To.Type, _ = d.str(v, "to.type") },
-				"id":      func(v *yaml.Node) { e.To.ID, _ = d.str(v, "to.id") },
-				"user_id": func(v *yaml.Node) { e.To.UserID, _ = d.str(v, "to.user_id") },
-				"email":   func(v *yaml.Node) { e.To.Email, _ = d.str(v, "to.email") },
-			})
+		"to": func(v *yaml.Node) { e.To = d.expectedRecipients(v, "to") },
+		"request": func(v *yaml.Node) {
+			if err := resolve(v).Decode(&e.Request); err != nil {
+				d.errorf(v, "request: %v", err)
+			}
 		},
+		"cc":  func(v *yaml.Node) { e.Cc = d.expectedRecipients(v, "cc") },
+		"bcc": func(v *yaml.Node) { e.Bcc = d.expectedRecipients(v, "bcc") },
 		"throttle": func(v *yaml.Node) {
 			e.Throttle = &Throttle{}
 			d.fields(v, "throttle", map[string]func(*yaml.Node){
@@ -228,6 +271,32 @@ func (d *decoder) expectation(n *yaml.Node) *Expectation {
 	return e
 }
 
+// expectedRecipients decodes the recipients an expectation names: one, or
+// a list.
+func (d *decoder) expectedRecipients(n *yaml.Node, what string) []Recipient {
+	n = resolve(n)
+	items := []*yaml.Node{n}
+	if n.Kind == yaml.SequenceNode {
+		items = n.Content
+	}
+	out := []Recipient{}
+	for i, v := range items {
+		field := what
+		if n.Kind == yaml.SequenceNode {
+			field = fmt.Sprintf("%s[%d]", what, i)
+		}
+		var r Recipient
+		d.fields(v, field, map[string]func(*yaml.Node){
+			"type":    func(v *yaml.Node) { r.Type, _ = d.str(v, field+".type") },
+			"id":      func(v *yaml.Node) { r.ID, _ = d.str(v, field+".id") },
+			"user_id": func(v *yaml.Node) { r.UserID, _ = d.str(v, field+".user_id") },
+			"email":   func(v *yaml.Node) { r.Email, _ = d.str(v, field+".email") },
+		})
+		out = append(out, r)
+	}
+	return out
+}
+
 // CaseResult is the outcome of one test case; it passed when Failures is
 // empty.
 type CaseResult struct {
@@ -240,7 +309,10 @@ func (r CaseResult) Passed() bool { return len(r.Failures) == 0 }
 
 // Run feeds the case's event to the set and compares what comes out with
 // what the case expects.
-func (tc *TestCase) Run(s *Set) CaseResult {
+//
+// request, when not nil, builds the body of POST /messages for a message,
+// as Intercom would get it; an expectation's request is checked against it.
+func (tc *TestCase) Run(s *Set, request func(Message) ([]byte, error)) CaseResult {
 	res := CaseResult{Case: tc}
 	fail := func(format string, args ...any) { res.Failures = append(res.Failures, fmt.Sprintf(format, args...)) }
 	ev := tc.Event
@@ -279,10 +351,15 @@ func (tc *TestCase) Run(s *Set) CaseResult {
 		for _, f := range want.compare(d) {
 			fail("rule %s: %s", want.Rule, f)
 		}
+		if want.Request != nil && request != nil {
+			if f := compareRequest(want.Request, d.Message, request); f != "" {
+				fail("rule %s: request:\n%s", want.Rule, f)
+			}
+		}
 	}
 	for _, d := range out.Deliveries {
 		if got[d.Rule] != nil {
-			fail("rule %s: sent a message the test does not expect (%s to %s)", d.Rule, d.Message.MessageType, recipientString(d.Message.To))
+			fail("rule %s: sent a message the test does not expect (%s to %s)", d.Rule, d.Message.MessageType, recipientsString(d.Message.To))
 		}
 	}
 	for _, e := range out.Errors {
@@ -304,14 +381,12 @@ func (tc *TestCase) Run(s *Set) CaseResult {
 	return res
 }
 
-func recipientString(r Recipient) string {
-	switch {
-	case r.ID != "":
-		return r.Type + " id " + r.ID
-	case r.UserID != "":
-		return r.Type + " user_id " + r.UserID
+func recipientsString(rs []Recipient) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = r.String()
 	}
-	return r.Type + " email " + r.Email
+	return strings.Join(parts, ", ")
 }
 
 // compare lists how d differs from the expectation.
@@ -329,8 +404,13 @@ func (e *Expectation) compare(d *Delivery) []string {
 	check("subject", e.Subject, m.Subject)
 	check("body", e.Body, m.Body)
 	check("dedupe", e.Dedupe, d.DedupeKey)
-	if e.To != nil && *e.To != m.To {
-		diffs = append(diffs, "to:\n"+Diff(recipientString(*e.To), recipientString(m.To)))
+	for _, l := range []struct {
+		field     string
+		want, got []Recipient
+	}{{"to", e.To, m.To}, {"cc", e.Cc, m.Cc}, {"bcc", e.Bcc, m.Bcc}} {
+		if l.want != nil && !slices.Equal(l.want, l.got) {
+			diffs = append(diffs, l.field+":\n"+Diff(recipientsString(l.want), recipientsString(l.got)))
+		}
 	}
 	for _, s := range e.BodyContains {
 		if !strings.Contains(m.Body, s) {
@@ -412,4 +492,39 @@ func FilterCases(tf *TestFile, re *regexp.Regexp) []*TestCase {
 		}
 	}
 	return out
+}
+
+// compareRequest compares an expected request body with the one built for
+// m, as JSON values; "" when they are the same.
+func compareRequest(want any, m Message, request func(Message) ([]byte, error)) string {
+	body, err := request(m)
+	if err != nil {
+		return err.Error()
+	}
+	var got any
+	if err := json.Unmarshal(body, &got); err != nil {
+		return err.Error()
+	}
+	wantJSON, err := json.Marshal(want)
+	if err != nil {
+		return err.Error()
+	}
+	var wantV any
+	if err := json.Unmarshal(wantJSON, &wantV); err != nil {
+		return err.Error()
+	}
+	if reflect.DeepEqual(wantV, got) {
+		return ""
+	}
+	return Diff(indentJSON(wantV), indentJSON(got))
+}
+
+// indentJSON is v as indented JSON, with HTML left as it is.
+func indentJSON(v any) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+	return b.String()
 }

@@ -34,7 +34,7 @@ func runCases(t *testing.T, tests string) []CaseResult {
 	}
 	var out []CaseResult
 	for _, c := range tf.Cases {
-		out = append(out, c.Run(set))
+		out = append(out, c.Run(set, nil))
 	}
 	return out
 }

@@ -1,9 +1,12 @@
 package rules
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -68,16 +71,50 @@ func HeaderEnv(h map[string]string) map[string]any {
 	return out
 }
 
-// Message is the body of an Intercom admin-initiated message request, with
-// the field names of the API.
+// Message is what a rule asks to send, with the field names of Intercom's
+// API. Its recipients are people as the rule names them (by your own user
+// id, an email or Intercom's id); the bridge looks them up and sends
+// Intercom's 2.x form, {type: user|lead, id}.
 type Message struct {
-	MessageType                           string    `json:"message_type"`
-	Subject                               string    `json:"subject,omitempty"`
-	Body                                  string    `json:"body"`
-	Template                              string    `json:"template,omitempty"`
-	From                                  Admin     `json:"from"`
-	To                                    Recipient `json:"to"`
-	CreateConversationWithoutContactReply *bool     `json:"create_conversation_without_contact_reply,omitempty"`
+	MessageType                           string      `json:"message_type"`
+	Subject                               string      `json:"subject,omitempty"`
+	Body                                  string      `json:"body"`
+	Template                              string      `json:"template,omitempty"`
+	From                                  Admin       `json:"from"`
+	To                                    []Recipient `json:"to"`
+	Cc                                    []Recipient `json:"cc,omitempty"`
+	Bcc                                   []Recipient `json:"bcc,omitempty"`
+	CreatedAt                             int64       `json:"created_at,omitempty"` // unix seconds; 0: none
+	CreateConversationWithoutContactReply *bool       `json:"create_conversation_without_contact_reply,omitempty"`
+}
+
+// UnmarshalJSON also reads a single recipient under "to", as jobs stored by
+// earlier versions have it.
+func (m *Message) UnmarshalJSON(b []byte) error {
+	type plain Message
+	var v struct {
+		plain
+		To json.RawMessage `json:"to"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*m = Message(v.plain)
+	m.To = nil
+	switch t := bytes.TrimSpace(v.To); {
+	case len(t) == 0 || string(t) == "null":
+	case t[0] == '{':
+		var r Recipient
+		if err := json.Unmarshal(t, &r); err != nil {
+			return fmt.Errorf("to: %w", err)
+		}
+		m.To = []Recipient{r}
+	default:
+		if err := json.Unmarshal(t, &m.To); err != nil {
+			return fmt.Errorf("to: %w", err)
+		}
+	}
+	return nil
 }
 
 // Admin is the sender of a message.
@@ -86,12 +123,25 @@ type Admin struct {
 	ID   string `json:"id"`
 }
 
-// Recipient is a user or contact, named by exactly one of its fields.
+// Recipient is a person as a rule names it: a type (user, lead, or contact
+// for either) and exactly one of Intercom's contact id, your own user id
+// (Intercom's external_id) or an email.
 type Recipient struct {
-	Type   string `json:"type"` // user, contact or lead
+	Type   string `json:"type"`
 	ID     string `json:"id,omitempty"`
 	UserID string `json:"user_id,omitempty"`
 	Email  string `json:"email,omitempty"`
+}
+
+// String names the recipient as a rule does: "user user_id u-42".
+func (r Recipient) String() string {
+	switch {
+	case r.ID != "":
+		return r.Type + " id " + r.ID
+	case r.UserID != "":
+		return r.Type + " user_id " + r.UserID
+	}
+	return r.Type + " email " + r.Email
 }
 
 // Delivery is one message that a rule produced for an event.
@@ -247,24 +297,26 @@ func (r *Rule) render(ev *Event, env map[string]any) (Delivery, error) {
 	m.MessageType = r.messageType
 	m.Template = r.template
 	m.From = Admin{Type: "admin", ID: r.from}
-	m.To.Type = r.toType
-	m.CreateConversationWithoutContactReply = r.createConv
-
-	to, err := r.to.render(env)
-	if err != nil {
-		return d, err
+	var err error
+	for _, l := range []struct {
+		tmpls []recipientTmpl
+		dst   *[]Recipient
+	}{{r.to, &m.To}, {r.cc, &m.Cc}, {r.bcc, &m.Bcc}} {
+		for _, rt := range l.tmpls {
+			p, err := rt.render(env)
+			if err != nil {
+				return d, err
+			}
+			*l.dst = append(*l.dst, p)
+		}
 	}
-	to = strings.TrimSpace(to)
-	if to == "" {
-		return d, r.to.empty()
-	}
-	switch r.toField {
-	case "id":
-		m.To.ID = to
-	case "user_id":
-		m.To.UserID = to
-	case "email":
-		m.To.Email = to
+	switch {
+	case r.createdAtEvent:
+		m.CreatedAt = ev.Time.Unix()
+	case r.createdAt != nil:
+		if m.CreatedAt, err = r.renderCreatedAt(env); err != nil {
+			return d, err
+		}
 	}
 	if r.subject != nil {
 		subject, err := r.subject.render(env)
@@ -308,6 +360,44 @@ func (r *Rule) render(ev *Event, env map[string]any) (Delivery, error) {
 		d.Throttle = &Throttle{Key: key, Per: r.throttlePer}
 	}
 	return d, nil
+}
+
+// render renders one recipient.
+func (rt recipientTmpl) render(env map[string]any) (Recipient, error) {
+	p := Recipient{Type: rt.typ}
+	v, err := rt.value.render(env)
+	if err != nil {
+		return p, err
+	}
+	if v = strings.TrimSpace(v); v == "" {
+		return p, rt.value.empty()
+	}
+	switch rt.ident {
+	case "id":
+		p.ID = v
+	case "user_id":
+		p.UserID = v
+	case "email":
+		p.Email = v
+	}
+	return p, nil
+}
+
+// renderCreatedAt renders created_at as unix seconds: the template gives
+// either those or an RFC 3339 time.
+func (r *Rule) renderCreatedAt(env map[string]any) (int64, error) {
+	v, err := r.createdAt.render(env)
+	if err != nil {
+		return 0, err
+	}
+	v = strings.TrimSpace(v)
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+		return n, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.Unix(), nil
+	}
+	return 0, &Error{Pos: r.createdAt.where.at(0), Msg: fmt.Sprintf("message.created_at: %q is neither unix seconds nor an RFC 3339 time", v)}
 }
 
 // empty is the error for a field that rendered to nothing.

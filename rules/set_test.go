@@ -248,7 +248,7 @@ func TestSingleFieldTemplatesFailLikeTemplates(t *testing.T) {
 		t.Errorf("null key: %+v", res)
 	}
 	v, _ = DecodeJSON([]byte(`{"customer": {"id": 1234567.5}, "key": "k"}`))
-	if d := s.Evaluate(&Event{ID: "e", Data: v}).Deliveries; len(d) != 1 || d[0].Message.To.UserID != "1234567.5" {
+	if d := s.Evaluate(&Event{ID: "e", Data: v}).Deliveries; len(d) != 1 || d[0].Message.To[0].UserID != "1234567.5" {
 		t.Errorf("float id: %+v", d)
 	}
 }
@@ -414,5 +414,79 @@ func TestConcurrentEvaluate(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+func TestRenderRecipientsAndCreatedAt(t *testing.T) {
+	src := `rules:
+  - name: r
+    message:
+      type: email
+      from: "1"
+      to: [{type: user, user_id: '{{ .event.user }}'}, {type: contact, email: '{{ .event.email }}'}]
+      cc: {type: lead, id: '{{ .event.lead }}'}
+      bcc: [{type: user, email: audit@example.com}]
+      subject: Hi
+      body: <p>Hi</p>
+      created_at: CREATED
+`
+	evTime := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	tests := []struct {
+		created string
+		at      any // the event's "at"; nil: none
+		want    int64
+		wantErr string
+	}{
+		{"event", nil, evTime.Unix(), ""},
+		{"'{{ .event.at }}'", int64(1700000000), 1700000000, ""},
+		{"'{{ .event.at }}'", "2025-01-02T03:04:05Z", time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC).Unix(), ""},
+		{"'{{ .event.at }}'", "yesterday", 0, `r.yaml:11:20: message.created_at: "yesterday" is neither unix seconds nor an RFC 3339 time`},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.created, " ", tt.at), func(t *testing.T) {
+			set, err := Parse([]File{{Name: "r.yaml", Data: []byte(strings.Replace(src, "CREATED", tt.created, 1))}}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := map[string]any{"user": "u-1", "email": "a@example.com", "lead": "l-1"}
+			if tt.at != nil {
+				data["at"] = tt.at
+			}
+			res := set.Evaluate(&Event{ID: "e1", Source: "s", Time: evTime, Data: data})
+			if tt.wantErr != "" {
+				if len(res.Errors) != 1 || res.Errors[0].Err.Error() != tt.wantErr {
+					t.Fatalf("errors %v, want %s", res.Errors, tt.wantErr)
+				}
+				return
+			}
+			if len(res.Deliveries) != 1 {
+				t.Fatalf("deliveries %v, errors %v", res.Deliveries, res.Errors)
+			}
+			m := res.Deliveries[0].Message
+			wantTo := []Recipient{{Type: "user", UserID: "u-1"}, {Type: "contact", Email: "a@example.com"}}
+			if !slices.Equal(m.To, wantTo) || !slices.Equal(m.Cc, []Recipient{{Type: "lead", ID: "l-1"}}) ||
+				!slices.Equal(m.Bcc, []Recipient{{Type: "user", Email: "audit@example.com"}}) {
+				t.Errorf("recipients to %v cc %v bcc %v", m.To, m.Cc, m.Bcc)
+			}
+			if m.CreatedAt != tt.want {
+				t.Errorf("created_at %d, want %d", m.CreatedAt, tt.want)
+			}
+		})
+	}
+}
+
+// A message stored by an earlier version has one recipient under "to".
+func TestMessageReadsASingleRecipient(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{`{"message_type":"inapp","body":"b","from":{"type":"admin","id":"1"},"to":{"type":"user","user_id":"u-1"}}`, "user user_id u-1"},
+		{`{"message_type":"inapp","body":"b","from":{"type":"admin","id":"1"},"to":[{"type":"lead","id":"c1"},{"type":"user","email":"a@b.c"}]}`, "lead id c1, user email a@b.c"},
+	} {
+		var m Message
+		if err := json.Unmarshal([]byte(tt.in), &m); err != nil {
+			t.Fatal(err)
+		}
+		if got := recipientsString(m.To); got != tt.want || m.Body != "b" || m.From.ID != "1" {
+			t.Errorf("%s: to %q body %q from %q", tt.in, got, m.Body, m.From.ID)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -153,6 +154,14 @@ type Intercom struct {
 	RateLimitPerMinute int      `yaml:"rate_limit_per_minute"`
 	Timeout            Duration `yaml:"timeout"`
 	DryRun             bool     `yaml:"dry_run"`
+	Contacts           Contacts `yaml:"contacts"`
+}
+
+// Contacts configures the cache of contact look-ups (recipients named by
+// user_id or email).
+type Contacts struct {
+	TTL         Duration `yaml:"cache_ttl"`    // a contact found
+	NegativeTTL Duration `yaml:"negative_ttl"` // nobody found
 }
 
 // Rules configures where rules are loaded from.
@@ -190,9 +199,10 @@ func Default() Config {
 		Admin: Admin{Listen: "127.0.0.1:9090"},
 		Intercom: Intercom{
 			BaseURL:            "https://api.intercom.io",
-			Version:            "2.11",
+			Version:            intercom.DefaultVersion,
 			RateLimitPerMinute: 10000,
 			Timeout:            Duration(10 * time.Second),
+			Contacts:           Contacts{TTL: Duration(24 * time.Hour), NegativeTTL: Duration(5 * time.Minute)},
 		},
 		Rules: Rules{Paths: []string{"./rules"}, Watch: true},
 		Delivery: Delivery{
@@ -340,6 +350,15 @@ func (c *Config) Validate() []FieldError {
 	}
 	if ic.Timeout <= 0 {
 		bad("intercom.timeout", "must be positive")
+	}
+	if err := intercom.ValidateVersion(ic.Version); err != nil {
+		bad("intercom.version", "%s", strings.TrimPrefix(err.Error(), "intercom: "))
+	}
+	if ic.Contacts.TTL <= 0 {
+		bad("intercom.contacts.cache_ttl", "must be positive")
+	}
+	if ic.Contacts.NegativeTTL <= 0 {
+		bad("intercom.contacts.negative_ttl", "must be positive")
 	}
 
 	if len(c.Rules.Paths) == 0 {

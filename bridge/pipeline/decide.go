@@ -162,3 +162,24 @@ func deadLetterAfter(reason string, uncertain bool, err error) decision {
 	}
 	return d
 }
+
+// afterLookup is what to do when looking a recipient up failed at the
+// attempt-th try. Nobody found is a dead letter at once; other failures
+// are classified as a send's would be, except that none is ambiguous: a
+// look-up only reads.
+func afterLookup(err error, attempt int, p Policy, now time.Time) decision {
+	var nf *ContactNotFoundError
+	if errors.As(err, &nf) {
+		return decision{step: stepDeadLetter, reason: ReasonContactNotFound, outcome: OutcomeDeadLetter,
+			ledger: forgetEntry, release: true, cause: err.Error()}
+	}
+	a := afterSend(err, true, attempt, p, now)
+	switch {
+	case a.ledger != markAmbiguous:
+	case a.step == stepDeadLetter:
+		a.ledger, a.release = forgetEntry, true
+	default:
+		a.ledger = markFailed
+	}
+	return a
+}

@@ -16,11 +16,12 @@ import (
 
 // Reasons a dead letter was written.
 const (
-	ReasonPermanent    = "permanent"          // Intercom refused the message (4xx)
-	ReasonExhausted    = "attempts_exhausted" // retryable failures, max_attempts times
-	ReasonUncertain    = "uncertain"          // may have been sent; on_uncertain is dead_letter
-	ReasonRender       = "render"             // the rule's condition or templates failed for the event
-	ReasonInvalidEvent = "invalid_event"      // the stored event could not be read
+	ReasonPermanent       = "permanent"          // Intercom refused the message (4xx)
+	ReasonExhausted       = "attempts_exhausted" // retryable failures, max_attempts times
+	ReasonUncertain       = "uncertain"          // may have been sent; on_uncertain is dead_letter
+	ReasonRender          = "render"             // the rule's condition or templates failed for the event
+	ReasonContactNotFound = "contact_not_found"  // no Intercom contact matches a recipient
+	ReasonInvalidEvent    = "invalid_event"      // the stored event could not be read
 )
 
 // DeadLetter is an entry of the dead-letter stream: what could not be

@@ -16,8 +16,8 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/event"
-	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/rules"
 )
 
 // dlqFixture is a NATS server with the bridge's streams and a set of dead
@@ -33,9 +33,9 @@ type dlqFixture struct {
 func dlqJob(rule, dedupe string) *Job {
 	return &Job{
 		Key: DeliveryKey(rule, dedupe), Rule: rule, EventID: "ev-" + dedupe, Source: "shop", DedupeKey: dedupe,
-		Message: intercom.Message{
+		Message: rules.Message{
 			MessageType: "email", Subject: "Thanks", Body: "<p>Hi & welcome</p>", Template: "plain",
-			From: intercom.From{Type: "admin", ID: "394051"}, To: intercom.To{Type: "user", UserID: "u-" + dedupe},
+			From: rules.Admin{Type: "admin", ID: "394051"}, To: []rules.Recipient{{Type: "user", UserID: "u-" + dedupe}},
 		},
 		Received: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
 	}

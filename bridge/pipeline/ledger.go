@@ -26,14 +26,17 @@ const (
 // (a kill, a crash, a lost connection), and only then, or when Error
 // records an ambiguous answer, is the key uncertain.
 type ledgerEntry struct {
-	State     string        `json:"state"`
-	Key       string        `json:"key"`
-	MessageID string        `json:"message_id,omitempty"`
-	Error     string        `json:"error,omitempty"`    // why a pending key is uncertain, when known
-	Attempts  int           `json:"attempts,omitempty"` // attempts made so far, the pending one included
-	Owner     string        `json:"owner,omitempty"`    // "<replica>#<attempt>" of a pending key
-	Lease     time.Duration `json:"lease,omitempty"`    // from At; 0: none
-	At        time.Time     `json:"at"`                 // as read back: when the server stored the entry
+	State     string `json:"state"`
+	Key       string `json:"key"`
+	MessageID string `json:"message_id,omitempty"`
+	// ConversationID is the conversation the message opened, when Intercom
+	// says (create_conversation_without_contact_reply).
+	ConversationID string        `json:"conversation_id,omitempty"`
+	Error          string        `json:"error,omitempty"`    // why a pending key is uncertain, when known
+	Attempts       int           `json:"attempts,omitempty"` // attempts made so far, the pending one included
+	Owner          string        `json:"owner,omitempty"`    // "<replica>#<attempt>" of a pending key
+	Lease          time.Duration `json:"lease,omitempty"`    // from At; 0: none
+	At             time.Time     `json:"at"`                 // as read back: when the server stored the entry
 }
 
 // leaseUntil is when a pending entry's lease runs out. It is reckoned from
@@ -86,8 +89,8 @@ func (l *Ledger) markPending(ctx context.Context, key, owner string, attempt int
 
 // markSent records that Intercom accepted the message. It writes whatever
 // the entry holds: the message was sent.
-func (l *Ledger) markSent(ctx context.Context, key, messageID string) error {
-	_, err := l.write(ctx, ledgerEntry{State: stateSent, Key: key, MessageID: messageID}, anyRevision)
+func (l *Ledger) markSent(ctx context.Context, key, messageID, conversationID string) error {
+	_, err := l.write(ctx, ledgerEntry{State: stateSent, Key: key, MessageID: messageID, ConversationID: conversationID}, anyRevision)
 	return err
 }
 

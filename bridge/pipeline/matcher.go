@@ -13,7 +13,6 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/event"
-	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -160,7 +159,7 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 	jobs := make([]*Job, 0, len(res.Deliveries))
 	for _, d := range res.Deliveries {
 		job := &Job{Key: DeliveryKey(d.Rule, d.DedupeKey), Rule: d.Rule, EventID: ev.ID, Source: ev.Source,
-			DedupeKey: d.DedupeKey, Message: toIntercom(d.Message), Received: ev.Time}
+			DedupeKey: d.DedupeKey, Message: d.Message, Received: ev.Time}
 		if d.Throttle != nil {
 			job.Throttle = &Throttle{Key: d.Throttle.Key, Per: d.Throttle.Per}
 		}
@@ -229,15 +228,4 @@ func jobMsg(names Names, job *Job) (*nats.Msg, error) {
 	m.Data = body
 	m.Header.Set(nats.MsgIdHdr, job.Key)
 	return m, nil
-}
-
-// toIntercom converts a rendered message to the client's request type: the
-// two packages do not import each other.
-func toIntercom(m rules.Message) intercom.Message {
-	return intercom.Message{
-		MessageType: m.MessageType, Subject: m.Subject, Body: m.Body, Template: m.Template,
-		From:                                  intercom.From{Type: m.From.Type, ID: m.From.ID},
-		To:                                    intercom.To{Type: m.To.Type, ID: m.To.ID, UserID: m.To.UserID, Email: m.To.Email},
-		CreateConversationWithoutContactReply: m.CreateConversationWithoutContactReply,
-	}
 }

@@ -26,6 +26,9 @@ type Metrics struct {
 	DeadLetters     *prometheus.CounterVec // reason
 	DeliveryLatency prometheus.Histogram   // event received -> Intercom accepted
 
+	ContactLookups        *prometheus.CounterVec // outcome: hit, miss, not_found, error
+	ContactLookupDuration prometheus.Histogram   // look-ups that asked Intercom
+
 	EventsPending   prometheus.Gauge
 	OutboxPending   prometheus.Gauge
 	OutboxOldestAge prometheus.Gauge
@@ -48,6 +51,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DeliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bridge_delivery_latency_seconds",
 			Help:    "Time from an event's arrival to Intercom accepting its message.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}}),
+		ContactLookups: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_contact_lookups_total",
+			Help: "Recipients looked up by user_id, email or contact id, by outcome: hit (cached), miss (asked Intercom, found), not_found, error."},
+			[]string{"outcome"}),
+		ContactLookupDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bridge_contact_lookup_duration_seconds",
+			Help: "Contact look-ups that asked Intercom, pacer wait included.", Buckets: prometheus.DefBuckets}),
 		EventsPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_events_pending",
 			Help: "Events stored but not yet matched."}),
 		OutboxPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_outbox_pending",
@@ -56,6 +64,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Age of the oldest message waiting in the outbox."}),
 	}
 	reg.MustRegister(m.EventsInvalid, m.RuleMatches, m.RuleErrors, m.Deliveries, m.DeadLetters, m.DeliveryLatency,
-		m.EventsPending, m.OutboxPending, m.OutboxOldestAge)
+		m.ContactLookups, m.ContactLookupDuration, m.EventsPending, m.OutboxPending, m.OutboxOldestAge)
 	return m
 }

@@ -19,20 +19,23 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
-	"github.com/intercom-bridge/bridge/intercom"
+	"github.com/intercom-bridge/bridge/rules"
 )
 
 // Job is one message to send: what stage 1 rendered for one (event, rule).
 type Job struct {
-	Key       string           `json:"key"` // the delivery key: rule + "/" + dedupe key
-	Rule      string           `json:"rule"`
-	EventID   string           `json:"event_id"`
-	Source    string           `json:"source"`
-	DedupeKey string           `json:"dedupe_key"`
-	Throttle  *Throttle        `json:"throttle,omitempty"`
-	Message   intercom.Message `json:"message"`
-	Received  time.Time        `json:"received"` // when the event arrived, for end-to-end latency
-	Replay    bool             `json:"replay,omitempty"`
+	Key       string    `json:"key"` // the delivery key: rule + "/" + dedupe key
+	Rule      string    `json:"rule"`
+	EventID   string    `json:"event_id"`
+	Source    string    `json:"source"`
+	DedupeKey string    `json:"dedupe_key"`
+	Throttle  *Throttle `json:"throttle,omitempty"`
+	// Message is what the rule rendered, its recipients as the rule names
+	// them; stage 2 looks them up just before sending, so a replay, or a
+	// job that waited, uses what Intercom knows then.
+	Message  rules.Message `json:"message"`
+	Received time.Time     `json:"received"` // when the event arrived, for end-to-end latency
+	Replay   bool          `json:"replay,omitempty"`
 }
 
 // Throttle allows one message per Key per Per.
@@ -55,7 +58,7 @@ func kvKey(s string) string {
 type Names struct {
 	Events, Outbox, DLQ         string // streams
 	OutboxSubject, DLQSubject   string // subject prefixes: <prefix>.outbox, <prefix>.dlq
-	Sent, Throttle              string // KV buckets
+	Sent, Throttle, Contacts    string // KV buckets
 	MatchConsumer, SendConsumer string
 }
 
@@ -66,7 +69,7 @@ func NamesFor(cfg *config.Config) Names {
 	return Names{
 		Events: up + "_EVENTS", Outbox: up + "_OUTBOX", DLQ: up + "_DLQ",
 		OutboxSubject: p + ".outbox", DLQSubject: p + ".dlq",
-		Sent: p + "_sent", Throttle: p + "_throttle",
+		Sent: p + "_sent", Throttle: p + "_throttle", Contacts: p + "_contacts",
 		MatchConsumer: p + "_match", SendConsumer: p + "_send",
 	}
 }
@@ -128,6 +131,20 @@ func ThrottleBucketConfig(cfg *config.Config) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:         NamesFor(cfg).Throttle,
 		Description:    "intercom-bridge: throttle windows",
+		Storage:        jetstream.FileStorage,
+		Replicas:       cfg.NATS.Events.Replicas,
+		History:        1,
+		LimitMarkerTTL: time.Minute,
+	}
+}
+
+// ContactsBucketConfig is the cache of contact look-ups. Each entry has a
+// TTL of its own (found or nobody); the bucket's TTL bounds them all.
+func ContactsBucketConfig(cfg *config.Config) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:         NamesFor(cfg).Contacts,
+		Description:    "intercom-bridge: contacts looked up by user_id or email",
+		TTL:            max(cfg.Intercom.Contacts.TTL.D(), cfg.Intercom.Contacts.NegativeTTL.D()),
 		Storage:        jetstream.FileStorage,
 		Replicas:       cfg.NATS.Events.Replicas,
 		History:        1,

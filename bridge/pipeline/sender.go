@@ -38,6 +38,10 @@ type SenderOptions struct {
 	Metrics *Metrics
 	// OnUnauthorized, when set, is called when Intercom rejects the token.
 	OnUnauthorized func()
+	// Contacts configures the look-up of recipients named by user_id or
+	// email; with no Finder, only recipients named by id and role can be
+	// sent to.
+	Contacts ContactsOptions
 }
 
 // Sender is stage 2: it reads the outbox with a durable consumer shared by
@@ -49,6 +53,7 @@ type Sender struct {
 	policy    Policy
 	ledger    *Ledger
 	throttles *Throttles
+	contacts  *Contacts
 	dlq       *deadLetters
 	log       zerolog.Logger
 	m         *Metrics
@@ -82,6 +87,10 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s (per-key TTLs need NATS server 2.11 or later): %w", names.Throttle, err)
 	}
+	contacts, err := js.CreateOrUpdateKeyValue(ctx, ContactsBucketConfig(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", names.Contacts, err)
+	}
 	if opts.Replica == "" {
 		host, _ := os.Hostname()
 		opts.Replica = fmt.Sprintf("%s-%d", cmp.Or(host, "bridge"), os.Getpid())
@@ -95,6 +104,9 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 			Backoff: func(attempt int) time.Duration { return Backoff(d.Backoff.Initial.D(), d.Backoff.Max.D(), attempt) }},
 		ledger: &Ledger{kv: sent}, throttles: &Throttles{kv: throttle},
 		dlq: &deadLetters{js: js, subject: names.DLQSubject}, stop: make(chan struct{})}
+	co := opts.Contacts
+	co.Log, co.Metrics = opts.Log, opts.Metrics
+	s.contacts = NewContacts(contacts, co)
 	if s.outbox, err = js.Stream(ctx, names.Outbox); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", names.Outbox, err)
 	}
@@ -244,6 +256,25 @@ func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zero
 	attempt := d.attempt
 	h.expect(rev)
 	for {
+		lookupCtx, cancelLookup := context.WithTimeout(context.Background(), s.Timeouts.PacerWait+s.Timeouts.Send)
+		req, err := s.contacts.Message(lookupCtx, job.Message, log)
+		cancelLookup()
+		if err != nil {
+			a := afterLookup(err, attempt, s.policy, time.Now())
+			if a.step == stepWait {
+				s.m.Deliveries.WithLabelValues(job.Rule, a.outcome).Inc()
+				if !s.waitFor(a.delay) {
+					h.msg.Nak()
+					return OutcomeRateLimited, nil
+				}
+				continue
+			}
+			if err := s.settleLedger(job, a, attempt, h.release()); err != nil {
+				return "", err
+			}
+			return s.conclude(h.msg, job, a, attempt, err, origin, log)
+		}
+
 		started := false
 		var takeErr error
 		sendCtx, cancelSend := context.WithTimeout(context.Background(), s.Timeouts.PacerWait+s.Timeouts.Send)
@@ -252,7 +283,7 @@ func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zero
 			started = takeErr == nil
 			return takeErr
 		})
-		sent, err := s.Client.CreateMessage(sendCtx, job.Message)
+		sent, err := s.Client.CreateMessage(sendCtx, req)
 		cancelSend()
 		if takeErr != nil && !errors.Is(takeErr, errBusy) {
 			return "", fmt.Errorf("ledger: %w", takeErr)
@@ -274,29 +305,41 @@ func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zero
 				return "", err
 			}
 		}
-		if intercom.IsUnauthorized(err) && s.OnUnauthorized != nil {
-			s.OnUnauthorized()
-		}
-		switch a.step {
-		case stepRecord:
+		if a.step == stepRecord {
 			return s.succeed(h.msg, job, sent, log)
-		case stepDefer:
-			log.Debug().Str("why", a.cause).Msg("not sent; put back")
-			h.msg.NakWithDelay(a.delay)
-			return a.outcome, nil
-		case stepDeadLetter:
-			if a.reason == ReasonPermanent {
-				log.Error().Err(err).Msg("Intercom refused the message; dead-lettered")
-			} else {
-				log.Error().Err(err).Int("attempts", attempt).Msg("attempts exhausted; dead-lettered")
-			}
-			return s.fail(ctx, h.msg, job, attempt, a, err, origin)
-		default: // stepRetry
-			delay := jitter(a.delay)
-			log.Warn().Err(err).Int("attempt", attempt).Bool("uncertain", a.ledger == markAmbiguous).Dur("retry_in", delay).Msg("send failed; will retry")
-			h.msg.NakWithDelay(delay)
-			return a.outcome, nil
 		}
+		return s.conclude(h.msg, job, a, attempt, err, origin, log)
+	}
+}
+
+// conclude carries out a decision after a failed look-up or send: put
+// the job back, retry it later, or dead-letter it.
+func (s *Sender) conclude(msg jetstream.Msg, job *Job, a decision, attempt int, err error, origin string, log zerolog.Logger) (string, error) {
+	if intercom.IsUnauthorized(err) && s.OnUnauthorized != nil {
+		s.OnUnauthorized()
+	}
+	switch a.step {
+	case stepDefer:
+		log.Debug().Str("why", a.cause).Msg("not sent; put back")
+		msg.NakWithDelay(a.delay)
+		return a.outcome, nil
+	case stepDeadLetter:
+		switch a.reason {
+		case ReasonPermanent:
+			log.Error().Err(err).Msg("Intercom refused the message; dead-lettered")
+		case ReasonContactNotFound:
+			log.Error().Err(err).Msg("no such contact in Intercom; dead-lettered")
+		default:
+			log.Error().Err(err).Int("attempts", attempt).Msg("attempts exhausted; dead-lettered")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
+		defer cancel()
+		return s.fail(ctx, msg, job, attempt, a, err, origin)
+	default: // stepRetry
+		delay := jitter(a.delay)
+		log.Warn().Err(err).Int("attempt", attempt).Bool("uncertain", a.ledger == markAmbiguous).Dur("retry_in", delay).Msg("send failed; will retry")
+		msg.NakWithDelay(delay)
+		return a.outcome, nil
 	}
 }
 
@@ -345,7 +388,7 @@ func (s *Sender) succeed(msg jetstream.Msg, job *Job, sent *intercom.SentMessage
 	// runs out, which makes it uncertain, as designed.
 	for try := 1; ; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
-		err := s.ledger.markSent(ctx, job.Key, sent.ID)
+		err := s.ledger.markSent(ctx, job.Key, sent.ID, sent.ConversationID)
 		cancel()
 		if err == nil {
 			break
@@ -362,7 +405,11 @@ func (s *Sender) succeed(msg jetstream.Msg, job *Job, sent *intercom.SentMessage
 	if !job.Received.IsZero() && !job.Replay { // a replay's wait in the DLQ is not latency
 		s.m.DeliveryLatency.Observe(time.Since(job.Received).Seconds())
 	}
-	log.Info().Str("intercom_message_id", sent.ID).Str("message_type", job.Message.MessageType).Msg("sent")
+	ev := log.Info().Str("intercom_message_id", sent.ID).Str("message_type", job.Message.MessageType)
+	if sent.ConversationID != "" {
+		ev = ev.Str("intercom_conversation_id", sent.ConversationID)
+	}
+	ev.Msg("sent")
 	return OutcomeSent, nil
 }
 

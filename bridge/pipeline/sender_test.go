@@ -20,6 +20,7 @@ import (
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/internal/natstest"
 	"github.com/intercom-bridge/bridge/internal/syncbuf"
+	"github.com/intercom-bridge/bridge/rules"
 )
 
 // fakeSender is the message sender of the Sender's tests. It waits as a
@@ -123,6 +124,7 @@ type senderSetup struct {
 	timeouts Timeouts
 	wrapKV   func(KV) KV // wraps the ledger's bucket
 	before   func(*senderFixture)
+	contacts ContactFinder // looks recipients up; nil: only ids with a role
 }
 
 func newSenderFixture(t *testing.T, client *fakeSender, setup senderSetup) *senderFixture {
@@ -156,7 +158,8 @@ func newSenderFixture(t *testing.T, client *fakeSender, setup senderSetup) *send
 		timeouts = testTimeouts
 	}
 	f.s, err = newSender(ctx, js, &c, SenderOptions{Client: client, Timeouts: timeouts, Replica: "test",
-		Log: zerolog.New(f.logs), Metrics: f.m})
+		Log: zerolog.New(f.logs), Metrics: f.m,
+		Contacts: ContactsOptions{Finder: setup.contacts, FindByExternalID: true, TTL: time.Hour, NegativeTTL: time.Minute}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,8 +181,8 @@ func newSenderFixture(t *testing.T, client *fakeSender, setup senderSetup) *send
 func testJob(rule, dedupe string) *Job {
 	key := DeliveryKey(rule, dedupe)
 	return &Job{Key: key, Rule: rule, EventID: "ev-" + dedupe, Source: "shop", DedupeKey: dedupe,
-		Message: intercom.Message{MessageType: "email", Subject: key, Body: "<p>Hi</p>", Template: "plain",
-			From: intercom.From{Type: "admin", ID: "1"}, To: intercom.To{Type: "user", ID: "c-" + dedupe}}}
+		Message: rules.Message{MessageType: "email", Subject: key, Body: "<p>Hi</p>", Template: "plain",
+			From: rules.Admin{Type: "admin", ID: "1"}, To: []rules.Recipient{{Type: "user", ID: "c-" + dedupe}}}}
 }
 
 func (f *senderFixture) publish(t *testing.T, job *Job) {

@@ -71,7 +71,7 @@ func writeRules(path string, n int) error {
     when: event.kind == "k%d"
     message:
       type: inapp
-      to: {type: user, user_id: '{{ .event.user }}'}
+      to: {type: user, id: '{{ .event.user }}'}
       body: 'Hello {{ .event.user }}, this is event {{ .event.n }}.'
     dedupe: '{{ .event.n }}'
 `, i, i)

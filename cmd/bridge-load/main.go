@@ -208,7 +208,7 @@ func execute(ctx context.Context, o *options, stdout, stderr io.Writer) ([]*repo
 	var e env
 	if o.target != "" || o.natsURL != "" {
 		e = env{pid: o.pid, natsURL: o.natsURL, webhookURL: o.target, secret: o.secret}
-		fmt.Fprintf(stderr, "bridge-load: fake Intercom up; point the bridge at it, with rules matching event.kind == \"k0\".. and sending to user_id '{{ .event.user }}':\n")
+		fmt.Fprintf(stderr, "bridge-load: fake Intercom up; point the bridge at it, with rules matching event.kind == \"k0\".. and sending to the Intercom id '{{ .event.user }}':\n")
 		fmt.Fprintf(stderr, "  intercom.base_url: %s\n  intercom.token:    %s\n  admin id:          %s\n", fake.URL(), fake.Token(), adminID)
 		fmt.Fprintf(stderr, "bridge-load: starting in %s\n", o.wait)
 		select {

@@ -137,15 +137,11 @@ func eventNumber(req intercomtest.Request) (int64, bool) {
 	if req.Message == nil {
 		return 0, false
 	}
-	to := req.Message.To
-	id := to.UserID
-	if id == "" {
-		id = to.ID
+	if len(req.Message.To) == 0 {
+		return 0, false
 	}
-	if id == "" {
-		id = to.Email
-	}
-	s, ok := strings.CutPrefix(id, "u-")
+	// The load rule names the user by Intercom id (no look-up), "u-<n>".
+	s, ok := strings.CutPrefix(req.Message.To[0].ID, "u-")
 	if !ok {
 		return 0, false
 	}

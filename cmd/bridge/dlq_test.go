@@ -19,8 +19,8 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
-	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/rules"
 )
 
 // dlqEnv is a NATS server with the bridge's streams, and a config file
@@ -118,9 +118,9 @@ func dlqLines(s string) []string {
 func dlqTestJob(rule, dedupe string) *pipeline.Job {
 	return &pipeline.Job{
 		Key: pipeline.DeliveryKey(rule, dedupe), Rule: rule, EventID: "ev-" + dedupe, Source: "shop", DedupeKey: dedupe,
-		Message: intercom.Message{
+		Message: rules.Message{
 			MessageType: "email", Subject: "Thanks", Body: "<p>Hi & welcome</p>", Template: "plain",
-			From: intercom.From{Type: "admin", ID: "394051"}, To: intercom.To{Type: "user", UserID: "u-" + dedupe},
+			From: rules.Admin{Type: "admin", ID: "394051"}, To: []rules.Recipient{{Type: "user", UserID: "u-" + dedupe}},
 		},
 	}
 }
@@ -242,7 +242,7 @@ func TestDLQShow(t *testing.T) {
 		{"job", []string{"show", fmt.Sprint(p)}, 0, []string{
 			fmt.Sprintf(`"id": %d,`, p), `"reason": "permanent",`, `"age": "3h"`,
 			`"error": "422 parameter_invalid: User Not Found\nrequest id 0001",`,
-			`"body": "<p>Hi & welcome</p>",`, `"to": {`, `"user_id": "u-1"`,
+			`"body": "<p>Hi & welcome</p>",`, `"to": [`, `"user_id": "u-1"`,
 		}, ""},
 		{"event", []string{"show", fmt.Sprint(r)}, 0, []string{`"event": {`, `"data": {`, `"plan": "pro"`}, ""},
 		{"raw", []string{"show", fmt.Sprint(i)}, 0, []string{`"raw": {`, `"raw_text": "not json"`}, ""},

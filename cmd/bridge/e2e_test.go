@@ -62,6 +62,9 @@ const e2eRules = `rules:
     dedupe: '{{ .event.n }}'
 `
 
+// e2eUsers is how many users the fake knows: enough for the largest run.
+const e2eUsers = 10000
+
 // e2eBuild is the bridge binary, built once per test process.
 var e2eBuild struct {
 	once sync.Once
@@ -145,6 +148,13 @@ func newE2E(t *testing.T) *e2eEnv {
 	e.ic = intercomtest.NewServer(intercomtest.WithPermissive(true))
 	t.Cleanup(e.ic.Close)
 	e.ic.AddAdmin(e2eAdminID, "Wash", "wash@example.com")
+	// The users the events name, by user_id "u-<n>". Their Intercom ids
+	// are the same strings, so that a message's recipient says which event
+	// it is for.
+	for i := range e2eUsers {
+		u := fmt.Sprintf("u-%d", i)
+		e.ic.AddContact(intercom.Contact{ID: u, Role: intercom.RecipientUser, ExternalID: u})
+	}
 	e.nats = natstest.Start(t)
 	e.natsURL = e.nats.ClientURL()
 	nc, err := nats.Connect(e.nats.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
@@ -446,7 +456,7 @@ func (e *e2eEnv) waitFor(timeout time.Duration, what func() string, cond func() 
 func (e *e2eEnv) tally(n int) (lost, dups, unknown int) {
 	per := make([]int, n)
 	for _, m := range e.ic.Messages() {
-		i, err := strconv.Atoi(strings.TrimPrefix(m.To.UserID, "u-"))
+		i, err := strconv.Atoi(strings.TrimPrefix(firstRecipient(m).ID, "u-"))
 		if err != nil || i < 0 || i >= n {
 			unknown++
 			continue
@@ -604,7 +614,7 @@ func TestE2EWebhookToIntercom(t *testing.T) {
 		MessageType: intercom.MessageTypeInApp,
 		Body:        "<p>Event 7 for ada&amp;co</p>",
 		From:        intercom.From{Type: "admin", ID: e2eAdminID},
-		To:          intercom.To{Type: intercom.RecipientUser, UserID: "ada&co"},
+		To:          []intercom.Recipient{e.user(t, "ada&co")},
 	}
 	if !reflect.DeepEqual(msgs[0], want) {
 		t.Errorf("message\n got %+v\nwant %+v", msgs[0], want)
@@ -618,8 +628,8 @@ func TestE2EWebhookToIntercom(t *testing.T) {
 	wantRaw := map[string]any{
 		"message_type": "inapp",
 		"body":         "<p>Event 7 for ada&amp;co</p>",
-		"from":         map[string]any{"type": "admin", "id": e2eAdminID},
-		"to":           map[string]any{"type": "user", "user_id": "ada&co"},
+		"from":         map[string]any{"type": "admin", "id": float64(394051)}, // a number, as Intercom's SDKs send it
+		"to":           map[string]any{"type": "user", "id": e.user(t, "ada&co").ID},
 	}
 	if !reflect.DeepEqual(raw, wantRaw) {
 		t.Errorf("request body %s, want %v", reqs[len(reqs)-1].Body, wantRaw)
@@ -891,4 +901,25 @@ func TestE2ELogHasNoSecrets(t *testing.T) {
 			t.Errorf("the log contains %s: %s", name, data[start:end])
 		}
 	}
+}
+
+// user is the recipient of the user with external id externalID, as the
+// permissive fake created it when the bridge looked it up.
+func (e *e2eEnv) user(t *testing.T, externalID string) intercom.Recipient {
+	t.Helper()
+	for _, c := range e.ic.Contacts() {
+		if c.ExternalID == externalID && c.Role == intercom.RecipientUser {
+			return c.Recipient()
+		}
+	}
+	t.Fatalf("the fake has no user with external id %q", externalID)
+	return intercom.Recipient{}
+}
+
+// firstRecipient is the message's first recipient, or none.
+func firstRecipient(m intercom.Message) intercom.Recipient {
+	if len(m.To) == 0 {
+		return intercom.Recipient{}
+	}
+	return m.To[0]
 }

@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/intercom/intercomtest"
@@ -23,7 +28,8 @@ func runFakeIntercom(ctx context.Context, args []string, stdout, stderr io.Write
 	token := fs.String("token", "test-token", "access `token` clients must send")
 	var admins adminIDsFlag
 	fs.Var(&admins, "admin", "admin `id` that may send messages; repeatable or comma-separated (default 394051)")
-	permissive := fs.Bool("permissive", true, "accept messages to users and contacts the fake does not know (admins are still checked)")
+	permissive := fs.Bool("permissive", true, "create the contact a search by external_id or email does not find, and accept messages to contact ids the fake does not know (admins are still checked)")
+	contactsFile := fs.String("contacts", "", "JSON or YAML `file` listing contacts to seed: [{id, role, external_id, email}, ...]")
 	windowLimit := fs.Int("window-limit", 0, "answer 429 beyond `N` requests per 10-second window (0: no limit)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -38,6 +44,14 @@ func runFakeIntercom(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	if len(admins) == 0 {
 		admins = adminIDsFlag{"394051"}
+	}
+	var contacts []intercom.Contact
+	if *contactsFile != "" {
+		var err error
+		if contacts, err = loadContactsFile(*contactsFile); err != nil {
+			fmt.Fprintf(stderr, "bridge fake-intercom: -contacts: %v\n", err)
+			return 2
+		}
 	}
 
 	l, err := net.Listen("tcp", *listen)
@@ -58,6 +72,9 @@ func runFakeIntercom(ctx context.Context, args []string, stdout, stderr io.Write
 	for _, id := range admins {
 		srv.AddAdmin(id, "Admin "+id, "admin-"+id+"@example.com")
 	}
+	for _, c := range contacts {
+		srv.AddContact(c)
+	}
 	if *windowLimit > 0 {
 		srv.SetWindowLimit(*windowLimit, intercomtest.DefaultWindow)
 	}
@@ -66,8 +83,52 @@ func runFakeIntercom(ctx context.Context, args []string, stdout, stderr io.Write
 	p.printf("  intercom.base_url: %s\n", fakeReachableURL(srv.URL()))
 	p.printf("  intercom.token:    %s\n", srv.Token())
 	p.printf("  admins:            %s\n", strings.Join(admins, ", "))
+	for _, c := range srv.Contacts() {
+		p.printf("  contact:           %s %s%s%s\n", c.Role, c.ID, fakeAttr("external_id", c.ExternalID), fakeAttr("email", c.Email))
+	}
 	<-ctx.Done()
 	return 0
+}
+
+// fakeContact is one entry of a -contacts file (fake-intercom, render).
+type fakeContact struct {
+	ID         string `json:"id" yaml:"id"`
+	Role       string `json:"role" yaml:"role"`
+	ExternalID string `json:"external_id" yaml:"external_id"`
+	Email      string `json:"email" yaml:"email"`
+}
+
+// loadContactsFile reads a -contacts file: a list of contacts in YAML, of
+// which JSON is a subset. Unknown keys are refused, to catch "user_id" for
+// "external_id".
+func loadContactsFile(path string) ([]intercom.Contact, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var list []fakeContact
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&list); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	out := make([]intercom.Contact, 0, len(list))
+	for i, c := range list {
+		switch c.Role {
+		case "", intercom.RecipientUser, intercom.RecipientLead:
+		default:
+			return nil, fmt.Errorf("%s: contact %d: role %q, want user or lead", path, i+1, c.Role)
+		}
+		out = append(out, intercom.Contact{ID: c.ID, Role: c.Role, ExternalID: c.ExternalID, Email: c.Email})
+	}
+	return out, nil
+}
+
+func fakeAttr(name, value string) string {
+	if value == "" {
+		return ""
+	}
+	return " " + name + "=" + value
 }
 
 // adminIDsFlag is the -admin flag: repeatable, each value a comma-separated list.
@@ -113,7 +174,7 @@ func (p *fakePrinter) printf(format string, args ...any) {
 func (p *fakePrinter) print(r intercomtest.Request) {
 	ts := r.Time.Format("15:04:05.000")
 	switch {
-	case r.StatusCode == 200 && r.Message != nil:
+	case r.StatusCode == 200 && r.Message != nil && r.Path == "/messages":
 		m := r.Message
 		var sent struct {
 			ID string `json:"id"`
@@ -147,15 +208,12 @@ func (p *fakePrinter) print(r intercomtest.Request) {
 	}
 }
 
-func fakeRecipient(to intercom.To) string {
-	switch {
-	case to.ID != "":
-		return to.Type + " id=" + to.ID
-	case to.UserID != "":
-		return to.Type + " user_id=" + to.UserID
-	default:
-		return to.Type + " email=" + to.Email
+func fakeRecipient(to []intercom.Recipient) string {
+	var s []string
+	for _, r := range to {
+		s = append(s, r.Type+" "+r.ID)
 	}
+	return strings.Join(s, ", ")
 }
 
 // fakeExcerpt puts s on one line and cuts it to about n characters.

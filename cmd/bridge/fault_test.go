@@ -33,6 +33,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
+	"github.com/intercom-bridge/bridge/intercom"
 )
 
 // faultSettings are the intercom and delivery settings of a fault test's
@@ -221,18 +222,14 @@ func (f *faultFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(rec.Body.Bytes())
 }
 
-// faultEventN is the event number of a message body (its to.user_id
+// faultEventN is the event number of a message body (its recipient
 // "u-<n>"), or -1.
 func faultEventN(body []byte) int {
-	var m struct {
-		To struct {
-			UserID string `json:"user_id"`
-		} `json:"to"`
-	}
+	var m intercom.Message
 	if json.Unmarshal(body, &m) != nil {
 		return -1
 	}
-	n, err := strconv.Atoi(strings.TrimPrefix(m.To.UserID, "u-"))
+	n, err := strconv.Atoi(strings.TrimPrefix(firstRecipient(m).ID, "u-"))
 	if err != nil {
 		return -1
 	}
@@ -278,7 +275,7 @@ func faultUncertainFailures(t *testing.T, b *e2eBridge) (map[string]int, map[str
 func (e *e2eEnv) faultPerEvent(n int) map[int]int {
 	per := map[int]int{}
 	for _, m := range e.ic.Messages() {
-		if i, err := strconv.Atoi(strings.TrimPrefix(m.To.UserID, "u-")); err == nil && i >= 0 && i < n {
+		if i, err := strconv.Atoi(strings.TrimPrefix(firstRecipient(m).ID, "u-")); err == nil && i >= 0 && i < n {
 			per[i]++
 		}
 	}

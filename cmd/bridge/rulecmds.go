@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -142,8 +143,13 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defaultAdmin := fs.String("default-admin", "", "admin `id` for rules that set no message.from")
 	runPattern := fs.String("run", "", "run only the cases whose \"file: name\" matches this `regexp`")
 	verbose := fs.Bool("v", false, "print passing cases too")
+	version := fs.String("version", intercom.DefaultVersion, "the Intercom-Version expected requests are written for")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	if err := intercom.ValidateVersion(*version); err != nil {
+		fmt.Fprintf(stderr, "-version: %s\n", strings.TrimPrefix(err.Error(), "intercom: "))
+		return 2
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
@@ -162,7 +168,8 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	set, err := rules.LoadFiles(ruleFiles, rules.Options{DefaultAdminID: *defaultAdmin})
+	set, err := rules.LoadFiles(ruleFiles, rules.Options{DefaultAdminID: *defaultAdmin,
+		NoRecipientLists: !intercom.Capabilities(*version).RecipientLists, IntercomVersion: *version})
 	if err != nil {
 		printErrors(stderr, err)
 		return 1
@@ -174,8 +181,16 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	passed, failed := 0, 0
 	for _, tf := range tests {
+		var contacts contactList
+		for _, c := range tf.Contacts {
+			contacts = append(contacts, intercom.Contact{ID: c.ID, Role: c.Role, ExternalID: c.ExternalID, Email: c.Email})
+		}
+		request := func(m rules.Message) ([]byte, error) {
+			v, err := wireFor(*version, m, contacts)
+			return v.Request, err
+		}
 		for _, tc := range rules.FilterCases(tf, filter) {
-			res := tc.Run(set)
+			res := tc.Run(set, request)
 			if res.Passed() {
 				passed++
 				if *verbose {
@@ -214,12 +229,14 @@ func (h headerFlags) Set(s string) error {
 	return nil
 }
 
-// renderedDelivery is how render prints one delivery.
+// renderedDelivery is how render prints one delivery: the message as the
+// rule names it, the look-ups its recipients need, and the request.
 type renderedDelivery struct {
 	Rule      string         `json:"rule"`
 	DedupeKey string         `json:"dedupe_key"`
 	Throttle  *renderedLimit `json:"throttle,omitempty"`
-	Request   rules.Message  `json:"request"`
+	Message   rules.Message  `json:"message"`
+	wireView
 }
 
 type renderedLimit struct {
@@ -227,12 +244,14 @@ type renderedLimit struct {
 	Per string `json:"per"`
 }
 
-func toRendered(d rules.Delivery) renderedDelivery {
-	out := renderedDelivery{Rule: d.Rule, DedupeKey: d.DedupeKey, Request: d.Message}
+func toRendered(d rules.Delivery, version string, contacts contactList) (renderedDelivery, error) {
+	out := renderedDelivery{Rule: d.Rule, DedupeKey: d.DedupeKey, Message: d.Message}
 	if d.Throttle != nil {
 		out.Throttle = &renderedLimit{Key: d.Throttle.Key, Per: d.Throttle.Per.String()}
 	}
-	return out
+	var err error
+	out.wireView, err = wireFor(version, d.Message, contacts)
+	return out, err
 }
 
 // runRender prints the Intercom request bodies an event would produce, or
@@ -251,6 +270,8 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.Var(headers, "header", "a header as `name=value` (repeatable)")
 	defaultAdmin := fs.String("default-admin", "", "admin `id` for rules that set no message.from")
 	explain := fs.Bool("explain", false, "say what every rule did with the event")
+	version := fs.String("version", intercom.DefaultVersion, "the Intercom-Version the request is written for")
+	contactsFile := fs.String("contacts", "", "JSON or YAML `file` of contacts to look recipients up in: [{id, role, external_id, email}, ...]")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -258,12 +279,26 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fs.Usage()
 		return 2
 	}
+	if err := intercom.ValidateVersion(*version); err != nil {
+		fmt.Fprintf(stderr, "-version: %s\n", strings.TrimPrefix(err.Error(), "intercom: "))
+		return 2
+	}
+	var contacts contactList
+	if *contactsFile != "" {
+		list, err := loadContactsFile(*contactsFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "-contacts: %v\n", err)
+			return 2
+		}
+		contacts = list
+	}
 	ruleFiles, _, err := rules.Discover(rulePathsFlag)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	set, err := rules.LoadFiles(ruleFiles, rules.Options{DefaultAdminID: *defaultAdmin})
+	set, err := rules.LoadFiles(ruleFiles, rules.Options{DefaultAdminID: *defaultAdmin,
+		NoRecipientLists: !intercom.Capabilities(*version).RecipientLists, IntercomVersion: *version})
 	if err != nil {
 		printErrors(stderr, err)
 		return 1
@@ -302,7 +337,11 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			}
 			fmt.Fprintln(stdout)
 			if x.Delivery != nil {
-				if err := writeJSON(stdout, toRendered(*x.Delivery), "    "); err != nil {
+				r, err := toRendered(*x.Delivery, *version, contacts)
+				if err == nil {
+					err = writeJSON(stdout, r, "    ")
+				}
+				if err != nil {
 					fmt.Fprintln(stderr, err)
 					return 1
 				}
@@ -313,7 +352,12 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	res := set.Evaluate(ev)
 	out := make([]renderedDelivery, 0, len(res.Deliveries))
 	for _, d := range res.Deliveries {
-		out = append(out, toRendered(d))
+		r, err := toRendered(d, *version, contacts)
+		if err != nil {
+			fmt.Fprintf(stderr, "rule %s: %v\n", d.Rule, err)
+			return 1
+		}
+		out = append(out, r)
 	}
 	if err := writeJSON(stdout, out, ""); err != nil {
 		fmt.Fprintln(stderr, err)

@@ -1,20 +1,23 @@
-// Package intercomtest provides a fake Intercom REST API for tests: an
+// Package intercomtest provides a fake Intercom REST API (2.x) for tests: an
 // in-process HTTP server, built on net/http/httptest, that checks every
-// request against the contract of the Intercom seed (the "Admin Initiated
-// Conversation" reference) and answers as Intercom would, with an
-// admin_message or an error.list.
+// request against the contract Intercom publishes for the version in its
+// Intercom-Version header (the OpenAPI descriptions in openapi/, with the
+// corrections the live API needs) and answers as Intercom would, with a
+// message, a contact, a contact list or an error.list.
 //
-// It knows the admins, users and contacts registered with it, records every
+// It knows the admins and contacts registered with it, records every
 // request, and can be scripted to fail: the next requests answer 5xx or 429
-// or an HTML 504 page, take a while, or have their connection dropped; and a
-// limit per counting window answers 429 with X-RateLimit-* headers.
+// or an HTML 504 page, take a while, or have their connection dropped. Every
+// authenticated answer carries X-RateLimit-* headers, and requests beyond
+// the limit of a counting window answer 429.
 //
-// The fake is stricter than Intercom in one way: it rejects unknown fields
-// in a message. Intercom ignores them, which would hide a misspelt field.
+// Like Intercom, and unlike older versions of this fake, it accepts fields
+// the description does not list: the descriptions allow them.
 package intercomtest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -26,7 +29,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,24 +38,30 @@ import (
 	"github.com/intercom-bridge/bridge/intercom"
 )
 
-// DefaultWindow is the length of the fake's counting window until
-// SetWindowLimit changes it. Intercom counts in windows of 10 seconds.
-const DefaultWindow = 10 * time.Second
+// DefaultWindow and DefaultWindowLimit are the fake's rate limit until
+// SetWindowLimit changes it: Intercom's for a private app, 10,000 requests a
+// minute counted in windows of 10 seconds.
+const (
+	DefaultWindow      = 10 * time.Second
+	DefaultWindowLimit = 1666
+)
 
 // maxBody bounds the size of a request body the fake reads.
 const maxBody = 4 << 20
 
 // Request is one request the fake received, and what it answered.
 type Request struct {
-	Time   time.Time // when it arrived
-	Method string
-	Path   string
-	Header http.Header
-	Body   []byte
+	Time    time.Time // when it arrived
+	Method  string
+	Path    string
+	Version string // the Intercom-Version it was served at (the default when it had none)
+	Header  http.Header
+	Body    []byte
 
 	// Message is the decoded body of a POST /messages, or nil when the body
-	// was not a JSON message (malformed, or with fields of the wrong type).
-	// It is set whether or not the message was then accepted.
+	// was not a JSON message (malformed, or with fields of the wrong JSON
+	// type, even ones its version ignores). It is set whether or not the
+	// message was then accepted.
 	Message *intercom.Message
 
 	StatusCode int    // the answer's status; 0 when no answer was sent
@@ -66,9 +75,13 @@ type Option func(*Server)
 // one; see Server.Token.
 func WithToken(token string) Option { return func(s *Server) { s.token = token } }
 
-// WithPermissive makes the fake accept messages to users and contacts it
-// does not know, as a stand-in for a real workspace. Admins are still
-// checked: a wrong admin id is a configuration mistake worth catching.
+// WithPermissive makes the fake a stand-in for a real workspace, so that a
+// trial run works without registering anyone: a contact search by
+// external_id or email that finds nobody creates the contact (a user for an
+// external id, a lead for an email) and answers it, and a message to a
+// contact id the fake does not know is accepted. Admins and the shape of
+// every request are still checked: a wrong admin id is a configuration
+// mistake worth catching.
 func WithPermissive(on bool) Option { return func(s *Server) { s.permissive = on } }
 
 // WithListener serves on l instead of a new listener on a random local port.
@@ -94,9 +107,9 @@ type Server struct {
 	closeOnce   sync.Once
 
 	mu        sync.Mutex
+	contracts map[string]*contract // by version; shared and never modified
 	admins    []intercom.Admin
-	users     []recipient
-	contacts  []recipient
+	contacts  []contact
 	faults    []fault
 	delay     time.Duration
 	limit     int // requests per window; 0 for none
@@ -109,7 +122,11 @@ type Server struct {
 	messages  []intercom.Message
 }
 
-type recipient struct{ id, userID, email string }
+// contact is a contact the fake knows.
+type contact struct {
+	intercom.Contact
+	createdAt time.Time
+}
 
 type faultKind int
 
@@ -127,10 +144,16 @@ type fault struct {
 
 // NewServer starts a fake Intercom. Close it when done.
 func NewServer(opts ...Option) *Server {
+	cs, err := contracts()
+	if err != nil {
+		panic(err) // the embedded descriptions are part of the package
+	}
 	s := &Server{
-		done:    make(chan struct{}),
-		window:  DefaultWindow,
-		nextMsg: 2001, // the id in the seed's example answer
+		contracts: cs,
+		done:      make(chan struct{}),
+		limit:     DefaultWindowLimit,
+		window:    DefaultWindow,
+		nextMsg:   2001, // the id in the seed's example answer
 	}
 	for _, o := range opts {
 		o(s)
@@ -169,20 +192,57 @@ func (s *Server) AddAdmin(id, name, email string) {
 	s.admins = append(s.admins, intercom.Admin{Type: "admin", ID: id, Name: name, Email: email})
 }
 
-// AddUser registers a user, addressable by to.type "user" and any of its
-// non-empty identifiers.
-func (s *Server) AddUser(id, userID, email string) {
+// AddContact registers a contact and returns it as registered: an empty ID
+// becomes 24 random hex digits, as Intercom's are, and an empty Role
+// becomes "user". A contact with the ID of a known one replaces it. Messages
+// address it by {"type": Role, "id": ID}; searches find it by id, email and
+// external_id.
+func (s *Server) AddContact(c intercom.Contact) intercom.Contact {
+	if c.ID == "" {
+		c.ID = newContactID()
+	}
+	if c.Role == "" {
+		c.Role = intercom.RecipientUser
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.users = append(s.users, recipient{id, userID, email})
+	s.putContact(c)
+	return c
 }
 
-// AddContact registers a contact (a lead), addressable by to.type "contact"
-// or "lead" and its id or user_id.
-func (s *Server) AddContact(id, userID string) {
+// AddUser registers a user with Intercom id id, external id externalID and
+// email; it is AddContact for the common case.
+func (s *Server) AddUser(id, externalID, email string) intercom.Contact {
+	return s.AddContact(intercom.Contact{ID: id, Role: intercom.RecipientUser, ExternalID: externalID, Email: email})
+}
+
+// Contacts returns the contacts the fake knows, in the order they were added
+// (including those a permissive search created).
+func (s *Server) Contacts() []intercom.Contact {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.contacts = append(s.contacts, recipient{id: id, userID: userID})
+	out := make([]intercom.Contact, 0, len(s.contacts))
+	for _, c := range s.contacts {
+		out = append(out, c.Contact)
+	}
+	return out
+}
+
+// putContact adds or replaces c. s.mu is held.
+func (s *Server) putContact(c intercom.Contact) {
+	for i := range s.contacts {
+		if s.contacts[i].ID == c.ID {
+			s.contacts[i].Contact = c
+			return
+		}
+	}
+	s.contacts = append(s.contacts, contact{Contact: c, createdAt: time.Now()})
+}
+
+func newContactID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // FailNext makes the next n requests, whatever they are, answer status with
@@ -215,16 +275,18 @@ func (s *Server) addFault(f fault) {
 }
 
 // SetWindowLimit answers 429 to authenticated requests beyond limit in a
-// window, and puts X-RateLimit-Limit, -Remaining and -Reset on every
-// authenticated answer. Windows are aligned to the clock, as Intercom's are.
-// A limit of 0 or less removes the limit and the headers but still sets the
-// window used by scripted 429s. A window of 0 means DefaultWindow.
+// window; X-RateLimit-Limit, -Remaining and -Reset on every authenticated
+// answer state it. Windows are aligned to the clock, as Intercom's are. A
+// limit of 0 or less means DefaultWindowLimit, a window of 0 DefaultWindow.
 //
 // X-RateLimit-Reset is in unix seconds, as Intercom sends it; for windows
 // that are not whole seconds it has a fraction (milliseconds, rounded up).
 func (s *Server) SetWindowLimit(limit int, window time.Duration) {
 	if window <= 0 {
 		window = DefaultWindow
+	}
+	if limit <= 0 {
+		limit = DefaultWindowLimit
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -247,6 +309,20 @@ func (s *Server) Requests() []Request {
 	return append([]Request(nil), s.requests...)
 }
 
+// Count returns how many of the recorded requests had method (any when
+// empty) and a path starting with pathPrefix.
+func (s *Server) Count(method, pathPrefix string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.requests {
+		if (method == "" || r.Method == method) && strings.HasPrefix(r.Path, pathPrefix) {
+			n++
+		}
+	}
+	return n
+}
+
 // Messages returns the messages accepted so far (answered 200), in order.
 func (s *Server) Messages() []intercom.Message {
 	s.mu.Lock()
@@ -258,17 +334,20 @@ func (s *Server) Messages() []intercom.Message {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	rec := Request{
-		Time:   time.Now(),
-		Method: r.Method,
-		Path:   r.URL.Path,
-		Header: r.Header.Clone(),
-		Body:   body,
+		Time:    time.Now(),
+		Method:  r.Method,
+		Path:    r.URL.Path,
+		Version: cmp.Or(r.Header.Get("Intercom-Version"), defaultVersion),
+		Header:  r.Header.Clone(),
+		Body:    body,
 	}
 	// Decode a message up front, so that it is recorded even when a fault
 	// or a failed check answers before the message is looked at.
-	var decodeErr *apiError
 	if r.Method == http.MethodPost && r.URL.Path == "/messages" {
-		rec.Message, decodeErr = decodeMessage(body)
+		var m intercom.Message
+		if json.Unmarshal(body, &m) == nil {
+			rec.Message = &m
+		}
 	}
 	// The answer is held back until the request is recorded, so that a
 	// client that has its answer finds the request in Requests.
@@ -277,7 +356,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if readErr != nil {
 		a.error(http.StatusBadRequest, "parameter_invalid", "the request body could not be read: "+readErr.Error(), "")
 	} else {
-		s.serve(a, r, rec.Message, decodeErr)
+		s.serve(a, r, rec.Version, body, rec.Message)
 	}
 	rec.StatusCode = a.w.status
 	rec.Response = a.w.body.Bytes()
@@ -302,14 +381,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) serve(a *answer, r *http.Request, m *intercom.Message, decodeErr *apiError) {
+// Path templates of the operations the fake serves from the descriptions.
+const (
+	opMessages       = "/messages"
+	opSearch         = "/contacts/search"
+	opContact        = "/contacts/{contact_id}"
+	opByExternalID   = "/contacts/find_by_external_id/{external_id}"
+	byExternalPrefix = "/contacts/find_by_external_id/"
+)
+
+func (s *Server) serve(a *answer, r *http.Request, version string, body []byte, m *intercom.Message) {
 	if !s.sleep(r.Context()) {
 		return // the client gave up or the fake is closing: nobody to answer
 	}
-	if s.injectFault(a) {
+	authorized := s.authorized(r.Header.Get("Authorization"))
+	if s.injectFault(a, authorized) {
 		return
 	}
-	if !s.authorized(r.Header.Get("Authorization")) {
+	if !authorized {
 		a.error(http.StatusUnauthorized, "unauthorized", "Access Token Invalid", "")
 		return
 	}
@@ -321,27 +410,84 @@ func (s *Server) serve(a *answer, r *http.Request, m *intercom.Message, decodeEr
 		a.error(http.StatusNotAcceptable, "not_acceptable", "The Accept header must allow application/json", "")
 		return
 	}
-	if v := r.Header.Get("Intercom-Version"); v != "" && !validVersion.MatchString(v) {
-		a.error(http.StatusBadRequest, "intercom_version_invalid", "The requested version could not be found", "")
+	c, ok := s.contracts[version]
+	if !ok {
+		// Intercom's wording; its descriptions give none. A version Intercom
+		// knows but the fake has no description of is refused the same way.
+		a.error(http.StatusBadRequest, "intercom_version_invalid", fmt.Sprintf("The requested version could not be found: %q (the fake serves %s)", version, strings.Join(intercom.SupportedVersions(), ", ")), "Intercom-Version")
 		return
 	}
-	route := func(method string, h func()) {
-		if r.Method != method {
-			a.error(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path, "")
+	method, path := r.Method, r.URL.EscapedPath()
+	notFound := func() { a.error(http.StatusNotFound, "not_found", "Resource Not Found", "") }
+	switch {
+	case method == http.MethodPost && path == opMessages && c.has(method, opMessages):
+		if v, ok := jsonBody(a, r, body); ok {
+			s.createMessage(a, c, v, m)
+		}
+	case method == http.MethodPost && path == opSearch && c.has(method, opSearch):
+		if v, ok := jsonBody(a, r, body); ok {
+			s.searchContacts(a, c, v)
+		}
+	case method == http.MethodGet && strings.HasPrefix(path, byExternalPrefix):
+		id, ok := pathParam(path, byExternalPrefix)
+		if !ok || !c.has(method, opByExternalID) {
+			notFound()
 			return
 		}
-		h()
-	}
-	switch r.URL.Path {
-	case "/messages":
-		route(http.MethodPost, func() { s.createMessage(a, r, m, decodeErr) })
-	case "/me":
-		route(http.MethodGet, func() { s.me(a) })
-	case "/admins":
-		route(http.MethodGet, func() { s.listAdmins(a) })
+		s.findByExternalID(a, id)
+	case method == http.MethodGet && strings.HasPrefix(path, "/contacts/") && c.has(method, opContact):
+		id, ok := pathParam(path, "/contacts/")
+		if !ok {
+			notFound()
+			return
+		}
+		s.getContact(a, id)
+	case method == http.MethodGet && path == "/me":
+		s.me(a)
+	case method == http.MethodGet && path == "/admins":
+		s.listAdmins(a)
 	default:
-		a.error(http.StatusNotFound, "not_found", "Resource Not Found", "")
+		// Intercom answers an unknown path, or a method a path does not
+		// have, with 404.
+		notFound()
 	}
+}
+
+// pathParam is the one path segment after prefix, unescaped.
+func pathParam(path, prefix string) (string, bool) {
+	rest := strings.TrimPrefix(path, prefix)
+	if rest == "" || strings.Contains(rest, "/") {
+		return "", false
+	}
+	v, err := url.PathUnescape(rest)
+	return v, err == nil && v != ""
+}
+
+// jsonBody checks the Content-Type and decodes the body of a POST, numbers
+// as json.Number; it answers and reports false when either is wrong. An
+// empty body is an empty object, which the schema then judges.
+func jsonBody(a *answer, r *http.Request, body []byte) (any, bool) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		a.error(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json", "")
+		return nil, false
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return map[string]any{}, true
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	if err == nil {
+		if _, err2 := dec.Token(); err2 != io.EOF {
+			err = errors.New("data after the JSON value")
+		}
+	}
+	if err != nil {
+		a.error(http.StatusBadRequest, "parameter_invalid", "Invalid JSON: "+err.Error(), "")
+		return nil, false
+	}
+	return v, true
 }
 
 // sleep waits for the configured delay. It reports false if the request's
@@ -365,8 +511,9 @@ func (s *Server) sleep(ctx context.Context) bool {
 }
 
 // injectFault answers with the next scripted fault, if any, and reports
-// whether it did.
-func (s *Server) injectFault(a *answer) bool {
+// whether it did. Error answers to authenticated requests carry the
+// rate-limit headers, as Intercom's do.
+func (s *Server) injectFault(a *answer, authorized bool) bool {
 	s.mu.Lock()
 	if len(s.faults) == 0 {
 		s.mu.Unlock()
@@ -376,9 +523,13 @@ func (s *Server) injectFault(a *answer) bool {
 	if s.faults[0].n--; s.faults[0].n == 0 {
 		s.faults = s.faults[1:]
 	}
-	if f.status == http.StatusTooManyRequests {
+	switch {
+	case f.status == http.StatusTooManyRequests:
 		s.rollWindow(time.Now())
 		s.setRateLimitHeaders(a.w.Header(), 0)
+	case f.kind == faultStatus && authorized:
+		s.rollWindow(time.Now())
+		s.setRateLimitHeaders(a.w.Header(), max(0, s.limit-s.inWindow))
 	}
 	s.mu.Unlock()
 
@@ -448,9 +599,6 @@ func (s *Server) admit(h http.Header) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rollWindow(time.Now())
-	if s.limit <= 0 {
-		return true
-	}
 	if s.inWindow >= s.limit {
 		s.setRateLimitHeaders(h, 0)
 		return false
@@ -470,9 +618,7 @@ func (s *Server) rollWindow(now time.Time) {
 
 // setRateLimitHeaders sets the X-RateLimit-* headers. s.mu is held.
 func (s *Server) setRateLimitHeaders(h http.Header, remaining int) {
-	if s.limit > 0 {
-		h.Set("X-RateLimit-Limit", strconv.Itoa(s.limit))
-	}
+	h.Set("X-RateLimit-Limit", strconv.Itoa(s.limit))
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
 	h.Set("X-RateLimit-Reset", formatReset(s.windowEnd, s.window))
 }
@@ -480,9 +626,6 @@ func (s *Server) setRateLimitHeaders(h http.Header, remaining int) {
 func (s *Server) rateLimitMessage() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.limit <= 0 {
-		return "Rate Limit Exceeded"
-	}
 	return fmt.Sprintf("Exceeded rate limit of %d in %v", s.limit, s.window)
 }
 
@@ -517,9 +660,6 @@ func acceptsJSON(values []string) bool {
 	return false
 }
 
-// validVersion matches the values of Intercom-Version: "2.11", "Unstable".
-var validVersion = regexp.MustCompile(`^(\d+\.\d+|Unstable)$`)
-
 func (s *Server) me(a *answer) {
 	s.mu.Lock()
 	var admin *intercom.Admin
@@ -544,40 +684,47 @@ func (s *Server) listAdmins(a *answer) {
 	}{"admin.list", admins})
 }
 
-// sentMessage is the fake's answer to an accepted message, as in the seed.
+// sentMessage is the fake's answer to an accepted message, as the
+// descriptions' "admin message created" example.
 type sentMessage struct {
-	Type        string          `json:"type"`
-	ID          string          `json:"id"`
-	CreatedAt   int64           `json:"created_at"`
-	MessageType string          `json:"message_type"`
-	Subject     string          `json:"subject,omitempty"`
-	Body        string          `json:"body"`
-	Template    string          `json:"template,omitempty"`
-	Owner       *intercom.Admin `json:"owner"`
+	Type           string          `json:"type"`
+	ID             string          `json:"id"`
+	CreatedAt      int64           `json:"created_at"`
+	MessageType    string          `json:"message_type"`
+	Subject        string          `json:"subject,omitempty"`
+	Body           string          `json:"body"`
+	Template       string          `json:"template,omitempty"`
+	Owner          *intercom.Admin `json:"owner"`
+	ConversationID string          `json:"conversation_id"`
 }
 
-func (s *Server) createMessage(a *answer, r *http.Request, m *intercom.Message, decodeErr *apiError) {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		a.error(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json", "")
-		return
-	}
-	if decodeErr != nil {
-		a.reject(decodeErr)
-		return
-	}
-	if e := validateMessage(m); e != nil {
+// createMessage checks a POST /messages body v against the contract of its
+// version, then its admin and recipients against the fake's workspace.
+func (s *Server) createMessage(a *answer, c *contract, v any, m *intercom.Message) {
+	if e := c.checkMessage(v); e != nil {
 		a.reject(e)
 		return
 	}
+	if m == nil {
+		// A field this version does not describe (cc at 2.11) has a shape
+		// intercom.Message cannot hold: Intercom ignores such fields, and
+		// so does the fake.
+		var err error
+		if m, err = c.describedMessage(v); err != nil {
+			a.error(http.StatusInternalServerError, "server_error", "the fake could not decode a valid message: "+err.Error(), "")
+			return
+		}
+	}
 
 	s.mu.Lock()
-	owner, e := s.lookup(m)
+	owner, e := s.checkPeople(v.(map[string]any), m)
 	if e != nil {
 		s.mu.Unlock()
 		a.reject(e)
 		return
 	}
 	id := strconv.Itoa(s.nextMsg)
+	conv := strconv.Itoa(s.nextMsg + 1_000_000)
 	s.nextMsg++
 	s.messages = append(s.messages, *m)
 	if s.recordLimit > 0 && len(s.messages) > s.recordLimit {
@@ -585,130 +732,47 @@ func (s *Server) createMessage(a *answer, r *http.Request, m *intercom.Message, 
 	}
 	s.mu.Unlock()
 
-	sent := sentMessage{
-		Type:        "admin_message",
-		ID:          id,
-		CreatedAt:   time.Now().Unix(),
-		MessageType: m.MessageType,
-		Body:        m.Body,
-		Owner:       &owner,
+	created := time.Now().Unix()
+	if m.CreatedAt > 0 {
+		created = m.CreatedAt
 	}
-	// The seed: subject and template are only used for email.
+	sent := sentMessage{
+		Type:           "admin_message",
+		ID:             id,
+		CreatedAt:      created,
+		MessageType:    m.MessageType,
+		Body:           m.Body,
+		Owner:          &owner,
+		ConversationID: conv,
+	}
+	// Subject and template are only used for email.
 	if m.MessageType == intercom.MessageTypeEmail {
 		sent.Subject = m.Subject
 		sent.Template = m.Template
-		if sent.Template == "" {
-			sent.Template = intercom.TemplatePlain
-		}
 	}
 	a.json(http.StatusOK, sent)
 }
 
-// apiError is an answer the fake refuses a message with.
+// detail is one entry of an error.list.
+type detail = intercom.ErrorDetail
+
+// apiError is an answer the fake refuses a request with.
 type apiError struct {
-	status int
-	intercom.ErrorDetail
+	status  int
+	details []detail
 }
 
 func invalid(field, format string, args ...any) *apiError {
-	return &apiError{http.StatusBadRequest, intercom.ErrorDetail{Code: "parameter_invalid", Message: fmt.Sprintf(format, args...), Field: field}}
+	return &apiError{http.StatusBadRequest, []detail{{Code: "parameter_invalid", Message: fmt.Sprintf(format, args...), Field: field}}}
 }
 
-// decodeMessage decodes body strictly: JSON types must match the seed's
-// (an admin id is a string, not a number) and unknown fields are refused.
-func decodeMessage(body []byte) (*intercom.Message, *apiError) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var m intercom.Message
-	err := dec.Decode(&m)
-	if err == nil {
-		if _, err2 := dec.Token(); err2 != io.EOF {
-			err = errors.New("data after the JSON object")
-		}
-	}
-	if err == nil {
-		return &m, nil
-	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return nil, invalid(te.Field, "%s must be a %s, not a JSON %s", te.Field, jsonType(te.Type.String()), te.Value)
-	}
-	if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		field = strings.Trim(field, `"`)
-		return nil, invalid(field, "Unknown parameter %s", field)
-	}
-	return nil, invalid("", "Invalid JSON: %v", err)
+func notFound(field, message string) *apiError {
+	return &apiError{http.StatusNotFound, []detail{{Code: "not_found", Message: message, Field: field}}}
 }
 
-func jsonType(goType string) string {
-	switch goType {
-	case "string":
-		return "string"
-	case "bool", "*bool":
-		return "boolean"
-	}
-	return "object"
-}
-
-// validateMessage checks m against the seed, in the order Intercom reports
-// problems: the message, then its sender, then its recipient.
-func validateMessage(m *intercom.Message) *apiError {
-	switch m.MessageType {
-	case intercom.MessageTypeEmail, intercom.MessageTypeInApp:
-	case "":
-		return invalid("message_type", "message_type is required: email or inapp")
-	default:
-		return invalid("message_type", "message_type must be email or inapp, not %q", m.MessageType)
-	}
-	if strings.TrimSpace(m.Body) == "" {
-		return invalid("body", "Body is required")
-	}
-	email := m.MessageType == intercom.MessageTypeEmail
-	if email && strings.TrimSpace(m.Subject) == "" {
-		return &apiError{http.StatusUnprocessableEntity, intercom.ErrorDetail{Code: "parameter_not_found", Message: "No subject supplied for email message", Field: "subject"}}
-	}
-	if m.Template != "" {
-		if !email {
-			return invalid("template", "template is only valid for email messages")
-		}
-		if m.Template != intercom.TemplatePlain && m.Template != intercom.TemplatePersonal {
-			return invalid("template", "template must be plain or personal, not %q", m.Template)
-		}
-	}
-	switch {
-	case m.From == (intercom.From{}):
-		return invalid("from", `from is required: {"type":"admin","id":"..."}`)
-	case m.From.Type != "admin":
-		return invalid("from.type", "from.type must be admin, not %q", m.From.Type)
-	case m.From.ID == "":
-		return invalid("from.id", "from.id is required")
-	}
-	to := m.To
-	switch to.Type {
-	case intercom.RecipientUser, intercom.RecipientContact, intercom.RecipientLead:
-	case "":
-		return invalid("to.type", "to.type is required: user, contact or lead")
-	default:
-		return invalid("to.type", "to.type must be user, contact or lead, not %q", to.Type)
-	}
-	n := 0
-	for _, v := range []string{to.ID, to.UserID, to.Email} {
-		if v != "" {
-			n++
-		}
-	}
-	if n != 1 {
-		return invalid("to", "to must identify the recipient by exactly one of id, user_id or email")
-	}
-	if to.Email != "" && to.Type != intercom.RecipientUser {
-		return invalid("to.email", "%s recipients are identified by id or user_id, not email", to.Type)
-	}
-	return nil
-}
-
-// lookup finds the sending admin and checks that the recipient exists.
-// s.mu is held.
-func (s *Server) lookup(m *intercom.Message) (intercom.Admin, *apiError) {
+// checkPeople finds the sending admin and checks that every recipient is a
+// contact the fake knows, with the role its type says. s.mu is held.
+func (s *Server) checkPeople(v map[string]any, m *intercom.Message) (intercom.Admin, *apiError) {
 	var owner intercom.Admin
 	found := false
 	for _, a := range s.admins {
@@ -718,30 +782,71 @@ func (s *Server) lookup(m *intercom.Message) (intercom.Admin, *apiError) {
 		}
 	}
 	if !found {
-		return owner, &apiError{http.StatusNotFound, intercom.ErrorDetail{Code: "not_found", Message: "Admin Not Found", Field: "from.id"}}
+		return owner, notFound("from.id", "Admin Not Found")
 	}
-	if s.permissive {
-		return owner, nil
-	}
-	to := m.To
-	known, kind := s.contacts, "Contact"
-	if to.Type == intercom.RecipientUser {
-		known, kind = s.users, "User"
-	}
-	matches := 0
-	for _, r := range known {
-		if (to.ID != "" && r.id == to.ID) || (to.UserID != "" && r.userID == to.UserID) || (to.Email != "" && r.email == to.Email) {
-			matches++
+	for _, field := range []string{"to", "cc", "bcc"} {
+		for i, r := range recipientsOf(v[field]) {
+			path := field
+			if _, many := v[field].([]any); many {
+				path = fmt.Sprintf("%s[%d]", field, i)
+			}
+			if e := s.checkRecipient(r, path); e != nil {
+				return owner, e
+			}
 		}
 	}
-	switch {
-	case matches == 0:
-		return owner, &apiError{http.StatusNotFound, intercom.ErrorDetail{Code: "not_found", Message: kind + " Not Found", Field: "to"}}
-	case matches > 1:
-		code, msg := statusError(http.StatusConflict)
-		return owner, &apiError{http.StatusConflict, intercom.ErrorDetail{Code: code, Message: msg, Field: "to.email"}}
-	}
 	return owner, nil
+}
+
+// recipientsOf reads a to, cc or bcc the schema accepted: one recipient or
+// an array of them.
+func recipientsOf(v any) []intercom.Recipient {
+	one := func(x any) intercom.Recipient {
+		o, _ := x.(map[string]any)
+		t, _ := o["type"].(string)
+		id, _ := o["id"].(string)
+		return intercom.Recipient{Type: t, ID: id}
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		return []intercom.Recipient{one(x)}
+	case []any:
+		out := make([]intercom.Recipient, 0, len(x))
+		for _, e := range x {
+			out = append(out, one(e))
+		}
+		return out
+	}
+	return nil
+}
+
+// checkRecipient answers 404, as Intercom does for an unknown user, when no
+// contact has r's id and role. s.mu is held.
+func (s *Server) checkRecipient(r intercom.Recipient, path string) *apiError {
+	kind := "User"
+	if r.Type == intercom.RecipientLead {
+		kind = "Lead"
+	}
+	c, ok := s.contactByID(r.ID)
+	switch {
+	case !ok && s.permissive:
+		return nil
+	case !ok:
+		return notFound(path+".id", kind+" Not Found")
+	case c.Role != r.Type:
+		return notFound(path+".type", fmt.Sprintf("%s Not Found: contact %s is a %s", kind, r.ID, c.Role))
+	}
+	return nil
+}
+
+// contactByID finds a contact. s.mu is held.
+func (s *Server) contactByID(id string) (contact, bool) {
+	for _, c := range s.contacts {
+		if c.ID == id {
+			return c, true
+		}
+	}
+	return contact{}, false
 }
 
 func (s *Server) newRequestID() string {
@@ -776,15 +881,17 @@ func (a *answer) json(status int, v any) {
 }
 
 // reject answers with e.
-func (a *answer) reject(e *apiError) { a.error(e.status, e.Code, e.Message, e.Field) }
+func (a *answer) reject(e *apiError) {
+	a.json(e.status, struct {
+		Type      string   `json:"type"`
+		RequestID string   `json:"request_id"`
+		Errors    []detail `json:"errors"`
+	}{"error.list", a.requestID, e.details})
+}
 
-// error answers with Intercom's error.list.
+// error answers with Intercom's error.list of one error.
 func (a *answer) error(status int, code, message, field string) {
-	a.json(status, struct {
-		Type      string                 `json:"type"`
-		RequestID string                 `json:"request_id"`
-		Errors    []intercom.ErrorDetail `json:"errors"`
-	}{"error.list", a.requestID, []intercom.ErrorDetail{{Code: code, Message: message, Field: field}}})
+	a.reject(&apiError{status, []detail{{Code: code, Message: message, Field: field}}})
 }
 
 // recorder holds an answer until the request is recorded.

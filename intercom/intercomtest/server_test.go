@@ -30,12 +30,17 @@ func newServer(t *testing.T, opts ...intercomtest.Option) *intercomtest.Server {
 	srv := intercomtest.NewServer(append([]intercomtest.Option{intercomtest.WithToken("tok")}, opts...)...)
 	t.Cleanup(srv.Close)
 	srv.AddAdmin("394051", "Wash", "wash@serenity.example")
-	srv.AddUser("536e564f316c83104c000020", "customer-7", "kaylee@serenity.example")
-	srv.AddUser("u2", "customer-8", "shared@serenity.example")
-	srv.AddUser("u3", "customer-9", "shared@serenity.example")
-	srv.AddContact("c1", "lead-42")
+	srv.AddUser(userID, "customer-7", "kaylee@serenity.example")
+	srv.AddContact(intercom.Contact{ID: leadID, Role: "lead", Email: "shared@serenity.example"})
+	srv.AddContact(intercom.Contact{ID: "6762f23c1bb69f9f2193bc1b", Role: "lead", Email: "shared@serenity.example"})
 	return srv
 }
+
+// The contacts of newServer.
+const (
+	userID = "536e564f316c83104c000020"
+	leadID = "65a0c0ffee65a0c0ffee65a0"
+)
 
 type result struct {
 	status int
@@ -76,15 +81,15 @@ func do(t *testing.T, srv *intercomtest.Server, method, path, body string, edit 
 		if err := json.Unmarshal(r.body, &r.list); err != nil {
 			t.Fatalf("error body %s: %v", r.body, err)
 		}
-		if r.list.Type != "error.list" || len(r.list.Errors) != 1 || r.list.RequestID == "" {
-			t.Errorf("error body %s is not an error.list with one error and a request id", r.body)
+		if r.list.Type != "error.list" || len(r.list.Errors) == 0 || r.list.RequestID == "" {
+			t.Errorf("error body %s is not an error.list with errors and a request id", r.body)
 		}
 	}
 	return r
 }
 
-// msg builds a message body from the seed's example, with fields replaced
-// (or removed, with a nil value).
+// msg builds a message body from the seed's example in its 2.x form, with
+// fields replaced (or removed, with a nil value).
 func msg(t *testing.T, changes map[string]any) string {
 	t.Helper()
 	m := map[string]any{
@@ -92,7 +97,7 @@ func msg(t *testing.T, changes map[string]any) string {
 		"subject":      "Hey",
 		"body":         "Ponies, cute small horses or something more sinister?",
 		"template":     "plain",
-		"from":         map[string]any{"type": "admin", "id": "394051"},
+		"from":         map[string]any{"type": "admin", "id": 394051},
 		"to":           map[string]any{"type": "user", "id": "536e564f316c83104c000020"},
 	}
 	for k, v := range changes {
@@ -138,56 +143,72 @@ func TestValidation(t *testing.T) {
 		{name: "Content-Type form", header: func(h http.Header) { h.Set("Content-Type", "application/x-www-form-urlencoded") }, status: 415},
 		{name: "Content-Type with charset", header: func(h http.Header) { h.Set("Content-Type", "application/json; charset=utf-8") }, status: 200},
 		{name: "Intercom-Version 2.11", header: func(h http.Header) { h.Set("Intercom-Version", "2.11") }, status: 200},
-		{name: "Intercom-Version bogus", header: func(h http.Header) { h.Set("Intercom-Version", "latest") }, status: 400, code: "intercom_version_invalid"},
+		{name: "Intercom-Version 2.16", header: func(h http.Header) { h.Set("Intercom-Version", "2.16") }, status: 200},
+		{name: "Intercom-Version bogus", header: func(h http.Header) { h.Set("Intercom-Version", "latest") }, status: 400, code: "intercom_version_invalid", message: "could not be found"},
+		{name: "Intercom-Version 1.4", header: func(h http.Header) { h.Set("Intercom-Version", "1.4") }, status: 400, code: "intercom_version_invalid"},
+		{name: "Intercom-Version 2.10", header: func(h http.Header) { h.Set("Intercom-Version", "2.10") }, status: 400, code: "intercom_version_invalid"},
 
-		// Routes.
-		{name: "GET /messages", method: "GET", body: "-", status: 405},
+		// Routes: unknown paths and methods are 404, as Intercom answers.
+		{name: "GET /messages", method: "GET", body: "-", status: 404, code: "not_found"},
 		{name: "unknown path", path: "/conversations", status: 404, code: "not_found"},
+		{name: "PUT a contact", method: "PUT", path: "/contacts/" + userID, body: `{"name":"x"}`, status: 404, code: "not_found"},
+		{name: "find_by_external_id at 2.11", method: "GET", path: "/contacts/find_by_external_id/customer-7", body: "-", header: func(h http.Header) { h.Set("Intercom-Version", "2.11") }, status: 404, code: "not_found"},
 
 		// JSON.
 		{name: "malformed JSON", body: `{"message_type":`, status: 400, code: "parameter_invalid", message: "Invalid JSON"},
 		{name: "two objects", body: msg(t, nil) + "{}", status: 400, code: "parameter_invalid"},
-		{name: "unknown field", change: obj{"templat": "plain"}, status: 400, code: "parameter_invalid", field: "templat"},
-		{name: "numeric admin id", change: obj{"from": obj{"type": "admin", "id": 394051}}, status: 400, code: "parameter_invalid", field: "from.id", message: "must be a string"},
-		{name: "body not a string", change: obj{"body": []string{"x"}}, status: 400, code: "parameter_invalid", field: "body"},
+		{name: "not an object", body: `["x"]`, status: 400, code: "parameter_invalid", message: "JSON object"},
+		{name: "empty body", body: "-", status: 400, code: "parameter_invalid", field: "body", message: "Body is required"},
+		{name: "unknown field, which the description allows", change: obj{"templat": "plain"}, status: 200},
+		{name: "string admin id", change: obj{"from": obj{"type": "admin", "id": "394051"}}, status: 200},
+		{name: "admin id not digits", change: obj{"from": obj{"type": "admin", "id": "admin-1"}}, status: 400, code: "parameter_invalid", field: "from.id", message: "must match ^[0-9]+$"},
+		{name: "admin id a fraction", change: obj{"from": obj{"type": "admin", "id": 3.5}}, status: 400, code: "parameter_invalid", field: "from.id"},
+		{name: "body not a string", change: obj{"body": []string{"x"}}, status: 400, code: "parameter_invalid", field: "body", message: "must be a string, not an array"},
 		{name: "reply flag not a boolean", change: obj{"create_conversation_without_contact_reply": "yes"}, status: 400, field: "create_conversation_without_contact_reply", code: "parameter_invalid"},
 		{name: "reply flag", change: obj{"create_conversation_without_contact_reply": true}, status: 200},
+		{name: "created_at", change: obj{"created_at": 1590000000}, status: 200},
+		{name: "created_at a string", change: obj{"created_at": "1590000000"}, status: 400, code: "parameter_invalid", field: "created_at", message: "must be an integer"},
 
 		// message_type, body, subject, template.
-		{name: "no message_type", change: obj{"message_type": nil}, status: 400, code: "parameter_invalid", field: "message_type"},
-		{name: "message_type in_app", change: obj{"message_type": "in_app"}, status: 400, code: "parameter_invalid", field: "message_type"},
+		{name: "no message_type", change: obj{"message_type": nil}, status: 400, code: "parameter_invalid", field: "message_type", message: "is required"},
+		{name: "message_type in_app, the description's typo", change: obj{"message_type": "in_app"}, status: 400, code: "parameter_invalid", field: "message_type", message: "must be one of inapp, email"},
+		{name: "message_type whatsapp before 2.16", change: obj{"message_type": "whatsapp"}, status: 400, code: "parameter_invalid", field: "message_type"},
 		{name: "no body", change: obj{"body": nil}, status: 400, code: "parameter_invalid", field: "body", message: "Body is required"},
 		{name: "blank body", change: obj{"body": " \n"}, status: 400, code: "parameter_invalid", message: "Body is required"},
 		{name: "email without subject", change: obj{"subject": nil}, status: 422, code: "parameter_not_found", field: "subject", message: "No subject supplied for email message"},
-		{name: "email without template", change: obj{"template": nil}, status: 200},
+		{name: "email without template", change: obj{"template": nil}, status: 400, code: "parameter_invalid", field: "template", message: "is required for email messages"},
 		{name: "personal template", change: obj{"template": "personal"}, status: 200},
-		{name: "unknown template", change: obj{"template": "fancy"}, status: 400, code: "parameter_invalid", field: "template"},
+		{name: "unknown template", change: obj{"template": "fancy"}, status: 400, code: "parameter_invalid", field: "template", message: "plain or personal"},
 		{name: "inapp", change: obj{"message_type": "inapp", "subject": nil, "template": nil}, status: 200},
-		{name: "inapp with a subject, which is ignored", change: obj{"message_type": "inapp", "template": nil}, status: 200},
-		{name: "inapp with a template", change: obj{"message_type": "inapp", "subject": nil}, status: 400, code: "parameter_invalid", field: "template"},
+		{name: "inapp with a subject and a template, which the description allows", change: obj{"message_type": "inapp"}, status: 200},
 
 		// from.
-		{name: "no from", change: obj{"from": nil}, status: 400, code: "parameter_invalid", field: "from"},
-		{name: "from a user", change: obj{"from": obj{"type": "user", "id": "394051"}}, status: 400, code: "parameter_invalid", field: "from.type"},
-		{name: "from without id", change: obj{"from": obj{"type": "admin"}}, status: 400, code: "parameter_invalid", field: "from.id"},
+		{name: "no from", change: obj{"from": nil}, status: 400, code: "parameter_invalid", field: "from", message: "is required"},
+		{name: "from a user", change: obj{"from": obj{"type": "user", "id": "394051"}}, status: 400, code: "parameter_invalid", field: "from.type", message: "must be one of admin"},
+		{name: "from type user at 2.11, which allows it", change: obj{"from": obj{"type": "user", "id": "394051"}}, header: func(h http.Header) { h.Set("Intercom-Version", "2.11") }, status: 200},
+		{name: "from a user at 2.12", change: obj{"from": obj{"type": "user", "id": "394051"}}, header: func(h http.Header) { h.Set("Intercom-Version", "2.12") }, status: 400, code: "parameter_invalid", field: "from.type"},
+		{name: "from without id", change: obj{"from": obj{"type": "admin"}}, status: 400, code: "parameter_invalid", field: "from.id", message: "is required"},
 		{name: "unknown admin", change: obj{"from": obj{"type": "admin", "id": "1"}}, status: 404, code: "not_found", field: "from.id"},
 		{name: "unknown admin, permissive", permissive: true, change: obj{"from": obj{"type": "admin", "id": "1"}}, status: 404, code: "not_found"},
 
-		// to.
-		{name: "no to", change: obj{"to": nil}, status: 400, code: "parameter_invalid", field: "to.type"},
-		{name: "to a visitor", change: obj{"to": obj{"type": "visitor", "id": "x"}}, status: 400, code: "parameter_invalid", field: "to.type"},
-		{name: "to nobody", change: obj{"to": obj{"type": "user"}}, status: 400, code: "parameter_invalid", field: "to"},
-		{name: "to by id and email", change: obj{"to": obj{"type": "user", "id": "536e564f316c83104c000020", "email": "kaylee@serenity.example"}}, status: 400, code: "parameter_invalid", field: "to"},
-		{name: "to a user by user_id", change: obj{"to": obj{"type": "user", "user_id": "customer-7"}}, status: 200},
-		{name: "to a user by email", change: obj{"to": obj{"type": "user", "email": "kaylee@serenity.example"}}, status: 200},
-		{name: "to a contact by id", change: obj{"to": obj{"type": "contact", "id": "c1"}}, status: 200},
-		{name: "to a lead by user_id", change: obj{"to": obj{"type": "lead", "user_id": "lead-42"}}, status: 200},
-		{name: "to a contact by email", change: obj{"to": obj{"type": "contact", "email": "kaylee@serenity.example"}}, status: 400, code: "parameter_invalid", field: "to.email"},
-		{name: "unknown user", change: obj{"to": obj{"type": "user", "id": "nobody"}}, status: 404, code: "not_found", message: "User Not Found"},
-		{name: "a user is not a contact", change: obj{"to": obj{"type": "contact", "id": "536e564f316c83104c000020"}}, status: 404, code: "not_found", message: "Contact Not Found"},
-		{name: "email shared by two users", change: obj{"to": obj{"type": "user", "email": "shared@serenity.example"}}, status: 409, code: "conflict"},
-		{name: "unknown user, permissive", permissive: true, change: obj{"to": obj{"type": "user", "email": "anyone@example.com"}}, status: 200},
-		{name: "unknown lead, permissive", permissive: true, change: obj{"to": obj{"type": "lead", "id": "nobody"}}, status: 200},
+		// to, cc, bcc.
+		{name: "no to", change: obj{"to": nil}, status: 400, code: "parameter_invalid", field: "to", message: "is required"},
+		{name: "to a visitor", change: obj{"to": obj{"type": "visitor", "id": userID}}, status: 400, code: "parameter_invalid", field: "to.type", message: "must be one of user, lead"},
+		{name: "to a contact, a 1.x type", change: obj{"to": obj{"type": "contact", "id": userID}}, status: 400, code: "parameter_invalid", field: "to.type"},
+		{name: "to without id", change: obj{"to": obj{"type": "user"}}, status: 400, code: "parameter_invalid", field: "to.id", message: "is required"},
+		{name: "to by user_id, a 1.x form", change: obj{"to": obj{"type": "user", "user_id": "customer-7"}}, status: 400, code: "parameter_invalid", field: "to.id"},
+		{name: "to by email, a 1.x form", change: obj{"to": obj{"type": "user", "email": "kaylee@serenity.example"}}, status: 400, code: "parameter_invalid", field: "to.id"},
+		{name: "to a lead", change: obj{"to": obj{"type": "lead", "id": leadID}}, status: 200},
+		{name: "to an array", change: obj{"to": []obj{{"type": "user", "id": userID}, {"type": "lead", "id": leadID}}}, status: 200},
+		{name: "to an array at 2.11", change: obj{"to": []obj{{"type": "user", "id": userID}}}, header: func(h http.Header) { h.Set("Intercom-Version", "2.11") }, status: 400, code: "parameter_invalid", field: "to", message: "must be an object, not an array"},
+		{name: "cc and bcc", change: obj{"cc": obj{"type": "lead", "id": leadID}, "bcc": []obj{{"type": "user", "id": userID}}}, status: 200},
+		{name: "cc at 2.11 is ignored, as the description lists none", change: obj{"cc": "anything"}, header: func(h http.Header) { h.Set("Intercom-Version", "2.11") }, status: 200},
+		{name: "array item without type", change: obj{"to": []obj{{"type": "user", "id": userID}, {"id": leadID}}}, status: 400, code: "parameter_invalid", field: "to[1].type"},
+		{name: "unknown user", change: obj{"to": obj{"type": "user", "id": "0000000000000000000000ff"}}, status: 404, code: "not_found", field: "to.id", message: "User Not Found"},
+		{name: "unknown lead in cc", change: obj{"cc": []obj{{"type": "lead", "id": "0000000000000000000000ff"}}}, status: 404, code: "not_found", field: "cc[0].id", message: "Lead Not Found"},
+		{name: "a user addressed as a lead", change: obj{"to": obj{"type": "lead", "id": userID}}, status: 404, code: "not_found", field: "to.type", message: "is a user"},
+		{name: "unknown user, permissive", permissive: true, change: obj{"to": obj{"type": "user", "id": "0000000000000000000000ff"}}, status: 200},
+		{name: "a user addressed as a lead, permissive", permissive: true, change: obj{"to": obj{"type": "lead", "id": userID}}, status: 404, code: "not_found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -246,19 +267,19 @@ func TestAnswer(t *testing.T) {
 		{
 			name: "email echoes subject and template",
 			want: `{"type":"admin_message","id":"2001","message_type":"email","subject":"Hey","body":"Ponies, cute small horses or something more sinister?","template":"plain",
-				"owner":{"type":"admin","id":"394051","name":"Wash","email":"wash@serenity.example"}}`,
+				"owner":{"type":"admin","id":"394051","name":"Wash","email":"wash@serenity.example"},"conversation_id":"1002001"}`,
 		},
 		{
-			name:   "email template defaults to plain",
-			change: obj{"template": nil, "body": "<p>a & b</p>"},
+			name:   "HTML body unescaped",
+			change: obj{"body": "<p>a & b</p>"},
 			want: `{"type":"admin_message","id":"2002","message_type":"email","subject":"Hey","body":"<p>a & b</p>","template":"plain",
-				"owner":{"type":"admin","id":"394051","name":"Wash","email":"wash@serenity.example"}}`,
+				"owner":{"type":"admin","id":"394051","name":"Wash","email":"wash@serenity.example"},"conversation_id":"1002002"}`,
 		},
 		{
 			name:   "inapp has no subject or template",
 			change: obj{"message_type": "inapp", "template": nil},
 			want: `{"type":"admin_message","id":"2003","message_type":"inapp","body":"Ponies, cute small horses or something more sinister?",
-				"owner":{"type":"admin","id":"394051","name":"Wash","email":"wash@serenity.example"}}`,
+				"owner":{"type":"admin","id":"394051","name":"Wash","email":"wash@serenity.example"},"conversation_id":"1002003"}`,
 		},
 	}
 	for _, tt := range tests {
@@ -423,10 +444,10 @@ func TestWindowLimit(t *testing.T) {
 		t.Errorf("X-RateLimit-Reset = %q, want unix seconds with milliseconds", reset)
 	}
 
-	// Without a limit, no headers.
+	// Without a limit of its own, the fake states Intercom's.
 	srv.SetWindowLimit(0, 0)
-	if r := do(t, srv, "GET", "/me", "", nil); r.header.Get("X-RateLimit-Remaining") != "" {
-		t.Errorf("no limit, but headers %v", r.header)
+	if r := do(t, srv, "GET", "/me", "", nil); r.header.Get("X-RateLimit-Limit") != strconv.Itoa(intercomtest.DefaultWindowLimit) || r.header.Get("X-RateLimit-Remaining") == "" {
+		t.Errorf("default limit, but headers %v", r.header)
 	}
 }
 

@@ -1,0 +1,157 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/intercom"
+	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/rules"
+)
+
+// contactsBucket is the contacts cache bucket on a real NATS server.
+func contactsBucket(t *testing.T) KV {
+	t.Helper()
+	srv := natstest.Start(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := config.Default()
+	kv, err := js.CreateOrUpdateKeyValue(context.Background(), ContactsBucketConfig(&c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+func TestContactsLookUpOncePerPerson(t *testing.T) {
+	user := intercom.Contact{ID: "65b2a9c0d1e2f3a4b5c6d7e8", Role: "user", ExternalID: "u-42", Email: "ada@example.com"}
+	kv := contactsBucket(t)
+	srv, client := contractFake(t, "2.14", []intercom.Contact{user})
+	opts := ContactsOptions{Finder: client, FindByExternalID: true, TTL: time.Hour, NegativeTTL: time.Second}
+	replica1, replica2 := NewContacts(kv, opts), NewContacts(kv, opts)
+	p := rules.Recipient{Type: "user", UserID: "u-42"}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Go(func() {
+			r, err := replica1.Resolve(context.Background(), p, zerolog.Nop())
+			if err == nil && r != user.Recipient() {
+				err = errors.New("resolved to " + r.ID)
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := srv.Count(http.MethodGet, "/contacts/find_by_external_id/"); n != 1 {
+		t.Errorf("20 concurrent look-ups of one person made %d requests, want 1", n)
+	}
+	// Later, and from another replica: the shared cache answers.
+	for _, c := range []*Contacts{replica1, replica2} {
+		if r, err := c.Resolve(context.Background(), p, zerolog.Nop()); err != nil || r != user.Recipient() {
+			t.Fatalf("resolve: %v, %v", r, err)
+		}
+	}
+	if n := srv.Count(http.MethodGet, "/contacts/"); n != 1 {
+		t.Errorf("%d requests after the cache was warm, want still 1", n)
+	}
+
+	// Nobody: cached for the negative TTL, then asked again.
+	nobody := rules.Recipient{Type: "lead", Email: "nobody@example.com"}
+	for range 2 {
+		_, err := replica2.Resolve(context.Background(), nobody, zerolog.Nop())
+		var nf *ContactNotFoundError
+		if !errors.As(err, &nf) || nf.Field != "email" {
+			t.Fatalf("unknown person: %v, want a ContactNotFoundError on email", err)
+		}
+	}
+	if n := srv.Count(http.MethodPost, "/contacts/search"); n != 1 {
+		t.Errorf("two look-ups of nobody made %d searches, want 1", n)
+	}
+	eventually(t, "the negative entry to expire and nobody to be asked for again", func() bool {
+		replica2.Resolve(context.Background(), nobody, zerolog.Nop())
+		return srv.Count(http.MethodPost, "/contacts/search") == 2
+	})
+}
+
+func TestChooseContact(t *testing.T) {
+	u := intercom.Contact{ID: "u1", Role: "user"}
+	u2 := intercom.Contact{ID: "u2", Role: "user"}
+	l := intercom.Contact{ID: "l1", Role: "lead"}
+	tests := []struct {
+		name      string
+		found     []intercom.Contact
+		requested string
+		want      string
+		says      bool
+	}{
+		{"the requested lead among a lead and a user", []intercom.Contact{u, l}, "lead", "l1", false},
+		{"the requested user among a lead and a user", []intercom.Contact{l, u}, "user", "u1", false},
+		{"a user asked, only a lead: the lead, said", []intercom.Contact{l}, "user", "l1", true},
+		{"a lead asked, only a user: the user, said", []intercom.Contact{u}, "lead", "u1", true},
+		{"contact: the user first, said", []intercom.Contact{l, u}, "contact", "u1", true},
+		{"contact: one lead", []intercom.Contact{l}, "contact", "l1", false},
+		{"two users: the first, said", []intercom.Contact{u, u2}, "user", "u1", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, why := choose(tt.found, tt.requested)
+			if got.ID != tt.want || (why != "") != tt.says {
+				t.Errorf("choose = %s (%q), want %s (said: %v)", got.ID, why, tt.want, tt.says)
+			}
+		})
+	}
+}
+
+// A message to a person Intercom does not know ends as one dead letter
+// contact_not_found, with the key searched; it is not retried.
+func TestSenderContactNotFound(t *testing.T) {
+	_, finder := contractFake(t, "2.14", nil)
+	client := &fakeSender{}
+	f := newSenderFixture(t, client, senderSetup{contacts: finder})
+	job := testJob("ghost", "1")
+	job.Message.To = []rules.Recipient{{Type: "user", UserID: "u-404"}}
+	f.publish(t, job)
+	eventually(t, "the dead letter", func() bool { return f.deadLetters(ReasonContactNotFound) == 1 })
+	eventually(t, "the job acked", f.outboxEmpty)
+	q, err := OpenDLQ(context.Background(), f.js, f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := q.List(context.Background(), Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Reason != ReasonContactNotFound || entries[0].Rule != "ghost" ||
+		entries[0].Error != `no Intercom contact has external_id "u-404" (recipient: user user_id u-404)` {
+		t.Fatalf("dead letters %+v", entries)
+	}
+	if _, calls := client.snapshot(); calls != 0 {
+		t.Errorf("%d sends for a person nobody knows", calls)
+	}
+	if r := f.outcomes("ghost", OutcomeRetry); r != 0 {
+		t.Errorf("%d retries", r)
+	}
+}
