@@ -199,8 +199,15 @@ func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 // serve handles one request and returns the status it answered, and the
 // reason of an error.
 func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (status int, id string, dup bool, reason string) {
+	bodyRead := false
 	fail := func(status int, format string, args ...any) (int, string, bool, string) {
 		msg := fmt.Sprintf(format, args...)
+		if !bodyRead && r.ContentLength != 0 {
+			// Else net/http would wait for the unread body before
+			// answering, to keep the connection: the very wait refusing
+			// early avoids.
+			rw.Header().Set("Connection", "close")
+		}
 		writeError(rw, status, msg)
 		return status, "", false, msg
 	}
@@ -243,6 +250,7 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 		return fail(http.StatusBadRequest, "reading body: %v", err)
 	}
 	body := b.Bytes()
+	bodyRead = true
 	// The answer may wait for the store; bound the write from now, not
 	// from when a slow body started.
 	_ = http.NewResponseController(rw).SetWriteDeadline(time.Now().Add(publishTimeout + 10*time.Second))
