@@ -134,6 +134,35 @@ func TestSecurityContentLengthAttack(t *testing.T) {
 
 func mb(n int64) float64 { return float64(n) / (1 << 20) }
 
+// TestSecuritySignatureBeforeTheBody (high 1): a request whose headers
+// already fail authentication (stale, or no signature) is refused at once,
+// without waiting for the 1 MiB it announces, and its connection closed.
+func TestSecuritySignatureBeforeTheBody(t *testing.T) {
+	e := newE2E(t)
+	b := e.newBridge("early", "error", false)
+	b.start()
+	stale := strings.Replace(rawRequest(t, 1<<20), fmt.Sprint("Webhook-Timestamp: ", time.Now().Unix()),
+		fmt.Sprint("Webhook-Timestamp: ", time.Now().Add(-time.Hour).Unix()), 1)
+	unsigned := "POST /hooks/shop HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n"
+	for name, head := range map[string]string{"stale": stale, "unsigned": unsigned} {
+		c, err := net.Dial("tcp", b.httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, head)
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: no answer before the body: %v", name, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !resp.Close {
+			t.Errorf("%s: status %d, close %v; want 401 and the connection closed", name, resp.StatusCode, resp.Close)
+		}
+	}
+}
+
 // TestSecurityInflightBudget (high 1): bodies that do arrive, slowly, are
 // held within http.max_inflight_bytes; a request past it is answered 503
 // with Retry-After and a JSON error instead of growing memory.
