@@ -347,10 +347,11 @@ func (c *Config) Validate() []FieldError {
 			}
 		} else if _, _, err := net.SplitHostPort(n.Listen); err != nil {
 			bad("nats.listen", "must be host:port, not %q", n.Listen)
-		} else if !IsLoopback(n.Listen) && n.User == "" && n.Token == "" {
+		} else if !IsLoopback(n.Listen) && n.User == "" && n.Token == "" && n.TLS.CA == "" {
 			// Whoever connects could read every stored event and publish
-			// events the bridge would send.
-			bad("nats.listen", "%q is not a loopback address: set nats.user and nats.password, or nats.token, so that only your programs can connect", n.Listen)
+			// events the bridge would send. A tls.ca makes client
+			// certificates required, which is authentication too.
+			bad("nats.listen", "%q is not a loopback address: set nats.user and nats.password, or nats.token (or client certificates with nats.tls), so that only your programs can connect", n.Listen)
 		}
 		if n.MaxStore < 1 {
 			bad("nats.max_store", "must be positive")

@@ -44,7 +44,7 @@ func TestReadmeWebhookSources(t *testing.T) {
 // TestReadmeNATSListener: the README's embedded listener loads, and
 // without its credentials it is refused.
 func TestReadmeNATSListener(t *testing.T) {
-	src := readmeYAML(t, "check` connect with the same settings:")
+	src := readmeYAML(t, "connect with the same\nsettings:")
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "nats-password")
 	if err := os.WriteFile(pw, []byte("a-long-nats-password\n"), 0o600); err != nil {

@@ -70,6 +70,7 @@ func TestEmbeddedNATSListener(t *testing.T) {
 		{"loopback without auth", "nats: {listen: 127.0.0.1:4222}\n", ""},
 		{"all interfaces without auth", "nats: {listen: 0.0.0.0:4222}\n", `nats.listen: "0.0.0.0:4222" is not a loopback address: set nats.user and nats.password, or nats.token`},
 		{"no host without auth", "nats: {listen: ':4222'}\n", "is not a loopback address"},
+		{"all interfaces with client certificates", "nats: {listen: 0.0.0.0:4222, tls: {cert: c.pem, key: k.pem, ca: ca.pem}}\n", ""},
 		{"all interfaces with a token", "nats: {listen: 0.0.0.0:4222, token: t0ken-long-enough-16}\n", ""},
 		{"all interfaces with a user", "nats: {listen: 0.0.0.0:4222, user: bridge, password_file: pw}\n", ""},
 		{"token and user", "nats: {listen: 0.0.0.0:4222, user: u, password: p, token: t}\n", "nats.token: and nats.user exclude each other"},

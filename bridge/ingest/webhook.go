@@ -55,11 +55,12 @@ type webhookSource struct {
 	id       *event.Expr
 	subject  *event.Expr
 	headers  map[string]bool // lower-case names to keep; nil: all but secrets
-	// signedIDHeader is the header a default event id may come from: one
-	// the scheme signs (webhook-id), or any when the scheme signs nothing
-	// (bearer, none); "" when only the body is signed (hmac-sha256).
+	// signedIDHeader is the header a default event id may come from:
+	// webhook-id where the scheme signs it (standard-webhooks) or signs
+	// nothing (bearer, none: there a header is as good as the body); ""
+	// for hmac-sha256, which signs the body only.
 	signedIDHeader string
-	idFromHeaders  bool // a binary CloudEvent's ce-id may be the id
+	idFromHeaders  bool // a binary CloudEvent's ce-id header may be the id
 }
 
 // Webhooks serves POST /hooks/{source}.
