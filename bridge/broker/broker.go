@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/internal/lograte"
 )
 
 // Broker holds the connection to NATS and, when embedded, the server.
@@ -114,7 +116,7 @@ func (b *Broker) startEmbedded(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("embedded nats: %w", err)
 	}
-	s.SetLoggerV2(serverLogger{b.log.With().Str("component", "nats-server").Logger()}, false, false, false)
+	s.SetLoggerV2(serverLogger{b.log.With().Str("component", "nats-server").Logger(), lograte.New(10 * time.Second)}, false, false, false)
 	go s.Start()
 	if !s.ReadyForConnections(cfg.NATS.Connect.D()) {
 		s.Shutdown()
@@ -295,15 +297,37 @@ func (b *Broker) Close() error {
 	return errors.Join(errs...)
 }
 
-// serverLogger sends the embedded server's log to zerolog.
-type serverLogger struct{ log zerolog.Logger }
+// serverLogger sends the embedded server's log to zerolog. Its warnings
+// and errors repeat per client or per write (an authorization violation
+// for every forged connection, a full store for every publish): each
+// format is logged once per interval, with the count of the others.
+type serverLogger struct {
+	log   zerolog.Logger
+	limit *lograte.Limiter
+}
 
 func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
-func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
+func (l serverLogger) Warnf(format string, v ...any)   { l.limited(l.log.Warn(), format, v) }
 func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
-func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l serverLogger) Errorf(format string, v ...any)  { l.limited(l.log.Error(), format, v) }
 func (l serverLogger) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
 func (l serverLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+
+// numbers are what differs between repeats of one server message: the
+// client's address, port and connection id in its prefix.
+var numbers = regexp.MustCompile(`[0-9]+`)
+
+func (l serverLogger) limited(ev *zerolog.Event, format string, v []any) {
+	ok, suppressed := l.limit.Allow(numbers.ReplaceAllString(format, "#"))
+	if !ok {
+		ev.Discard()
+		return
+	}
+	if suppressed > 0 {
+		ev = ev.Int("suppressed", suppressed)
+	}
+	ev.Msgf(format, v...)
+}
 
 // redactURLs hides the passwords of a comma-separated list of URLs.
 func redactURLs(list string) string {

@@ -343,3 +343,28 @@ func TestStoreHealth(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedAccessLogIsRateLimited: forged requests to a known source log
+// one line per status per interval, and stored events every one.
+func TestRefusedAccessLogIsRateLimited(t *testing.T) {
+	e := newEnv(t)
+	var logs syncbuf.Buffer
+	hooks, err := NewWebhooks(e.cfg, e.js, zerolog.New(&logs), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		r := httptest.NewRequest("POST", "/hooks/crm", strings.NewReader(`{"kind":"x"}`))
+		r.Header.Set("Authorization", "Bearer forged")
+		hooks.Handler().ServeHTTP(httptest.NewRecorder(), r)
+	}
+	for i := range 3 {
+		hooks.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/hooks/open", strings.NewReader(fmt.Sprintf(`{"n":%d}`, i))))
+	}
+	if n := strings.Count(logs.String(), `"status":401`); n != 1 {
+		t.Errorf("%d lines for 100 forged requests, want 1", n)
+	}
+	if n := strings.Count(logs.String(), `"status":202`); n != 3 {
+		t.Errorf("%d lines for 3 stored events, want 3", n)
+	}
+}

@@ -172,13 +172,16 @@ func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	w.m.webhook(label, status, status == http.StatusAccepted && !dup)
 	suppressed := 0
-	if !known {
-		// Random paths cost the sender nothing: one line per interval, with
-		// the count of the others.
+	if status >= 400 {
+		// Refused requests cost the sender nothing, and a full store fails
+		// them all alike: one line per source and status per interval,
+		// with the count of the others. Every stored event has its line.
 		var ok bool
-		if ok, suppressed = w.logs.Allow("access:unknown source"); !ok {
+		if ok, suppressed = w.logs.Allow(fmt.Sprintf("access:%s:%d", label, status)); !ok {
 			return
 		}
+	}
+	if !known {
 		name = SanitizeRequestID(name)
 	}
 	ev := w.log.Info()

@@ -473,6 +473,7 @@ func TestSecurityEmbeddedNATSListener(t *testing.T) {
 	secConfig(b, `data_dir: %[1]q
 nats: {listen: `+strconv.Quote(natsAddr)+`, token: `+token+`}
 http: {listen: %[2]q}
+admin: {listen: %[3]q}
 sources: [{name: billing, nats: {subjects: ["billing.>"]}}]
 intercom: {base_url: %[5]q, token: %[6]q, default_admin_id: "394051"}
 rules: {paths: [rules.yaml], watch: false}
@@ -492,6 +493,16 @@ rules: {paths: [rules.yaml], watch: false}
 			t.Errorf("%s: refused, but not for authorization: %v", name, err)
 		}
 	}
+	// Forged clients cannot flood the log either: one line per interval.
+	for range 20 {
+		if nc, err := nats.Connect(url, nats.Token("guess"), nats.NoReconnect()); err == nil {
+			nc.Close()
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := b.logCount("authentication error"); n < 1 || n > 2 { // two messages: without a token, with a wrong one
+		t.Errorf("%d log lines about 22 forged connections, want one per message per 10 s:\n%s", n, b.tail(30))
+	}
 	nc, err := nats.Connect(url, nats.Token(token))
 	if err != nil {
 		t.Fatalf("with the token: %v", err)
@@ -507,6 +518,7 @@ rules: {paths: [rules.yaml], watch: false}
 	secConfig(open, `data_dir: %[1]q
 nats: {listen: "0.0.0.0:`+port(freeAddr(t))+`"}
 http: {listen: %[2]q}
+admin: {listen: %[3]q}
 intercom: {base_url: %[5]q, token: %[6]q, default_admin_id: "394051"}
 rules: {paths: [rules.yaml], watch: false}
 `)
@@ -520,6 +532,7 @@ rules: {paths: [rules.yaml], watch: false}
 	secConfig(busy, `data_dir: %[1]q
 nats: {listen: `+strconv.Quote(natsAddr)+`, token: `+token+`}
 http: {listen: %[2]q}
+admin: {listen: %[3]q}
 intercom: {base_url: %[5]q, token: %[6]q, default_admin_id: "394051"}
 rules: {paths: [rules.yaml], watch: false}
 `)
@@ -599,6 +612,9 @@ rules: {paths: [none.yaml], watch: false}
 	t.Logf("%d stored, then %d refused; /readyz: %s", stored, refused, body)
 	if ok || !strings.Contains(body, "refuses writes") {
 		t.Errorf("/readyz while the store refuses writes: %s", body)
+	}
+	if os.Getenv("SEC_PEEK") != "" {
+		t.Logf("log:\n%s", b.tail(60))
 	}
 	if n := b.logCount("cannot store webhook event"); n < 1 || n > 2 {
 		t.Errorf("%d log lines for %d refused webhooks, want one per 10 s", n, refused)
