@@ -18,6 +18,11 @@ const (
 	pooledBodyBuf = 64 << 10
 )
 
+// maxBodyTime bounds the whole body however steadily it trickles in, so
+// that a client sending a byte just within every idle timeout cannot keep
+// a connection for ever: 1 MiB at 4 KB/s still fits.
+const maxBodyTime = 5 * time.Minute
+
 // errBusy is returned when the bodies in flight hold the whole budget.
 var errBusy = errors.New("too many request bodies in flight")
 
@@ -80,7 +85,8 @@ func (b *body) release() {
 
 // read reads the body of req: at most limit bytes (else an
 // *http.MaxBytesError), each read within the idle timeout (the deadline
-// moves on with every byte that arrives), the buffer growing only as bytes
+// moves on with every byte that arrives) and all within maxBodyTime, the
+// buffer growing only as bytes
 // arrive and only within the budget (else errBusy). Release the body
 // after use, also after an error.
 func (r *bodyReader) read(rw http.ResponseWriter, req *http.Request) (*body, error) {
@@ -90,6 +96,7 @@ func (r *bodyReader) read(rw http.ResponseWriter, req *http.Request) (*body, err
 	}
 	src := http.MaxBytesReader(rw, req.Body, r.limit)
 	rc := http.NewResponseController(rw)
+	last := time.Now().Add(maxBodyTime)
 	b.buf = r.pool.Get().(*[]byte)
 	if !r.grow(b, int64(cap(*b.buf))) {
 		return b, errBusy
@@ -115,7 +122,7 @@ func (r *bodyReader) read(rw http.ResponseWriter, req *http.Request) (*body, err
 		}
 		// Not supported by every ResponseWriter (tests' recorders): then
 		// the server's own timeouts are all there is.
-		_ = rc.SetReadDeadline(time.Now().Add(r.idle))
+		_ = rc.SetReadDeadline(minTime(time.Now().Add(r.idle), last))
 		n, err := src.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		*b.buf = buf
@@ -126,6 +133,13 @@ func (r *bodyReader) read(rw http.ResponseWriter, req *http.Request) (*body, err
 			return b, err
 		}
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // grow takes n more bytes of the budget for b.

@@ -138,6 +138,11 @@ func (w *Webhooks) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/hooks/{source}", w)
 	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			// Else net/http would wait for the unread body, without a
+			// deadline, holding a connection slot.
+			rw.Header().Set("Connection", "close")
+		}
 		writeError(rw, http.StatusNotFound, "no such endpoint: webhooks are received at POST /hooks/<source>")
 	})
 	return mux
@@ -249,7 +254,7 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 			rw.Header().Set("Retry-After", "1")
 			return fail(http.StatusServiceUnavailable, "too many requests in flight; retry later")
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return fail(http.StatusRequestTimeout, "no bytes of the body for %s", w.bodies.idle)
+			return fail(http.StatusRequestTimeout, "the body stalled for %s, or took longer than %s", w.bodies.idle, maxBodyTime)
 		}
 		return fail(http.StatusBadRequest, "reading body: %v", err)
 	}
