@@ -299,6 +299,15 @@ func TestWebhookCloseOnTransferEncoding(t *testing.T) {
 	if rw.Header().Get("Connection") != "" {
 		t.Errorf("a request framed by Content-Length alone: Connection %q", rw.Header().Get("Connection"))
 	}
+	// An answer that leaves the body unread closes the connection too,
+	// rather than wait for the body.
+	for _, path := range []string{"/elsewhere", "/hooks/nosuchsource"} {
+		rw = httptest.NewRecorder()
+		e.hooks.Handler().ServeHTTP(rw, httptest.NewRequest(http.MethodPost, path, strings.NewReader(`{"a":3}`)))
+		if rw.Code != http.StatusNotFound || rw.Header().Get("Connection") != "close" {
+			t.Errorf("%s: %d, Connection %q; want 404 and close", path, rw.Code, rw.Header().Get("Connection"))
+		}
+	}
 }
 
 // TestUnknownSourceLogIsRateLimited: a flood of random paths logs one line
