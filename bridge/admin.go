@@ -52,6 +52,16 @@ func (s *Service) readiness() readiness {
 	if !s.streamsReady.Load() {
 		rd.NotReady = append(rd.NotReady, "streams: not ready")
 	}
+	if s.broker != nil {
+		if err := s.broker.StoreProblem(); err != nil {
+			rd.NotReady = append(rd.NotReady, "nats: "+err.Error())
+		}
+	}
+	if s.webhooks != nil {
+		if p := s.webhooks.StoreProblem(); p != "" {
+			rd.NotReady = append(rd.NotReady, "events stream: refuses writes: "+p+"; ready again once a webhook is stored")
+		}
+	}
 	if s.tokenRejected.Load() {
 		rd.NotReady = append(rd.NotReady, "intercom: the token was rejected (401)")
 	}

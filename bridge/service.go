@@ -141,15 +141,20 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 	if s.webhooks, err = ingest.NewWebhooks(cfg, s.broker.JS, log, sourceMetrics); err != nil {
 		return nil, err
 	}
+	s.webhooks.StoreDown = s.broker.StoreProblem
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
+	s.httpLn = limitListener(s.httpLn, cfg.HTTP.MaxConnections)
 	s.http = s.serve(s.httpLn, s.webhooks.Handler(), "webhook")
 	if cfg.Admin.Listen != "" {
 		if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 			return nil, fmt.Errorf("admin.listen: %w", err)
 		}
 		s.admin = s.serve(s.adminLn, s.adminHandler(), "admin")
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn().Str("setting", w.Msg).Str("at", w.Pos.String()).Msg("weak setting")
 	}
 	log.Info().Str("webhooks", s.httpLn.Addr().String()).Str("admin", cfg.Admin.Listen).Bool("dry_run", s.dryRun).Msg("bridge running")
 	return s, nil
@@ -182,8 +187,20 @@ func (s *Service) startReloader(set *rules.Set) {
 // valid; on error the running rules stay.
 func (s *Service) ReloadRules() error { return s.reloader.Reload() }
 
+// maxHeaderBytes bounds a request's headers (431 past it): webhook
+// headers are a few hundred bytes, and the default of 1 MiB is memory a
+// client can make the bridge hold per connection.
+const maxHeaderBytes = 64 << 10
+
 func (s *Service) serve(ln net.Listener, h http.Handler, name string) *http.Server {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: maxHeaderBytes}
+	if name == "webhook" {
+		// A body's reads have their own deadline, which every byte that
+		// arrives moves on (see ingest), instead of one for the whole
+		// request; the answer's write deadline is set once the body is in.
+		srv.ReadTimeout, srv.WriteTimeout = 0, 0
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error().Err(err).Str("listener", name).Msg("listener failed")

@@ -60,7 +60,7 @@ func TestRuleTestCases(t *testing.T) {
           <p>Hello Ann,</p>
           <p>Paid.</p>
         body_contains: [Hello Ann, Paid]
-        dedupe: test-1
+        dedupe: shop:test-1
         throttle: {key: u1, per: 1h}
 `, nil},
 		{"no message expected", "tests:\n  - {source: shop, event: {amount: 5}, expect: []}\n", nil},

@@ -147,7 +147,7 @@ func (r Recipient) String() string {
 // Delivery is one message that a rule produced for an event.
 type Delivery struct {
 	Rule      string
-	DedupeKey string    // the rendered dedupe key; the event id by default
+	DedupeKey string    // the rendered dedupe key; by default DefaultDedupeKey
 	Throttle  *Throttle // nil when the rule has no throttle
 	Message   Message
 }
@@ -336,14 +336,14 @@ func (r *Rule) render(ev *Event, env map[string]any) (Delivery, error) {
 	if strings.TrimSpace(m.Body) == "" {
 		return d, r.body.empty()
 	}
-	d.DedupeKey = ev.ID
+	d.DedupeKey = DefaultDedupeKey(ev)
 	if r.dedupe != nil {
 		if d.DedupeKey, err = r.dedupe.render(env); err != nil {
 			return d, err
 		}
 		d.DedupeKey = strings.TrimSpace(d.DedupeKey)
 	}
-	if d.DedupeKey == "" {
+	if d.DedupeKey == "" || (r.dedupe == nil && ev.ID == "") {
 		if r.dedupe != nil {
 			return d, r.dedupe.empty()
 		}
@@ -403,4 +403,16 @@ func (r *Rule) renderCreatedAt(env map[string]any) (int64, error) {
 // empty is the error for a field that rendered to nothing.
 func (t *tmpl) empty() error {
 	return &Error{Pos: t.where.at(0), Msg: t.field + " rendered empty"}
+}
+
+// DefaultDedupeKey is the dedupe key of a rule that sets none: the event
+// id within its source ("shop:evt-1"), so that an event from one source
+// cannot stand for another source's event with the same id (an open
+// source's would suppress a signed one's). An explicit dedupe key is
+// global on purpose: rules dedupe across sources with it.
+func DefaultDedupeKey(ev *Event) string {
+	if ev.Source == "" || ev.ID == "" {
+		return ev.ID
+	}
+	return ev.Source + ":" + ev.ID
 }

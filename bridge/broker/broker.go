@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/internal/lograte"
 )
 
 // Broker holds the connection to NATS and, when embedded, the server.
@@ -69,6 +71,11 @@ func Dial(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Broker,
 	if cfg.NATS.URL == "" && cfg.NATS.Listen != "" {
 		c := *cfg
 		c.NATS.URL = "nats://" + cfg.NATS.Listen
+		if cfg.NATS.TLS.Cert != "" {
+			// With the listener's own certificate as the client's: tools
+			// reach a TLS listener when tls.ca signs its certificate too.
+			c.NATS.URL = "tls://" + cfg.NATS.Listen
+		}
 		c.NATS.Connect = config.Duration(2 * time.Second)
 		b, err := Open(ctx, &c, log)
 		if err == nil {
@@ -92,36 +99,34 @@ func (b *Broker) startEmbedded(cfg *config.Config) error {
 		return err
 	}
 	b.lock = lock
-	opts := &server.Options{
-		ServerName: "bridge",
-		JetStream:  true,
-		StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
-		NoSigs:     true,
-		DontListen: cfg.NATS.Listen == "",
+	opts, err := embeddedOptions(cfg)
+	if err != nil {
+		return err
 	}
 	if cfg.NATS.Listen != "" {
-		host, port, err := net.SplitHostPort(cfg.NATS.Listen)
+		// The server reports a busy port only in its log, after the start
+		// timeout; trying the port first puts the reason in the error.
+		ln, err := net.Listen("tcp", cfg.NATS.Listen)
 		if err != nil {
 			return fmt.Errorf("nats.listen: %w", err)
 		}
-		opts.Host = host
-		if opts.Port, err = strconv.Atoi(port); err != nil {
-			return fmt.Errorf("nats.listen: port %q", port)
-		}
+		ln.Close()
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("embedded nats: %w", err)
 	}
-	s.SetLoggerV2(serverLogger{b.log.With().Str("component", "nats-server").Logger()}, false, false, false)
+	s.SetLoggerV2(serverLogger{b.log.With().Str("component", "nats-server").Logger(), lograte.New(10 * time.Second)}, false, false, false)
 	go s.Start()
 	if !s.ReadyForConnections(cfg.NATS.Connect.D()) {
 		s.Shutdown()
 		return fmt.Errorf("embedded nats: not ready after %s", cfg.NATS.Connect)
 	}
 	b.server = s
-	nc, err := nats.Connect("", nats.InProcessServer(s), nats.Name("intercom-bridge"), nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(b.onDisconnect), nats.ReconnectHandler(b.onReconnect))
+	connOpts := []nats.Option{nats.InProcessServer(s), nats.Name("intercom-bridge"), nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(b.onDisconnect), nats.ReconnectHandler(b.onReconnect)}
+	connOpts = append(connOpts, credentials(cfg.NATS)...)
+	nc, err := nats.Connect("", connOpts...)
 	if err != nil {
 		return fmt.Errorf("embedded nats: connect: %w", err)
 	}
@@ -131,6 +136,65 @@ func (b *Broker) startEmbedded(cfg *config.Config) error {
 		b.log.Info().Str("url", s.ClientURL()).Msg("embedded NATS server listening")
 	}
 	return nil
+}
+
+// embeddedOptions are the embedded server's options: JetStream within
+// nats.max_store, and a listener only with nats.listen, requiring the
+// configured credentials and TLS.
+func embeddedOptions(cfg *config.Config) (*server.Options, error) {
+	n := cfg.NATS
+	opts := &server.Options{
+		ServerName:        "bridge",
+		JetStream:         true,
+		StoreDir:          filepath.Join(cfg.DataDir, "jetstream"),
+		JetStreamMaxStore: n.MaxStore,
+		NoSigs:            true,
+		DontListen:        n.Listen == "",
+	}
+	if n.Listen == "" {
+		return opts, nil
+	}
+	host, port, err := net.SplitHostPort(n.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("nats.listen: %w", err)
+	}
+	opts.Host = host
+	if opts.Port, err = strconv.Atoi(port); err != nil {
+		return nil, fmt.Errorf("nats.listen: port %q", port)
+	}
+	opts.Username, opts.Password, opts.Authorization = n.User, n.Password, n.Token
+	if n.TLS.Cert != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: n.TLS.Cert, KeyFile: n.TLS.Key, CaFile: n.TLS.CA, Verify: n.TLS.CA != ""})
+		if err != nil {
+			return nil, fmt.Errorf("nats.tls: %w", err)
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSVerify = tc, true, n.TLS.CA != ""
+		opts.TLSTimeout = 2
+	}
+	return opts, nil
+}
+
+// credentials are the options that authenticate a connection.
+func credentials(n config.NATS) []nats.Option {
+	var opts []nats.Option
+	if n.User != "" {
+		opts = append(opts, nats.UserInfo(n.User, n.Password))
+	}
+	if n.Token != "" {
+		opts = append(opts, nats.Token(n.Token))
+	}
+	return opts
+}
+
+// StoreProblem says why the embedded JetStream takes no writes at all: it
+// turns itself off when a write to disk fails (a full disk), and stays off
+// until the bridge restarts. nil while it runs, and for an external
+// server.
+func (b *Broker) StoreProblem() error {
+	if b.server == nil || b.server.JetStreamEnabled() || b.closing.Load() {
+		return nil
+	}
+	return errors.New("the embedded JetStream stopped after a failed disk write (disk full?): free space, then restart the bridge")
 }
 
 func (b *Broker) connectExternal(ctx context.Context, cfg *config.Config) error {
@@ -148,12 +212,7 @@ func (b *Broker) connectExternal(ctx context.Context, cfg *config.Config) error 
 	if n.Creds != "" {
 		opts = append(opts, nats.UserCredentials(n.Creds))
 	}
-	if n.User != "" {
-		opts = append(opts, nats.UserInfo(n.User, n.Password))
-	}
-	if n.Token != "" {
-		opts = append(opts, nats.Token(n.Token))
-	}
+	opts = append(opts, credentials(n)...)
 	if n.TLS.CA != "" {
 		opts = append(opts, nats.RootCAs(n.TLS.CA))
 	}
@@ -238,15 +297,37 @@ func (b *Broker) Close() error {
 	return errors.Join(errs...)
 }
 
-// serverLogger sends the embedded server's log to zerolog.
-type serverLogger struct{ log zerolog.Logger }
+// serverLogger sends the embedded server's log to zerolog. Its warnings
+// and errors repeat per client or per write (an authorization violation
+// for every forged connection, a full store for every publish): each
+// format is logged once per interval, with the count of the others.
+type serverLogger struct {
+	log   zerolog.Logger
+	limit *lograte.Limiter
+}
 
 func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
-func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
+func (l serverLogger) Warnf(format string, v ...any)   { l.limited(l.log.Warn(), format, v) }
 func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
-func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l serverLogger) Errorf(format string, v ...any)  { l.limited(l.log.Error(), format, v) }
 func (l serverLogger) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
 func (l serverLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+
+// numbers are what differs between repeats of one server message: the
+// client's address, port and connection id in its prefix.
+var numbers = regexp.MustCompile(`[0-9]+`)
+
+func (l serverLogger) limited(ev *zerolog.Event, format string, v []any) {
+	ok, suppressed := l.limit.Allow(numbers.ReplaceAllString(format, "#"))
+	if !ok {
+		ev.Discard()
+		return
+	}
+	if suppressed > 0 {
+		ev = ev.Int("suppressed", suppressed)
+	}
+	ev.Msgf(format, v...)
+}
 
 // redactURLs hides the passwords of a comma-separated list of URLs.
 func redactURLs(list string) string {

@@ -34,6 +34,39 @@ type Config struct {
 	// path is the file the config was loaded from; relative paths in the
 	// file are taken relative to its directory.
 	path string
+	// fallbacks maps a value taken from a ${VAR:-fallback} fallback to
+	// VAR, so that an error about the value can name what to set.
+	fallbacks map[string]string
+	// warnings are Lint's, at their place in the file.
+	warnings rules.ErrorList
+}
+
+// publishedSecrets are secrets printed in the README and the example
+// config: anyone can sign with them, so they are for trying the bridge on
+// loopback only.
+var publishedSecrets = []string{"whsec_ZGV2LW9ubHktc2VjcmV0LWNoYW5nZS1tZQ=="}
+
+// IsLoopback reports whether a host:port listens on loopback only; an
+// empty host (":8080") listens on every interface.
+func IsLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// setYourOwn says what to set instead of a value: the environment
+// variable whose fallback it is, when there is one.
+func (c *Config) setYourOwn(value string) string {
+	if v := c.fallbacks[value]; v != "" {
+		return "set " + v + " to a secret of your own"
+	}
+	return "use a secret of your own"
 }
 
 // Log configures logging.
@@ -44,19 +77,29 @@ type Log struct {
 
 // NATS configures the embedded server or the connection to an external one.
 type NATS struct {
-	URL      string   `yaml:"url"`    // empty: embedded; else a URL or comma-separated URLs
-	Listen   string   `yaml:"listen"` // embedded only: host:port for other clients
-	Creds    string   `yaml:"creds"`  // external only: a .creds file
-	User     string   `yaml:"user"`
-	Password string   `yaml:"password"`
-	Token    string   `yaml:"token"`
-	TLS      TLS      `yaml:"tls"`
-	Prefix   string   `yaml:"prefix"`
-	Events   Stream   `yaml:"events"`
-	Connect  Duration `yaml:"connect_timeout"`
+	URL    string `yaml:"url"`    // empty: embedded; else a URL or comma-separated URLs
+	Listen string `yaml:"listen"` // embedded only: host:port for other clients
+	Creds  string `yaml:"creds"`  // external only: a .creds file
+	// User, Password and Token are the credentials the bridge connects
+	// with; for the embedded server with Listen, also the ones its
+	// listener requires. The *File forms read them from a file.
+	User         string   `yaml:"user"`
+	Password     string   `yaml:"password"`
+	PasswordFile string   `yaml:"password_file"`
+	Token        string   `yaml:"token"`
+	TokenFile    string   `yaml:"token_file"`
+	TLS          TLS      `yaml:"tls"`
+	Prefix       string   `yaml:"prefix"`
+	Events       Stream   `yaml:"events"`
+	Connect      Duration `yaml:"connect_timeout"`
+	// MaxStore bounds the embedded server's JetStream file storage, in
+	// bytes, so that it fills up before the disk does.
+	MaxStore int64 `yaml:"max_store"`
 }
 
-// TLS configures TLS to an external NATS server.
+// TLS configures TLS to an external NATS server (the CA to trust, a client
+// certificate), or the embedded server's listener (its certificate, and a
+// CA that client certificates must be signed by).
 type TLS struct {
 	CA   string `yaml:"ca"`
 	Cert string `yaml:"cert"`
@@ -76,6 +119,13 @@ type HTTP struct {
 	Listen       string `yaml:"listen"`
 	MaxBodyBytes int64  `yaml:"max_body_bytes"`
 	MaxDepth     int    `yaml:"max_json_depth"`
+	// MaxInflightBytes bounds the body bytes held by all requests at once;
+	// past it, requests get 503 until others finish.
+	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
+	// MaxConnections bounds the open connections; more wait to be accepted.
+	MaxConnections int `yaml:"max_connections"`
+	// BodyIdleTimeout is how long a body may go without a byte arriving.
+	BodyIdleTimeout Duration `yaml:"body_idle_timeout"`
 }
 
 // Admin configures the listener for health checks and metrics.
@@ -191,11 +241,13 @@ func Default() Config {
 		Log:     Log{Level: "info", Format: "json"},
 		DataDir: "./data",
 		NATS: NATS{
-			Prefix:  "bridge",
-			Events:  Stream{MaxAge: Duration(7 * 24 * time.Hour), Duplicates: Duration(10 * time.Minute), Replicas: 1},
-			Connect: Duration(10 * time.Second),
+			Prefix:   "bridge",
+			Events:   Stream{MaxAge: Duration(7 * 24 * time.Hour), Duplicates: Duration(10 * time.Minute), Replicas: 1},
+			Connect:  Duration(10 * time.Second),
+			MaxStore: 1 << 30,
 		},
-		HTTP:  HTTP{Listen: ":8080", MaxBodyBytes: 1 << 20, MaxDepth: 64},
+		HTTP: HTTP{Listen: ":8080", MaxBodyBytes: 1 << 20, MaxDepth: 64, MaxInflightBytes: 64 << 20,
+			MaxConnections: 1024, BodyIdleTimeout: Duration(10 * time.Second)},
 		Admin: Admin{Listen: "127.0.0.1:9090"},
 		Intercom: Intercom{
 			BaseURL:            "https://api.intercom.io",
@@ -284,16 +336,35 @@ func (c *Config) Validate() []FieldError {
 	if !prefixRe.MatchString(n.Prefix) {
 		bad("nats.prefix", "must be letters, digits, '-' or '_', not %q", n.Prefix)
 	}
+	if n.Password != "" && n.User == "" {
+		bad("nats.password", "needs nats.user")
+	}
+	if n.Token != "" && n.User != "" {
+		bad("nats.token", "and nats.user exclude each other: use one way to authenticate")
+	}
+	if (n.TLS.Cert == "") != (n.TLS.Key == "") {
+		bad("nats.tls", "cert and key go together")
+	}
 	if n.URL == "" {
-		for key, v := range map[string]string{"creds": n.Creds, "user": n.User, "password": n.Password, "token": n.Token, "tls.ca": n.TLS.CA, "tls.cert": n.TLS.Cert} {
-			if v != "" {
-				bad("nats."+key, "is for an external server: set nats.url too, or remove it")
-			}
+		if n.Creds != "" {
+			bad("nats.creds", "is for an external server: set nats.url too, or remove it")
 		}
-		if n.Listen != "" {
-			if _, _, err := net.SplitHostPort(n.Listen); err != nil {
-				bad("nats.listen", "must be host:port, not %q", n.Listen)
+		if n.Listen == "" {
+			for key, v := range map[string]string{"user": n.User, "token": n.Token, "tls.ca": n.TLS.CA, "tls.cert": n.TLS.Cert} {
+				if v != "" {
+					bad("nats."+key, "is for an external server (nats.url) or the embedded server's listener (nats.listen): set one, or remove it")
+				}
 			}
+		} else if _, _, err := net.SplitHostPort(n.Listen); err != nil {
+			bad("nats.listen", "must be host:port, not %q", n.Listen)
+		} else if !IsLoopback(n.Listen) && n.User == "" && n.Token == "" && n.TLS.CA == "" {
+			// Whoever connects could read every stored event and publish
+			// events the bridge would send. A tls.ca makes client
+			// certificates required, which is authentication too.
+			bad("nats.listen", "%q is not a loopback address: set nats.user and nats.password, or nats.token (or client certificates with nats.tls), so that only your programs can connect", n.Listen)
+		}
+		if n.MaxStore < 1 {
+			bad("nats.max_store", "must be positive")
 		}
 	} else {
 		if n.Listen != "" {
@@ -303,12 +374,6 @@ func (c *Config) Validate() []FieldError {
 			if pu, err := url.Parse(strings.TrimSpace(u)); err != nil || pu.Host == "" {
 				bad("nats.url", "%q is not a URL such as nats://host:4222", strings.TrimSpace(u))
 			}
-		}
-		if (n.TLS.Cert == "") != (n.TLS.Key == "") {
-			bad("nats.tls", "cert and key go together")
-		}
-		if n.Password != "" && n.User == "" {
-			bad("nats.password", "needs nats.user")
 		}
 	}
 	if n.Events.MaxAge <= 0 {
@@ -329,6 +394,15 @@ func (c *Config) Validate() []FieldError {
 	}
 	if c.HTTP.MaxDepth < 1 {
 		bad("http.max_json_depth", "must be positive")
+	}
+	if c.HTTP.MaxInflightBytes < c.HTTP.MaxBodyBytes {
+		bad("http.max_inflight_bytes", "must be at least http.max_body_bytes (%d), or no body of the largest size could be read", c.HTTP.MaxBodyBytes)
+	}
+	if c.HTTP.MaxConnections < 1 {
+		bad("http.max_connections", "must be positive")
+	}
+	if c.HTTP.BodyIdleTimeout <= 0 {
+		bad("http.body_idle_timeout", "must be positive")
 	}
 	if c.Admin.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
@@ -430,6 +504,13 @@ func (c *Config) validateSources() []FieldError {
 			}
 			if a.Scheme == "hmac-sha256" && a.Encoding != "hex" && a.Encoding != "base64" {
 				bad(wp+".encoding", "must be hex or base64, not %q", a.Encoding)
+			}
+			if !IsLoopback(c.HTTP.Listen) {
+				for _, secret := range a.AllSecrets() {
+					if slices.Contains(publishedSecrets, secret) {
+						bad(wp+".secret", "is the example secret printed in the README, accepted only while http.listen is a loopback address (not %q): %s", c.HTTP.Listen, c.setYourOwn(secret))
+					}
+				}
 			}
 		}
 		if ns := s.NATS; ns != nil {

@@ -87,7 +87,7 @@ func TestLoadErrors(t *testing.T) {
 		name, src, want string
 	}{
 		{"unset variable", "intercom:\n  token: ${INTERCOM_TOKEN}\n", "c.yaml:2:10: environment variable INTERCOM_TOKEN is not set"},
-		{"unknown key", "http:\n  listen: :8080\n  colour: red\n", "c.yaml:3:3: http.colour: unknown key (known keys here: listen, max_body_bytes, max_json_depth)"},
+		{"unknown key", "http:\n  listen: :8080\n  colour: red\n", "c.yaml:3:3: http.colour: unknown key (known keys here: body_idle_timeout, listen, max_body_bytes, max_connections, max_inflight_bytes, max_json_depth)"},
 		{"unknown key in a source", "sources:\n  - name: a\n    webhook: {auth: {scheme: none}, secret: x}\n", "c.yaml:3:37: sources[0].webhook.secret: unknown key (known keys here: auth, headers, id, subject)"},
 		{"duplicate key", "log: {level: info}\nlog: {level: debug}\n", "c.yaml:2:1: log: duplicate key (first at line 1)"},
 		{"wrong type", "delivery:\n  workers: many\n", "c.yaml:2: cannot unmarshal !!str `many` into int"},
@@ -103,7 +103,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad subject", "sources:\n  - {name: a, nats: {subjects: [x.*y]}}\n", `c.yaml:2:33: sources[0].nats.subjects[0]: subject "x.*y": wildcards must be whole tokens`},
 		{"own subjects", "sources:\n  - {name: a, nats: {subjects: [bridge.in.a]}}\n", `c.yaml:2:33: sources[0].nats.subjects[0]: "bridge.in.a" overlaps the bridge's own subjects (bridge.>)`},
 		{"captured twice", "sources:\n  - {name: a, nats: {subjects: [x]}}\n  - {name: b, nats: {subjects: [x]}}\n", `c.yaml:3:33: sources[1].nats.subjects[0]: "x" is also captured by source "a"`},
-		{"external option on embedded", "nats:\n  token: t\n", "c.yaml:2:10: nats.token: is for an external server: set nats.url too, or remove it"},
+		{"external option on embedded", "nats:\n  token: t\n", "c.yaml:2:10: nats.token: is for an external server (nats.url) or the embedded server's listener (nats.listen): set one, or remove it"},
 		{"listen on external", "nats:\n  url: nats://h:4222\n  listen: :4222\n", "c.yaml:3:11: nats.listen: is for the embedded server; with nats.url set the bridge uses that server"},
 		{"bad nats url", "nats:\n  url: localhost\n", `c.yaml:2:8: nats.url: "localhost" is not a URL such as nats://host:4222`},
 		{"on_uncertain", "delivery: {on_uncertain: maybe}\n", `c.yaml:1:26: delivery.on_uncertain: must be resend or dead_letter, not "maybe"`},

@@ -28,7 +28,7 @@ func Load(path string) (*Config, error) {
 
 // Parse is Load for a file already read, with the environment given.
 func Parse(path string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
-	l := &loader{file: path, pos: map[string]rules.Pos{}}
+	l := &loader{file: path, pos: map[string]rules.Pos{}, fallbacks: map[string]string{}}
 	cfg := Default()
 	cfg.path = path
 	var doc yaml.Node
@@ -62,8 +62,12 @@ func Parse(path string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 }
 
 func finish(l *loader, cfg *Config) (*Config, error) {
+	cfg.fallbacks = l.fallbacks
 	cfg.applySourceDefaults()
 	cfg.resolvePaths()
+	for _, fe := range cfg.readSecretFiles() {
+		l.errs = append(l.errs, &rules.Error{Pos: l.where(fe.Path), Msg: fe.Error()})
+	}
 	for _, fe := range cfg.Validate() {
 		l.errs = append(l.errs, &rules.Error{Pos: l.where(fe.Path), Msg: fe.Error()})
 	}
@@ -71,7 +75,44 @@ func finish(l *loader, cfg *Config) (*Config, error) {
 		l.errs.Sort()
 		return nil, l.errs
 	}
+	for _, fe := range cfg.Lint() {
+		cfg.warnings = append(cfg.warnings, &rules.Error{Pos: l.where(fe.Path), Msg: fe.Error()})
+	}
+	cfg.warnings.Sort()
 	return cfg, nil
+}
+
+// Warnings are the weak settings Lint finds, at their place in the file.
+func (c *Config) Warnings() rules.ErrorList { return c.warnings }
+
+// readSecretFiles reads nats.password_file and nats.token_file into the
+// values they stand for. A trailing line break is not part of the secret.
+func (c *Config) readSecretFiles() []FieldError {
+	var errs []FieldError
+	for _, f := range []struct {
+		key, file string
+		value     *string
+	}{
+		{"nats.password_file", c.NATS.PasswordFile, &c.NATS.Password},
+		{"nats.token_file", c.NATS.TokenFile, &c.NATS.Token},
+	} {
+		if f.file == "" {
+			continue
+		}
+		if *f.value != "" {
+			errs = append(errs, FieldError{Path: f.key, Msg: "set either the value or the file, not both"})
+			continue
+		}
+		data, err := os.ReadFile(f.file)
+		if err != nil {
+			errs = append(errs, FieldError{Path: f.key, Msg: err.Error()})
+			continue
+		}
+		if *f.value = strings.TrimRight(string(data), "\r\n"); *f.value == "" {
+			errs = append(errs, FieldError{Path: f.key, Msg: f.file + " is empty"})
+		}
+	}
+	return errs
 }
 
 // resolvePaths makes relative paths in the file relative to its directory,
@@ -85,6 +126,8 @@ func (c *Config) resolvePaths() {
 	}
 	abs(&c.DataDir)
 	abs(&c.NATS.Creds)
+	abs(&c.NATS.PasswordFile)
+	abs(&c.NATS.TokenFile)
 	abs(&c.NATS.TLS.CA)
 	abs(&c.NATS.TLS.Cert)
 	abs(&c.NATS.TLS.Key)
@@ -94,9 +137,10 @@ func (c *Config) resolvePaths() {
 }
 
 type loader struct {
-	file string
-	errs rules.ErrorList
-	pos  map[string]rules.Pos // key path -> position of its value
+	file      string
+	errs      rules.ErrorList
+	pos       map[string]rules.Pos // key path -> position of its value
+	fallbacks map[string]string    // value taken from a ${VAR:-fallback} -> VAR
 }
 
 func (l *loader) add(pos rules.Pos, format string, args ...any) {
@@ -171,6 +215,9 @@ func (l *loader) expand(n *yaml.Node, lookupEnv func(string) (string, bool)) {
 				return v
 			}
 			if strings.Contains(m, ":-") {
+				if sub[2] != "" {
+					l.fallbacks[sub[2]] = sub[1]
+				}
 				return sub[2]
 			}
 			l.add(l.at(n), "environment variable %s is not set", sub[1])

@@ -60,3 +60,40 @@ func FuzzWebhook(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSanitizeRequestID: whatever a client sends, what is echoed and
+// logged is short, of the safe characters only, and stable.
+func FuzzSanitizeRequestID(f *testing.F) {
+	for _, s := range []string{"", "req-1", "a\r\nb", "é", strings.Repeat("x", 200)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		out := SanitizeRequestID(in)
+		if len(out) > maxRequestID { // every replaced rune becomes one byte
+			t.Fatalf("%d bytes", len(out))
+		}
+		for _, r := range out {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:/+=@", r)) {
+				t.Fatalf("%q kept %q", in, r)
+			}
+		}
+		if again := SanitizeRequestID(out); again != out {
+			t.Fatalf("not stable: %q then %q", out, again)
+		}
+	})
+}
+
+// FuzzCheckSubject: an accepted subject is a literal NATS subject.
+func FuzzCheckSubject(f *testing.F) {
+	for _, s := range []string{"a.b", "a..b", "a.*", "a.>", "a b", "", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if CheckSubject(s) != nil {
+			return
+		}
+		if s == "" || strings.ContainsAny(s, " \t\r\n*>") || strings.Contains(s, "..") || strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") {
+			t.Fatalf("accepted %q", s)
+		}
+	})
+}

@@ -11,9 +11,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,6 +25,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/bridge/webhook"
+	"github.com/intercom-bridge/bridge/internal/lograte"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -43,6 +44,10 @@ var hopHeaders = map[string]bool{
 	"transfer-encoding": true, "te": true, "upgrade": true, "expect": true,
 }
 
+// logInterval is how often a repeated warning or access line is logged;
+// the ones in between are counted in the next.
+const logInterval = 10 * time.Second
+
 // webhookSource is one configured webhook source, ready to serve.
 type webhookSource struct {
 	name     string
@@ -50,6 +55,12 @@ type webhookSource struct {
 	id       *event.Expr
 	subject  *event.Expr
 	headers  map[string]bool // lower-case names to keep; nil: all but secrets
+	// signedIDHeader is the header a default event id may come from:
+	// webhook-id where the scheme signs it (standard-webhooks) or signs
+	// nothing (bearer, none: there a header is as good as the body); ""
+	// for hmac-sha256, which signs the body only.
+	signedIDHeader string
+	idFromHeaders  bool // a binary CloudEvent's ce-id header may be the id
 }
 
 // Webhooks serves POST /hooks/{source}.
@@ -59,10 +70,17 @@ type Webhooks struct {
 	prefix   string
 	maxBody  int64
 	maxDepth int
+	bodies   *bodyReader
 	log      zerolog.Logger
+	logs     *lograte.Limiter
 	now      func() time.Time
 	closing  atomic.Bool
 	m        *Metrics
+	store    storeHealth
+	// StoreDown, when set, tells the store is known to refuse every
+	// write, so that a webhook is answered 503 at once rather than after
+	// the publish timeout.
+	StoreDown func() error
 }
 
 // NewWebhooks prepares the webhook sources of cfg; m (nil: none) counts
@@ -71,6 +89,8 @@ func NewWebhooks(cfg *config.Config, js Publisher, log zerolog.Logger, m *Metric
 	w := &Webhooks{
 		js: js, sources: map[string]*webhookSource{}, prefix: cfg.NATS.Prefix,
 		maxBody: cfg.HTTP.MaxBodyBytes, maxDepth: cfg.HTTP.MaxDepth, log: log, now: time.Now, m: m.orNew(),
+		bodies: newBodyReader(cfg.HTTP.MaxBodyBytes, cfg.HTTP.MaxInflightBytes, cfg.HTTP.BodyIdleTimeout.D()),
+		logs:   lograte.New(logInterval),
 	}
 	for _, s := range cfg.Sources {
 		if s.Webhook == nil {
@@ -85,6 +105,13 @@ func NewWebhooks(cfg *config.Config, js Publisher, log zerolog.Logger, m *Metric
 			return nil, fmt.Errorf("source %s: %w", s.Name, err)
 		}
 		ws := &webhookSource{name: s.Name, verifier: v}
+		switch a.Scheme {
+		case "standard-webhooks":
+			ws.signedIDHeader = "Webhook-Id"
+		case "bearer", "none":
+			// Nothing is signed, the body no more than the headers.
+			ws.signedIDHeader, ws.idFromHeaders = "Webhook-Id", true
+		}
 		if ws.id, err = event.CompileExpr(s.Webhook.ID); err != nil {
 			return nil, fmt.Errorf("source %s: id: %w", s.Name, err)
 		}
@@ -111,6 +138,11 @@ func (w *Webhooks) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/hooks/{source}", w)
 	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			// Else net/http would wait for the unread body, without a
+			// deadline, holding a connection slot.
+			rw.Header().Set("Connection", "close")
+		}
 		writeError(rw, http.StatusNotFound, "no such endpoint: webhooks are received at POST /hooks/<source>")
 	})
 	return mux
@@ -124,21 +156,45 @@ type accepted struct {
 
 func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := w.now()
-	reqID := r.Header.Get("X-Request-Id")
+	reqID := SanitizeRequestID(r.Header.Get("X-Request-Id"))
 	if reqID == "" {
 		reqID = newRequestID()
 	}
 	rw.Header().Set("X-Request-Id", reqID)
+	if len(r.TransferEncoding) > 0 {
+		// net/http drops a Content-Length sent beside Transfer-Encoding; a
+		// proxy in front may have framed the request by it instead, and
+		// what it took for a second request is in this body. Closing the
+		// connection after the answer leaves nothing to smuggle.
+		rw.Header().Set("Connection", "close")
+	}
 	name := r.PathValue("source")
 	status, eventID, dup, reason := w.serve(rw, r, name)
 	label := name
-	if _, known := w.sources[name]; !known {
+	_, known := w.sources[name]
+	if !known {
 		label = ""
 	}
 	w.m.webhook(label, status, status == http.StatusAccepted && !dup)
+	suppressed := 0
+	if status >= 400 {
+		// Refused requests cost the sender nothing, and a full store fails
+		// them all alike: one line per source and status per interval,
+		// with the count of the others. Every stored event has its line.
+		var ok bool
+		if ok, suppressed = w.logs.Allow(fmt.Sprintf("access:%s:%d", label, status)); !ok {
+			return
+		}
+	}
+	if !known {
+		name = SanitizeRequestID(name)
+	}
 	ev := w.log.Info()
 	if status >= 500 {
 		ev = w.log.Warn()
+	}
+	if suppressed > 0 {
+		ev = ev.Int("suppressed", suppressed)
 	}
 	ev = ev.Str("request_id", reqID).Str("source", name).Str("remote", r.RemoteAddr).Int("status", status)
 	if reason != "" {
@@ -152,8 +208,15 @@ func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 // serve handles one request and returns the status it answered, and the
 // reason of an error.
 func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (status int, id string, dup bool, reason string) {
+	bodyRead := false
 	fail := func(status int, format string, args ...any) (int, string, bool, string) {
 		msg := fmt.Sprintf(format, args...)
+		if !bodyRead && r.ContentLength != 0 {
+			// Else net/http would wait for the unread body before
+			// answering, to keep the connection: the very wait refusing
+			// early avoids.
+			rw.Header().Set("Connection", "close")
+		}
 		writeError(rw, status, msg)
 		return status, "", false, msg
 	}
@@ -169,21 +232,40 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 		rw.Header().Set("Retry-After", "5")
 		return fail(http.StatusServiceUnavailable, "shutting down; retry later")
 	}
-	body, err := readBody(rw, r, w.maxBody)
+	if w.StoreDown != nil {
+		if err := w.StoreDown(); err != nil {
+			rw.Header().Set("Retry-After", "30")
+			return fail(http.StatusServiceUnavailable, "the event store refuses writes; retry later")
+		}
+	}
+	// What the headers alone can refuse is refused before a byte of the
+	// body is read or buffered.
+	if err := webhook.CheckHeaders(src.verifier, r.Header, w.now()); err != nil {
+		return fail(http.StatusUnauthorized, "%s", authReason(err))
+	}
+	b, err := w.bodies.read(rw, r)
+	defer b.release()
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			return fail(http.StatusRequestEntityTooLarge, "body larger than %d bytes", w.maxBody)
+		case errors.Is(err, errBusy):
+			rw.Header().Set("Retry-After", "1")
+			return fail(http.StatusServiceUnavailable, "too many requests in flight; retry later")
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return fail(http.StatusRequestTimeout, "the body stalled for %s, or took longer than %s", w.bodies.idle, maxBodyTime)
 		}
 		return fail(http.StatusBadRequest, "reading body: %v", err)
 	}
+	body := b.Bytes()
+	bodyRead = true
+	// The answer may wait for the store; bound the write from now, not
+	// from when a slow body started.
+	_ = http.NewResponseController(rw).SetWriteDeadline(time.Now().Add(publishTimeout + 10*time.Second))
 	now := w.now()
 	if err := src.verifier.Verify(r.Header, body, now); err != nil {
-		var ae *webhook.AuthError
-		if errors.As(err, &ae) {
-			return fail(http.StatusUnauthorized, "%s", ae.Reason)
-		}
-		return fail(http.StatusUnauthorized, "authentication failed")
+		return fail(http.StatusUnauthorized, "%s", authReason(err))
 	}
 	env, status, msg := w.envelope(src, r, body, now)
 	if env == nil {
@@ -196,8 +278,17 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 	ctx, cancel := context.WithTimeout(r.Context(), publishTimeout)
 	defer cancel()
 	ack, err := w.js.PublishMsg(ctx, m)
+	w.store.record(err)
+	if errors.Is(err, nats.ErrMaxPayload) {
+		// Retrying the same request can never succeed.
+		return fail(http.StatusRequestEntityTooLarge, "the event with its headers is larger than the NATS server accepts")
+	}
 	if err != nil {
-		w.log.Warn().Err(err).Str("source", src.name).Str("event_id", env.ID).Msg("cannot store webhook event")
+		// A full store fails every request alike: one line per reason and
+		// interval, with the count of the others.
+		if ok, suppressed := w.logs.Allow("store:" + storeReason(err)); ok {
+			w.log.Warn().Err(err).Str("source", src.name).Str("event_id", env.ID).Int("suppressed", suppressed).Msg("cannot store webhook event")
+		}
 		rw.Header().Set("Retry-After", "5")
 		return fail(http.StatusServiceUnavailable, "the event could not be stored; retry later")
 	}
@@ -220,10 +311,21 @@ func (w *Webhooks) envelope(src *webhookSource, r *http.Request, body []byte, no
 		if err := webhook.CheckJSON(body, w.maxDepth); err != nil {
 			return nil, http.StatusBadRequest, err.Error()
 		}
+		// Refused here, once, rather than stored and failed by every rule.
+		if err := CheckText(body); err != nil {
+			return nil, http.StatusBadRequest, err.Error()
+		}
 	}
 	ce, isCE, err := webhook.ParseCloudEvent(r.Header, body)
 	if isCE && err != nil {
 		return nil, http.StatusBadRequest, err.Error()
+	}
+	if isCE {
+		if !bytes.Equal(bytes.TrimSpace(ce.Data), []byte("null")) && !IsObject(ce.Data) {
+			return nil, http.StatusBadRequest, "the CloudEvent's data must be a JSON object"
+		}
+	} else if !IsObject(body) {
+		return nil, http.StatusBadRequest, "the event must be a JSON object"
 	}
 	env := &event.Envelope{Source: src.name, Time: now.UTC(), Headers: event.Headers(r.Header, src.keepHeader), Data: body}
 	if isCE {
@@ -241,37 +343,29 @@ func (w *Webhooks) envelope(src *webhookSource, r *http.Request, body []byte, no
 	}
 	if env.Subject == "" {
 		env.Subject = defaultSubject
+	} else if err := CheckSubject(env.Subject); err != nil {
+		return nil, http.StatusBadRequest, "subject: " + err.Error()
 	}
 	byExpr, err := src.id.Eval(env.Headers, data, src.name, env.Subject)
 	if err != nil {
 		return nil, http.StatusBadRequest, "id: " + err.Error()
 	}
-	ceID := ""
-	if isCE {
+	// Default ids come from what the scheme signs, so that a replay with
+	// new headers is still the same event.
+	ceID, headerID := "", ""
+	if isCE && (src.idFromHeaders || !webhook.IsBinaryCloudEvent(r.Header)) {
 		ceID = ce.ID
 	}
-	for _, candidate := range []string{byExpr, r.Header.Get("Webhook-Id"), ceID, event.BodyHash(src.name, body)} {
+	if src.signedIDHeader != "" {
+		headerID = r.Header.Get(src.signedIDHeader)
+	}
+	for _, candidate := range []string{byExpr, headerID, ceID, event.BodyHash(src.name, body)} {
 		if candidate != "" {
 			env.ID = candidate
 			break
 		}
 	}
 	return env, 0, ""
-}
-
-// readBody reads at most limit bytes, into a buffer of the announced size
-// when there is one, so that a large body is not copied while it grows.
-func readBody(rw http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > limit { // refused before a byte is read
-		return nil, &http.MaxBytesError{Limit: limit}
-	}
-	body := http.MaxBytesReader(rw, r.Body, limit)
-	if r.ContentLength <= 0 {
-		return io.ReadAll(body)
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, r.ContentLength+bytes.MinRead))
-	_, err := buf.ReadFrom(body)
-	return buf.Bytes(), err
 }
 
 // keepHeader selects the request headers stored with the event: the
@@ -291,6 +385,15 @@ func writeJSON(rw http.ResponseWriter, status int, v any) {
 
 func writeError(rw http.ResponseWriter, status int, msg string) {
 	writeJSON(rw, status, map[string]string{"error": msg})
+}
+
+// authReason is the sender's part of an authentication error.
+func authReason(err error) string {
+	var ae *webhook.AuthError
+	if errors.As(err, &ae) {
+		return ae.Reason
+	}
+	return "authentication failed"
 }
 
 func newRequestID() string {

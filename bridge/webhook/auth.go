@@ -161,6 +161,22 @@ type Verifier interface {
 	Verify(h http.Header, body []byte, now time.Time) error
 }
 
+// A HeaderChecker is a Verifier that can refuse a request from its headers
+// alone, before its body is read: a missing or malformed signature, a
+// stale timestamp, a wrong bearer token. Verify still checks everything.
+type HeaderChecker interface {
+	CheckHeaders(h http.Header, now time.Time) error
+}
+
+// CheckHeaders refuses what v can refuse without the body; nil when v
+// needs the body to decide.
+func CheckHeaders(v Verifier, h http.Header, now time.Time) error {
+	if hc, ok := v.(HeaderChecker); ok {
+		return hc.CheckHeaders(h, now)
+	}
+	return nil
+}
+
 // NewVerifier validates c and returns the Verifier for its scheme.
 func NewVerifier(c AuthConfig) (Verifier, error) {
 	if err := c.Validate(); err != nil {
@@ -215,6 +231,11 @@ func newBearerVerifier(c AuthConfig) *bearerVerifier {
 		v.digests[i] = d[:]
 	}
 	return v
+}
+
+// CheckHeaders is the whole check: a bearer token does not cover the body.
+func (v *bearerVerifier) CheckHeaders(h http.Header, now time.Time) error {
+	return v.Verify(h, nil, now)
 }
 
 func (v *bearerVerifier) Verify(h http.Header, _ []byte, _ time.Time) error {

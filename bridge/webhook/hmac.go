@@ -44,21 +44,17 @@ func newHMACVerifier(c AuthConfig) *hmacVerifier {
 	return v
 }
 
-func (v *hmacVerifier) Verify(h http.Header, body []byte, _ time.Time) error {
-	value := strings.TrimSpace(h.Get(v.header))
-	if value == "" {
-		return authError(v.reasonMissing)
-	}
-	// Prefixes such as "sha256=" name an algorithm; compare them the way
-	// such names usually are, case-insensitively.
-	if len(value) < len(v.prefix) || !strings.EqualFold(value[:len(v.prefix)], v.prefix) {
-		return authError(v.reasonNoPrefix)
-	}
-	sig, err := decodeHMAC(value[len(v.prefix):], v.encoding)
-	if err != nil || len(sig) != sha256.Size {
-		return authError(v.reasonMalformed)
-	}
+// CheckHeaders refuses a missing or malformed signature header.
+func (v *hmacVerifier) CheckHeaders(h http.Header, _ time.Time) error {
+	_, err := v.signature(h)
+	return err
+}
 
+func (v *hmacVerifier) Verify(h http.Header, body []byte, _ time.Time) error {
+	sig, err := v.signature(h)
+	if err != nil {
+		return err
+	}
 	want := make([][]byte, len(v.keys))
 	for i, key := range v.keys {
 		want[i] = hmacSHA256(key, body)
@@ -67,6 +63,24 @@ func (v *hmacVerifier) Verify(h http.Header, body []byte, _ time.Time) error {
 		return authError(reasonSignatureMismatch)
 	}
 	return nil
+}
+
+// signature decodes the signature header.
+func (v *hmacVerifier) signature(h http.Header) ([]byte, error) {
+	value := strings.TrimSpace(h.Get(v.header))
+	if value == "" {
+		return nil, authError(v.reasonMissing)
+	}
+	// Prefixes such as "sha256=" name an algorithm; compare them the way
+	// such names usually are, case-insensitively.
+	if len(value) < len(v.prefix) || !strings.EqualFold(value[:len(v.prefix)], v.prefix) {
+		return nil, authError(v.reasonNoPrefix)
+	}
+	sig, err := decodeHMAC(value[len(v.prefix):], v.encoding)
+	if err != nil || len(sig) != sha256.Size {
+		return nil, authError(v.reasonMalformed)
+	}
+	return sig, nil
 }
 
 func decodeHMAC(s, encoding string) ([]byte, error) {

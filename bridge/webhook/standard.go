@@ -40,34 +40,18 @@ func newStandardVerifier(c AuthConfig) (*standardVerifier, error) {
 	return v, nil
 }
 
+// CheckHeaders refuses missing headers, a stale timestamp and malformed
+// signatures, before the body is read.
+func (v *standardVerifier) CheckHeaders(h http.Header, now time.Time) error {
+	_, _, _, err := v.headers(h, now)
+	return err
+}
+
 func (v *standardVerifier) Verify(h http.Header, body []byte, now time.Time) error {
-	id := h.Get(headerWebhookID)
-	ts := h.Get(headerWebhookTimestamp)
-	sigHeader := strings.Join(h.Values(headerWebhookSignature), " ")
-	switch {
-	case id == "":
-		return authError("missing webhook-id header")
-	case ts == "":
-		return authError("missing webhook-timestamp header")
-	case strings.TrimSpace(sigHeader) == "":
-		return authError("missing webhook-signature header")
-	}
-
-	unix, ok := parseUnixSeconds(ts)
-	if !ok {
-		return authError("malformed webhook-timestamp header")
-	}
-	// The timestamp is checked before the signature, so that a captured
-	// request cannot be replayed after the tolerance has passed.
-	if err := checkTimestamp(unix, now, v.tolerance); err != nil {
-		return err
-	}
-
-	sigs, err := parseStandardSignatures(sigHeader)
+	id, ts, sigs, err := v.headers(h, now)
 	if err != nil {
 		return err
 	}
-
 	want := make([][]byte, len(v.keys))
 	for i, key := range v.keys {
 		// The header string is signed as sent, not a re-formatted number.
@@ -77,6 +61,36 @@ func (v *standardVerifier) Verify(h http.Header, body []byte, now time.Time) err
 		return authError(reasonSignatureMismatch)
 	}
 	return nil
+}
+
+// headers checks and returns the id, the timestamp as sent and the
+// signatures.
+func (v *standardVerifier) headers(h http.Header, now time.Time) (id, ts string, sigs [][]byte, err error) {
+	id = h.Get(headerWebhookID)
+	ts = h.Get(headerWebhookTimestamp)
+	sigHeader := strings.Join(h.Values(headerWebhookSignature), " ")
+	switch {
+	case id == "":
+		return "", "", nil, authError("missing webhook-id header")
+	case ts == "":
+		return "", "", nil, authError("missing webhook-timestamp header")
+	case strings.TrimSpace(sigHeader) == "":
+		return "", "", nil, authError("missing webhook-signature header")
+	}
+
+	unix, ok := parseUnixSeconds(ts)
+	if !ok {
+		return "", "", nil, authError("malformed webhook-timestamp header")
+	}
+	// The timestamp is checked before the signature, so that a captured
+	// request cannot be replayed after the tolerance has passed.
+	if err := checkTimestamp(unix, now, v.tolerance); err != nil {
+		return "", "", nil, err
+	}
+	if sigs, err = parseStandardSignatures(sigHeader); err != nil {
+		return "", "", nil, err
+	}
+	return id, ts, sigs, nil
 }
 
 // parseStandardSignatures returns the decoded v1 signatures of a

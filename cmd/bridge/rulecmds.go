@@ -110,6 +110,11 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if opts.DefaultAdminID == "" {
 			opts.DefaultAdminID = cfg.Intercom.DefaultAdminID
 		}
+		// Weak settings work, so they do not fail the check; each is worth
+		// a look.
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(stderr, "%s: warning: %s\n", w.Pos, w.Msg)
+		}
 		fmt.Fprintf(stdout, "ok: %s\n", *configPath)
 	}
 	if len(paths) == 0 {

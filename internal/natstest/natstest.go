@@ -21,6 +21,13 @@ type Server struct {
 // Start starts a server listening on a random loopback port.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWith(t, nil)
+}
+
+// StartWith is Start with options changed by set (nil: none), for tests
+// of limits such as MaxPayload.
+func StartWith(t testing.TB, set func(*server.Options)) *Server {
+	t.Helper()
 	s := &Server{t: t, opts: server.Options{
 		Host:      "127.0.0.1",
 		Port:      server.RANDOM_PORT,
@@ -29,6 +36,9 @@ func Start(t testing.TB) *Server {
 		NoLog:     true,
 		NoSigs:    true,
 	}}
+	if set != nil {
+		set(&s.opts)
+	}
 	s.start()
 	// Keep the port it got, so that a restart comes back on it.
 	s.opts.Port = s.Addr().(*net.TCPAddr).Port

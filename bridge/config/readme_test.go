@@ -1,0 +1,65 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// readmeYAML returns the first ```yaml block after the line containing
+// marker in the README.
+func readmeYAML(t *testing.T, marker string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(string(mustRead(t, "../../README.md")), marker)
+	if !ok {
+		t.Fatalf("README.md has no %q", marker)
+	}
+	_, rest, _ = strings.Cut(rest, "```yaml\n")
+	block, _, ok := strings.Cut(rest, "```")
+	if !ok {
+		t.Fatalf("no yaml block after %q", marker)
+	}
+	return block
+}
+
+// TestReadmeWebhookSources: the README's webhook sources load, and the
+// one header they read unsigned is the warning the README mentions.
+func TestReadmeWebhookSources(t *testing.T) {
+	src := readmeYAML(t, "Each webhook source receives")
+	vars := map[string]string{
+		"SHOP_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "GITHUB_SECRET": "0123456789abcdef0123",
+		"CRM_TOKEN": "crm-token-0123456789", "CRM_TOKEN_NEXT": "crm-token-9876543210",
+	}
+	cfg, err := Parse("c.yaml", []byte(src+"http: {listen: 127.0.0.1:8080}\n"), env(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := cfg.Warnings()
+	if len(w) != 1 || !strings.Contains(w[0].Msg, `sources[1].webhook.subject: reads header "x-github-event"`) {
+		t.Errorf("warnings %v, want the one about x-github-event", w)
+	}
+}
+
+// TestReadmeNATSListener: the README's embedded listener loads, and
+// without its credentials it is refused.
+func TestReadmeNATSListener(t *testing.T) {
+	src := readmeYAML(t, "connect with the same\nsettings:")
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "nats-password")
+	if err := os.WriteFile(pw, []byte("a-long-nats-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src = strings.ReplaceAll(src, "/run/secrets/nats-password", pw)
+	cfg, err := Parse(filepath.Join(dir, "c.yaml"), []byte(src), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NATS.User != "bridge" || cfg.NATS.Password != "a-long-nats-password" || cfg.NATS.TLS.Cert == "" {
+		t.Errorf("nats: %+v", cfg.NATS)
+	}
+	noAuth := strings.NewReplacer("  user: bridge\n", "", "  password_file: "+pw+"\n", "").Replace(src)
+	if _, err := Parse(filepath.Join(dir, "c.yaml"), []byte(noAuth), env(nil)); err == nil || !strings.Contains(err.Error(), "is not a loopback address") {
+		t.Errorf("without credentials: %v", err)
+	}
+}
