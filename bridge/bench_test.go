@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
+	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/intercom/intercomtest"
 	"github.com/intercom-bridge/bridge/rules"
 )
@@ -30,6 +32,11 @@ import (
 // config on the embedded server with a capture source "app" and an open
 // webhook source "hook".
 func benchConfig(b *testing.B, n int, icURL, token string) *config.Config {
+	return benchConfigTo(b, n, "{type: user, id: '{{ .event.user }}'}", icURL, token)
+}
+
+// benchConfigTo is benchConfig with the rules' recipient to.
+func benchConfigTo(b *testing.B, n int, to, icURL, token string) *config.Config {
 	b.Helper()
 	dir := b.TempDir()
 	var rules strings.Builder
@@ -41,10 +48,10 @@ func benchConfig(b *testing.B, n int, icURL, token string) *config.Config {
     message:
       type: inapp
       from: "394051"
-      to: {type: user, id: '{{ .event.user }}'}
+      to: %s
       body: 'Hello {{ .event.user }}, event {{ .event.n }}'
     dedupe: '{{ .event.n }}'
-`, i, i)
+`, i, i, to)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(rules.String()), 0o644); err != nil {
 		b.Fatal(err)
@@ -157,6 +164,7 @@ func BenchmarkBurst(b *testing.B) {
 	ic := intercomtest.NewServer(intercomtest.WithPermissive(true), intercomtest.WithRecordLimit(1))
 	defer ic.Close()
 	ic.AddAdmin("394051", "Wash", "w@example.com")
+	ic.SetWindowLimit(benchNoLimit, intercomtest.DefaultWindow)
 	cfg := benchConfig(b, 10, ic.URL(), ic.Token())
 	ctx := context.Background()
 	br, err := broker.Open(ctx, cfg, zerolog.Nop())
@@ -186,9 +194,76 @@ func BenchmarkBurst(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 }
 
-func sent(svc *Service) int {
+// BenchmarkSendWithLookups sends b.N messages to users named by user_id,
+// at Intercom-Version 2.14, to the fake Intercom with no latency: "cold",
+// every message to a user not yet looked up; "warm", to 100 users whose
+// look-ups are cached (run with -benchtime=2000x). It reports messages/s
+// and the look-ups made per message.
+func BenchmarkSendWithLookups(b *testing.B) {
+	for _, mode := range []struct {
+		name  string
+		users int // distinct users; 0: one per message
+	}{{"cold", 0}, {"warm", 100}} {
+		b.Run(mode.name, func(b *testing.B) {
+			ic := intercomtest.NewServer(intercomtest.WithRecordLimit(1))
+			defer ic.Close()
+			ic.AddAdmin("394051", "Wash", "w@example.com")
+			ic.SetWindowLimit(benchNoLimit, intercomtest.DefaultWindow)
+			users := cmp.Or(mode.users, b.N)
+			for i := range users {
+				u := fmt.Sprintf("u-%d", i)
+				ic.AddContact(intercom.Contact{Role: intercom.RecipientUser, ExternalID: u})
+			}
+			cfg := benchConfigTo(b, 1, "{type: user, user_id: '{{ .event.user }}'}", ic.URL(), ic.Token())
+			ctx := context.Background()
+			svc, err := Start(ctx, cfg, zerolog.Nop(), Options{Version: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer svc.Stop(ctx)
+			publish := func(from, to int) {
+				var futures []jetstream.PubAckFuture
+				for i := from; i < to; i++ {
+					f, err := svc.Broker().JS.PublishAsync("app.events", fmt.Appendf(nil, `{"n":%d,"kind":"k0","user":"u-%d"}`, i, i%users))
+					if err != nil {
+						b.Fatal(err)
+					}
+					futures = append(futures, f)
+				}
+				waitAcks(b, futures)
+			}
+			warmup := mode.users // one message per user, before the clock starts
+			publish(0, warmup)
+			for sentBy(svc, 1) < warmup {
+				time.Sleep(5 * time.Millisecond)
+			}
+			lookups := svc.pipeline.ContactLookups.WithLabelValues(pipeline.LookupMiss)
+			lookupsBefore := testutil.ToFloat64(lookups)
+
+			b.ResetTimer()
+			start := time.Now()
+			publish(warmup, warmup+b.N)
+			for sentBy(svc, 1) < warmup+b.N {
+				time.Sleep(5 * time.Millisecond)
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+			b.ReportMetric((testutil.ToFloat64(lookups)-lookupsBefore)/float64(b.N), "lookups/msg")
+		})
+	}
+}
+
+// benchNoLimit is a rate limit for the fake Intercom that nothing reaches:
+// the client paces to the limit the fake states.
+const benchNoLimit = 1 << 30
+
+func sent(svc *Service) int { return sentBy(svc, 10) }
+
+// sentBy is how many messages the rules r0..r<rules-1> sent.
+func sentBy(svc *Service, rules int) int {
 	total := 0
-	for i := range 10 {
+	for i := range rules {
 		total += int(testutil.ToFloat64(svc.pipeline.Deliveries.WithLabelValues(fmt.Sprintf("r%d", i), pipeline.OutcomeSent)))
 	}
 	return total
@@ -210,6 +285,7 @@ func BenchmarkWebhookToIntercom(b *testing.B) {
 		}))
 	defer ic.Close()
 	ic.AddAdmin("394051", "Wash", "w@example.com")
+	ic.SetWindowLimit(benchNoLimit, intercomtest.DefaultWindow)
 	cfg := benchConfig(b, 10, ic.URL(), ic.Token())
 	ctx := context.Background()
 	svc, err := Start(ctx, cfg, zerolog.Nop(), Options{Version: "bench"})

@@ -16,6 +16,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -201,9 +202,9 @@ func execute(ctx context.Context, o *options, stdout, stderr io.Writer) ([]*repo
 	if o.icLatency > 0 {
 		fake.SetDelay(o.icLatency)
 	}
-	if o.icLimit > 0 {
-		fake.SetWindowLimit(o.icLimit, intercomtest.DefaultWindow)
-	}
+	// Without -ic-limit the fake states a limit nothing reaches: the
+	// bridge paces to the limit Intercom states.
+	fake.SetWindowLimit(cmp.Or(o.icLimit, 1<<30), intercomtest.DefaultWindow)
 
 	var e env
 	if o.target != "" || o.natsURL != "" {
