@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
@@ -21,16 +19,7 @@ import (
 // contactsBucket is the contacts cache bucket on a real NATS server.
 func contactsBucket(t *testing.T) KV {
 	t.Helper()
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t)
 	c := config.Default()
 	kv, err := js.CreateOrUpdateKeyValue(context.Background(), ContactsBucketConfig(&c))
 	if err != nil {

@@ -44,16 +44,7 @@ func dlqJob(rule, dedupe string) *Job {
 func newDLQFixture(t *testing.T) *dlqFixture {
 	t.Helper()
 	ctx := context.Background()
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t)
 	c := config.Default()
 	cfg := &c
 	for _, sc := range []jetstream.StreamConfig{broker.EventsStreamConfig(cfg), OutboxStreamConfig(cfg)} {

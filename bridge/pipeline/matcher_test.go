@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -52,16 +51,7 @@ const matcherRules = `rules:
 func newMatcherFixture(t *testing.T) *matcherFixture {
 	t.Helper()
 	ctx := context.Background()
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t)
 	c := config.Default()
 	for _, sc := range []jetstream.StreamConfig{broker.EventsStreamConfig(&c), OutboxStreamConfig(&c), DLQStreamConfig(&c)} {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -130,16 +129,7 @@ type senderSetup struct {
 func newSenderFixture(t *testing.T, client *fakeSender, setup senderSetup) *senderFixture {
 	t.Helper()
 	ctx := context.Background()
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t)
 	c := config.Default()
 	c.Delivery.Workers = 16
 	c.Delivery.MaxAttempts = 5
@@ -157,6 +147,7 @@ func newSenderFixture(t *testing.T, client *fakeSender, setup senderSetup) *send
 	if timeouts == (Timeouts{}) {
 		timeouts = testTimeouts
 	}
+	var err error
 	f.s, err = newSender(ctx, js, &c, SenderOptions{Client: client, Timeouts: timeouts, Replica: "test",
 		Log: zerolog.New(f.logs), Metrics: f.m,
 		Contacts: ContactsOptions{Finder: setup.contacts, FindByExternalID: true, TTL: time.Hour, NegativeTTL: time.Minute}})

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Server is a NATS server for one test, which can be restarted on the same
@@ -68,4 +70,21 @@ func (s *Server) Restart(down time.Duration) {
 	s.Server.WaitForShutdown()
 	time.Sleep(down)
 	s.start()
+}
+
+// JetStream starts a server as Start does and returns a JetStream client
+// connected to it, closed when the test ends.
+func JetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	srv := Start(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
