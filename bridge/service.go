@@ -115,14 +115,19 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 	if s.broker, err = broker.Open(ctx, cfg, log); err != nil {
 		return nil, err
 	}
+	// The streams, buckets and consumers are created or updated with
+	// retries for up to nats.connect_timeout: a cluster that is starting
+	// too (no leader yet) answers with errors that pass.
+	topoCtx, cancelTopo := context.WithTimeout(ctx, cfg.NATS.Connect.D())
+	defer cancelTopo()
 	for _, sc := range []jetstream.StreamConfig{broker.EventsStreamConfig(cfg), pipeline.OutboxStreamConfig(cfg), pipeline.DLQStreamConfig(cfg)} {
-		if _, err := s.broker.EnsureStream(ctx, sc); err != nil {
+		if _, err := s.broker.EnsureStream(topoCtx, sc); err != nil {
 			return nil, err
 		}
 	}
 	s.streamsReady.Store(true)
 
-	s.sender, err = pipeline.StartSender(ctx, s.broker.JS, cfg, pipeline.SenderOptions{
+	s.sender, err = pipeline.StartSender(topoCtx, s.broker.JS, cfg, pipeline.SenderOptions{
 		Client: sender, DryRun: s.dryRun, Timeouts: pipeline.NewTimeouts(cfg.Intercom.Timeout.D()),
 		Log: log, Metrics: s.pipeline, OnUnauthorized: s.tokenRefused,
 		Contacts: pipeline.ContactsOptions{Finder: contactFinder(s.client, sender),
@@ -131,11 +136,11 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 	if err != nil {
 		return nil, err
 	}
-	if s.matcher, err = pipeline.StartMatcher(ctx, s.broker.JS, cfg, s.rules.Load, log, s.pipeline); err != nil {
+	if s.matcher, err = pipeline.StartMatcher(topoCtx, s.broker.JS, cfg, s.rules.Load, log, s.pipeline); err != nil {
 		return nil, err
 	}
 	sourceMetrics := ingest.NewMetrics(reg)
-	if s.sources, err = ingest.StartNATSSources(ctx, cfg, s.broker.Conn, s.broker.JS, log, sourceMetrics); err != nil {
+	if s.sources, err = ingest.StartNATSSources(topoCtx, cfg, s.broker.Conn, s.broker.JS, log, sourceMetrics); err != nil {
 		return nil, err
 	}
 	if s.webhooks, err = ingest.NewWebhooks(cfg, s.broker.JS, log, sourceMetrics); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
+	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/event"
 )
@@ -60,14 +61,18 @@ func (n *NATSSources) bind(ctx context.Context, s config.Source) error {
 		return fmt.Errorf("id: %w", err)
 	}
 	durable := n.prefix + "_" + s.Name
-	cons, err := n.js.CreateOrUpdateConsumer(ctx, s.NATS.Stream, jetstream.ConsumerConfig{
-		Durable:        durable,
-		Description:    "intercom-bridge: source " + s.Name,
-		FilterSubjects: s.NATS.Subjects,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        30 * time.Second,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		MaxAckPending:  1024,
+	var cons jetstream.Consumer
+	err = broker.Retry(ctx, "consumer "+durable, func(ctx context.Context) (err error) {
+		cons, err = n.js.CreateOrUpdateConsumer(ctx, s.NATS.Stream, jetstream.ConsumerConfig{
+			Durable:        durable,
+			Description:    "intercom-bridge: source " + s.Name,
+			FilterSubjects: s.NATS.Subjects,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        30 * time.Second,
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+			MaxAckPending:  1024,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("consumer %s on stream %s: %w", durable, s.NATS.Stream, err)

@@ -49,7 +49,11 @@ func StartMatcher(ctx context.Context, js jetstream.JetStream, cfg *config.Confi
 	names := NamesFor(cfg)
 	mt := &Matcher{js: js, names: names, decoder: dec, rules: current, log: log, m: m,
 		dlq: &deadLetters{js: js, subject: names.DLQSubject}, stop: make(chan struct{})}
-	cons, err := js.CreateOrUpdateConsumer(ctx, names.Events, jetstream.ConsumerConfig{
+	events, err := streamOf(ctx, js, names.Events)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := ensureConsumer(ctx, events, jetstream.ConsumerConfig{
 		Durable:       names.MatchConsumer,
 		Description:   "intercom-bridge stage 1: match events against rules",
 		AckPolicy:     jetstream.AckExplicitPolicy,

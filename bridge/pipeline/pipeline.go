@@ -11,13 +11,16 @@
 package pipeline
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/rules"
 )
@@ -150,4 +153,36 @@ func ContactsBucketConfig(cfg *config.Config) jetstream.KeyValueConfig {
 		History:        1,
 		LimitMarkerTTL: time.Minute,
 	}
+}
+
+// ensureBucket creates or updates a KV bucket, retrying what passes by
+// itself (a cluster starting, see broker.Retry) while ctx lasts.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, kc jetstream.KeyValueConfig) (kv jetstream.KeyValue, err error) {
+	err = broker.Retry(ctx, "bucket "+kc.Bucket, func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, kc)
+		return err
+	})
+	return kv, err
+}
+
+// ensureConsumer creates or updates a durable consumer on s, with retries
+// as ensureBucket.
+func ensureConsumer(ctx context.Context, s jetstream.Stream, cc jetstream.ConsumerConfig) (cons jetstream.Consumer, err error) {
+	err = broker.Retry(ctx, "consumer "+cc.Durable, func(ctx context.Context) (err error) {
+		cons, err = s.CreateOrUpdateConsumer(ctx, cc)
+		return err
+	})
+	return cons, err
+}
+
+// streamOf looks a stream up, with retries as ensureBucket.
+func streamOf(ctx context.Context, js jetstream.JetStream, name string) (s jetstream.Stream, err error) {
+	err = broker.Retry(ctx, "stream "+name, func(ctx context.Context) (err error) {
+		s, err = js.Stream(ctx, name)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	return s, nil
 }

@@ -79,15 +79,15 @@ func StartSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config
 // newSender prepares stage 2 without starting it.
 func newSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, opts SenderOptions) (*Sender, error) {
 	names := NamesFor(cfg)
-	sent, err := js.CreateOrUpdateKeyValue(ctx, SentBucketConfig(cfg))
+	sent, err := ensureBucket(ctx, js, SentBucketConfig(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", names.Sent, err)
 	}
-	throttle, err := js.CreateOrUpdateKeyValue(ctx, ThrottleBucketConfig(cfg))
+	throttle, err := ensureBucket(ctx, js, ThrottleBucketConfig(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s (per-key TTLs need NATS server 2.11 or later): %w", names.Throttle, err)
 	}
-	contacts, err := js.CreateOrUpdateKeyValue(ctx, ContactsBucketConfig(cfg))
+	contacts, err := ensureBucket(ctx, js, ContactsBucketConfig(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", names.Contacts, err)
 	}
@@ -107,15 +107,15 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 	co := opts.Contacts
 	co.Log, co.Metrics = opts.Log, opts.Metrics
 	s.contacts = NewContacts(contacts, co)
-	if s.outbox, err = js.Stream(ctx, names.Outbox); err != nil {
-		return nil, fmt.Errorf("stream %s: %w", names.Outbox, err)
+	if s.outbox, err = streamOf(ctx, js, names.Outbox); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
 // start creates or updates the durable consumer and starts the workers.
 func (s *Sender) start(ctx context.Context) error {
-	cons, err := s.outbox.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	cons, err := ensureConsumer(ctx, s.outbox, jetstream.ConsumerConfig{
 		Durable:       s.names.SendConsumer,
 		Description:   "intercom-bridge stage 2: send messages to Intercom",
 		AckPolicy:     jetstream.AckExplicitPolicy,

@@ -1,0 +1,100 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/intercom-bridge/bridge/internal/natstest"
+)
+
+// Two replicas that start together on a cluster that has just started
+// both create the topology: the first answers (no meta leader yet) are
+// retried.
+func TestEnsureStreamOnAStartingCluster(t *testing.T) {
+	servers := natstest.StartCluster(t, 3)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Go(func() {
+			nc, err := nats.Connect(servers[i].ClientURL())
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			b := &Broker{Conn: nc, JS: js, log: zerolog.Nop()}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, errs[i] = b.EnsureStream(ctx, jetstream.StreamConfig{Name: "T_EVENTS", Subjects: []string{"t.>"}, Replicas: 3, Storage: jetstream.FileStorage})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("replica %d: %v", i+1, err)
+		}
+	}
+}
+
+// A configuration JetStream refuses is not retried, and the error says what
+// differs from the stream that exists.
+func TestEnsureStreamSaysWhatDiffers(t *testing.T) {
+	js := natstest.JetStream(t)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Retention: jetstream.LimitsPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	b := &Broker{JS: js, log: zerolog.Nop()}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := b.EnsureStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Retention: jetstream.WorkQueuePolicy})
+	if err == nil {
+		t.Fatal("a retention change was accepted")
+	}
+	for _, want := range []string{"stream S", "JetStream refused the configuration", "retention Limits (want WorkQueue)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		t.Errorf("JetStream's error is not kept: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a refusal took %v: it was retried", d)
+	}
+}
+
+func TestTransient(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{context.DeadlineExceeded, true},
+		{nats.ErrNoResponders, true},
+		{&jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream cluster not available"}, true},
+		{&jetstream.APIError{Code: 500, ErrorCode: 10009, Description: "JetStream cluster can not handle request"}, true},
+		{&jetstream.APIError{Code: 500, ErrorCode: 10069, Description: "stream configuration update can not change retention"}, false},
+		{&jetstream.APIError{Code: 400, ErrorCode: 10052, Description: "stream configuration update can not change retention"}, false},
+		{&jetstream.APIError{Code: 404, ErrorCode: 10059, Description: "stream not found"}, false},
+		{errors.New("something else"), false},
+	} {
+		if got := Transient(tt.err); got != tt.want {
+			t.Errorf("Transient(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
