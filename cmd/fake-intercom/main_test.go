@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -69,36 +68,5 @@ func TestFakeIntercomCommand(t *testing.T) {
 	}
 	if strings.Contains(errOut.String(), "panic") {
 		t.Error(errOut.String())
-	}
-}
-
-func TestFakeIntercomContactsFile(t *testing.T) {
-	tests := []struct {
-		name, file, wantErr string
-		want                []intercom.Contact
-	}{
-		{name: "JSON", file: `[{"id":"a1","role":"lead","email":"x@example.com"}]`, want: []intercom.Contact{{ID: "a1", Role: "lead", Email: "x@example.com"}}},
-		{name: "YAML", file: "- external_id: '70'\n", want: []intercom.Contact{{ExternalID: "70"}}},
-		{name: "empty", file: "", want: []intercom.Contact{}},
-		{name: "a 1.x key", file: "- user_id: '70'\n", wantErr: "field user_id not found"},
-		{name: "bad role", file: "- role: contact\n", wantErr: `role "contact", want user or lead`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "c")
-			if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			got, err := loadContactsFile(path)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("loadContactsFile = %+v, %v; want %+v", got, err, tt.want)
-			}
-		})
 	}
 }
