@@ -24,6 +24,7 @@ import (
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/intercom/intercomtest"
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/poll"
 	"github.com/intercom-bridge/bridge/internal/syncbuf"
 	"github.com/intercom-bridge/bridge/rules"
 )
@@ -168,12 +169,8 @@ func (h *harness) delivered(rule, outcome string) int {
 func (h *harness) waitFor(what string, cond func() bool) {
 	h.t.Helper()
 	// Long enough for a redelivery after an ack wait (a lost ack).
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out waiting for %s\nlogs:\n%s", what, tail(h.logs.String(), 30))
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !poll.Until(60*time.Second, cond) {
+		h.t.Fatalf("timed out waiting for %s\nlogs:\n%s", what, tail(h.logs.String(), 30))
 	}
 }
 
@@ -463,10 +460,10 @@ func TestNATSRestartLosesAndDuplicatesNothing(t *testing.T) {
 		}
 	}
 	h.waitFor("all messages", func() bool { return len(h.ic.Messages()) >= n })
-	// Not settle(): an ack in flight when the server went down is lost and
-	// its message redelivered after the ack wait, to be dropped as a
-	// duplicate by the outbox or the ledger. Give stragglers a moment.
-	time.Sleep(time.Second)
+	// An ack in flight when the server went down is lost and its message
+	// redelivered after the ack wait, to be dropped as a duplicate by the
+	// outbox or the ledger: count once nothing is left to redeliver.
+	h.settle()
 	seen := map[string]int{}
 	for _, m := range h.ic.Messages() {
 		seen[firstRecipient(m).ID]++

@@ -12,6 +12,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/poll"
 )
 
 func testConfig(t *testing.T) *config.Config {
@@ -137,9 +138,9 @@ func TestExternalServerReconnects(t *testing.T) {
 	}
 	srv.Server.Shutdown()
 	srv.Server.WaitForShutdown()
-	waitFor(t, func() bool { return !b.Connected() })
+	poll.For(t, 20*time.Second, "the broker to see NATS gone", func() bool { return !b.Connected() })
 	srv.Restart(0)
-	waitFor(t, b.Connected)
+	poll.For(t, 20*time.Second, "the broker to reconnect", b.Connected)
 }
 
 func TestExternalServerUnreachable(t *testing.T) {
@@ -152,16 +153,5 @@ func TestExternalServerUnreachable(t *testing.T) {
 	}
 	if err != nil && strings.Contains(err.Error(), "S3cret") {
 		t.Errorf("the password is in the error: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/poll"
 	"github.com/intercom-bridge/bridge/internal/syncbuf"
 	"github.com/intercom-bridge/bridge/rules"
 )
@@ -105,7 +106,7 @@ func TestMatcherOutboxDuplicateIsCounted(t *testing.T) {
 	f.event(t, "e1", `{"type":"order.paid","order":"o-7","contact":"c1"}`)
 	f.event(t, "e2", `{"type":"order.paid","order":"o-7","contact":"c1"}`)
 	dups := func() int { return int(testutil.ToFloat64(f.m.Deliveries.WithLabelValues("paid", OutcomeDuplicate))) }
-	eventually(t, "the duplicate counted", func() bool { return dups() == 1 })
+	poll.For(t, 30*time.Second, "the duplicate counted", func() bool { return dups() == 1 })
 	if n := f.outbox(t); n != 1 {
 		t.Errorf("outbox holds %d jobs, want 1", n)
 	}
@@ -134,7 +135,7 @@ func TestMatcherReplayFailingAgainIsListed(t *testing.T) {
 	ctx := context.Background()
 	f.event(t, "e1", `{"type":"order.broken","contact":"c1"}`)
 	renders := func() int { return int(testutil.ToFloat64(f.m.DeadLetters.WithLabelValues(ReasonRender))) }
-	eventually(t, "the render dead letter", func() bool { return renders() == 1 })
+	poll.For(t, 30*time.Second, "the render dead letter", func() bool { return renders() == 1 })
 	q, err := OpenDLQ(ctx, f.js, f.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +148,7 @@ func TestMatcherReplayFailingAgainIsListed(t *testing.T) {
 		if n, err := q.Replay(ctx, Filter{}, nil); err != nil || n != 1 {
 			t.Fatalf("replay %d: %d, %v", replay, n, err)
 		}
-		eventually(t, "the replay's dead letter", func() bool { return renders() == 1+replay })
+		poll.For(t, 30*time.Second, "the replay's dead letter", func() bool { return renders() == 1+replay })
 		got, err := q.List(ctx, Filter{})
 		if err != nil {
 			t.Fatal(err)

@@ -10,20 +10,19 @@ import (
 	"time"
 
 	"github.com/intercom-bridge/bridge/intercom"
+	"github.com/intercom-bridge/bridge/internal/poll"
 	"github.com/intercom-bridge/bridge/internal/syncbuf"
 )
 
+// waitForOutput waits for re to match what the fake printed and returns the
+// match.
 func waitForOutput(t *testing.T, out *syncbuf.Buffer, re *regexp.Regexp) []string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := re.FindStringSubmatch(out.String()); m != nil {
-			return m
-		}
-		time.Sleep(10 * time.Millisecond)
+	var m []string
+	if !poll.Until(10*time.Second, func() bool { m = re.FindStringSubmatch(out.String()); return m != nil }) {
+		t.Fatalf("no %s in output:\n%s", re, out)
 	}
-	t.Fatalf("no %s in output:\n%s", re, out)
-	return nil
+	return m
 }
 
 func TestFakeIntercomCommand(t *testing.T) {
