@@ -185,20 +185,10 @@ func tail(s string, n int) string {
 // settle waits until nothing is pending in either stage.
 func (h *harness) settle() {
 	h.t.Helper()
-	ctx := context.Background()
 	names := pipeline.NamesFor(h.cfg)
 	h.waitFor("the pipeline to settle", func() bool {
-		for _, c := range [][2]string{{names.Events, names.MatchConsumer}, {names.Outbox, names.SendConsumer}} {
-			cons, err := h.svc.Broker().JS.Consumer(ctx, c[0], c[1])
-			if err != nil {
-				return false
-			}
-			info, err := cons.Info(ctx)
-			if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
-				return false
-			}
-		}
-		return true
+		return natstest.Idle(context.Background(), h.svc.Broker().JS,
+			[2]string{names.Events, names.MatchConsumer}, [2]string{names.Outbox, names.SendConsumer})
 	})
 }
 

@@ -88,15 +88,7 @@ func (f *matcherFixture) event(t *testing.T, id, payload string) {
 
 func (f *matcherFixture) outbox(t *testing.T) uint64 {
 	t.Helper()
-	s, err := f.js.Stream(context.Background(), NamesFor(f.cfg).Outbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return natstest.Msgs(t, f.js, NamesFor(f.cfg).Outbox)
 }
 
 // A second event with the same dedupe key inside the outbox's duplicate

@@ -488,17 +488,7 @@ func (e *e2eEnv) allArrived(n int) bool {
 func (e *e2eEnv) settled() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	for _, c := range [][2]string{{e.names.Events, e.names.MatchConsumer}, {e.names.Outbox, e.names.SendConsumer}} {
-		cons, err := e.js.Consumer(ctx, c[0], c[1])
-		if err != nil {
-			return false
-		}
-		info, err := cons.Info(ctx)
-		if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
-			return false
-		}
-	}
-	return true
+	return natstest.Idle(ctx, e.js, [2]string{e.names.Events, e.names.MatchConsumer}, [2]string{e.names.Outbox, e.names.SendConsumer})
 }
 
 // settle waits until both stages have nothing left, and logs how long that
