@@ -331,8 +331,7 @@ func (e *e2eEnv) runWithKills(t *testing.T, n int, killAt []int, wait time.Durat
 		r.bridge.start()
 		t.Logf("restart %d: webhook port open after %v", i+1, time.Since(restart).Round(time.Millisecond))
 	}
-	e.waitFor(wait, func() string { return fmt.Sprintf("the publisher: %d acked", pub.acked.Load()) },
-		func() bool { return pub.acked.Load() == int64(n) })
+	e.faultWaitPublished(pub, n, wait)
 	t.Logf("published %d events in %v (%d publish retries)", n, time.Since(begin).Round(time.Millisecond), pub.retries.Load())
 	e.waitFor(wait, e.progress(n), func() bool { return e.allArrived(n) })
 	r.allIn = time.Since(begin)
