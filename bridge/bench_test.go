@@ -25,6 +25,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/intercom/intercomtest"
+	"github.com/intercom-bridge/bridge/internal/natstest"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -145,14 +146,7 @@ func BenchmarkStage1(b *testing.B) {
 
 func waitDrained(b *testing.B, js jetstream.JetStream, stream, consumer string) {
 	b.Helper()
-	ctx := context.Background()
-	for {
-		cons, err := js.Consumer(ctx, stream, consumer)
-		if err == nil {
-			if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
-				return
-			}
-		}
+	for !natstest.Idle(context.Background(), js, [2]string{stream, consumer}) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
+	"github.com/intercom-bridge/bridge/internal/poll"
 	"github.com/intercom-bridge/bridge/internal/syncbuf"
 	"github.com/intercom-bridge/bridge/rules"
 )
@@ -97,7 +98,7 @@ func (h *reloadHarness) waitApplied(t *testing.T, what string) {
 	if err != nil {
 		t.Fatalf("the files on disk do not load: %v", err)
 	}
-	reloadEventually(t, what, func() bool { return h.running().Hash() == want.Hash() })
+	poll.For(t, 5*time.Second, what, func() bool { return h.running().Hash() == want.Hash() })
 }
 
 // has reports whether the running set has a rule named name.
@@ -129,17 +130,6 @@ func (h *reloadHarness) watch(t *testing.T, paths []string, sighup <-chan os.Sig
 	case <-time.After(5 * time.Second):
 		t.Fatal("Watch did not set up its watches")
 	}
-}
-
-// reloadEventually polls cond for up to 5 seconds.
-func reloadEventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 func writeRuleFile(t *testing.T, path, content string) {
@@ -238,7 +228,7 @@ func TestReloadBrokenSaveKeepsRunningRules(t *testing.T) {
 			h.watch(t, []string{dir}, nil)
 
 			writeRuleFile(t, file, tc.content)
-			reloadEventually(t, "the broken save to be reported", func() bool { return h.r.LastError() != nil })
+			poll.For(t, 5*time.Second, "the broken save to be reported", func() bool { return h.r.LastError() != nil })
 			if h.running() != good || h.appliedCount() != 1 {
 				t.Fatalf("a broken save replaced the running rules (applied %d times)", h.appliedCount())
 			}
@@ -283,7 +273,7 @@ func TestReloadBrokenSaveKeepsRunningRules(t *testing.T) {
 			// The next good save applies and clears the error.
 			writeRuleFile(t, file, reloadRuleFile("a", "fixed"))
 			h.waitApplied(t, "the fixed save to be applied")
-			reloadEventually(t, "LastError to clear", func() bool { return h.r.LastError() == nil })
+			poll.For(t, 5*time.Second, "LastError to clear", func() bool { return h.r.LastError() == nil })
 			if got := testutil.ToFloat64(h.m.RulesReloadSuccess); got != 1 {
 				t.Errorf("reload success gauge = %v, want 1", got)
 			}
@@ -342,7 +332,7 @@ func TestReloadUnchangedContentDoesNotApply(t *testing.T) {
 
 	before := h.r.attempts.Load()
 	writeRuleFile(t, file, reloadRuleFile("a", "hi")) // same bytes
-	reloadEventually(t, "a reload to run", func() bool { return h.r.attempts.Load() > before })
+	poll.For(t, 5*time.Second, "a reload to run", func() bool { return h.r.attempts.Load() > before })
 	if err := h.r.Reload(); err != nil { // and once more, directly
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/intercom/intercomtest"
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/poll"
 	"github.com/intercom-bridge/bridge/internal/syncbuf"
 	"github.com/intercom-bridge/bridge/rules"
 )
@@ -168,12 +169,8 @@ func (h *harness) delivered(rule, outcome string) int {
 func (h *harness) waitFor(what string, cond func() bool) {
 	h.t.Helper()
 	// Long enough for a redelivery after an ack wait (a lost ack).
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out waiting for %s\nlogs:\n%s", what, tail(h.logs.String(), 30))
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !poll.Until(60*time.Second, cond) {
+		h.t.Fatalf("timed out waiting for %s\nlogs:\n%s", what, tail(h.logs.String(), 30))
 	}
 }
 
@@ -188,20 +185,10 @@ func tail(s string, n int) string {
 // settle waits until nothing is pending in either stage.
 func (h *harness) settle() {
 	h.t.Helper()
-	ctx := context.Background()
 	names := pipeline.NamesFor(h.cfg)
 	h.waitFor("the pipeline to settle", func() bool {
-		for _, c := range [][2]string{{names.Events, names.MatchConsumer}, {names.Outbox, names.SendConsumer}} {
-			cons, err := h.svc.Broker().JS.Consumer(ctx, c[0], c[1])
-			if err != nil {
-				return false
-			}
-			info, err := cons.Info(ctx)
-			if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
-				return false
-			}
-		}
-		return true
+		return natstest.Idle(context.Background(), h.svc.Broker().JS,
+			[2]string{names.Events, names.MatchConsumer}, [2]string{names.Outbox, names.SendConsumer})
 	})
 }
 
@@ -463,10 +450,10 @@ func TestNATSRestartLosesAndDuplicatesNothing(t *testing.T) {
 		}
 	}
 	h.waitFor("all messages", func() bool { return len(h.ic.Messages()) >= n })
-	// Not settle(): an ack in flight when the server went down is lost and
-	// its message redelivered after the ack wait, to be dropped as a
-	// duplicate by the outbox or the ledger. Give stragglers a moment.
-	time.Sleep(time.Second)
+	// An ack in flight when the server went down is lost and its message
+	// redelivered after the ack wait, to be dropped as a duplicate by the
+	// outbox or the ledger: count once nothing is left to redeliver.
+	h.settle()
 	seen := map[string]int{}
 	for _, m := range h.ic.Messages() {
 		seen[firstRecipient(m).ID]++

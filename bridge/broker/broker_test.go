@@ -12,6 +12,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/poll"
 )
 
 func testConfig(t *testing.T) *config.Config {
@@ -103,7 +104,10 @@ func TestEmbeddedListen(t *testing.T) {
 	nc.Close()
 }
 
-func TestStreamChangeRefused(t *testing.T) {
+// openExternal opens a broker on a NATS server of the test's own, as with
+// an external server in production; the broker closes when the test ends.
+func openExternal(t *testing.T) (*natstest.Server, *Broker, *config.Config) {
+	t.Helper()
 	srv := natstest.Start(t)
 	cfg := testConfig(t)
 	cfg.NATS.URL = srv.ClientURL()
@@ -111,12 +115,17 @@ func TestStreamChangeRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	t.Cleanup(func() { b.Close() })
+	return srv, b, cfg
+}
+
+func TestStreamChangeRefused(t *testing.T) {
+	_, b, cfg := openExternal(t)
 	// Another stream owns billing.>: the events stream cannot capture it.
 	if _, err := b.JS.CreateStream(context.Background(), jetstream.StreamConfig{Name: "BILLING", Subjects: []string{"billing.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = b.EnsureStream(context.Background(), EventsStreamConfig(cfg))
+	_, err := b.EnsureStream(context.Background(), EventsStreamConfig(cfg))
 	if err == nil || !strings.Contains(err.Error(), "stream BRIDGE_EVENTS (subjects [bridge.in.> billing.>]): JetStream refused the configuration") ||
 		!strings.Contains(err.Error(), "overlap") {
 		t.Errorf("got %v", err)
@@ -124,22 +133,15 @@ func TestStreamChangeRefused(t *testing.T) {
 }
 
 func TestExternalServerReconnects(t *testing.T) {
-	srv := natstest.Start(t)
-	cfg := testConfig(t)
-	cfg.NATS.URL = srv.ClientURL()
-	b, err := Open(context.Background(), cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	srv, b, _ := openExternal(t)
 	if !b.Connected() {
 		t.Fatal("not connected")
 	}
 	srv.Server.Shutdown()
 	srv.Server.WaitForShutdown()
-	waitFor(t, func() bool { return !b.Connected() })
+	poll.For(t, 20*time.Second, "the broker to see NATS gone", func() bool { return !b.Connected() })
 	srv.Restart(0)
-	waitFor(t, b.Connected)
+	poll.For(t, 20*time.Second, "the broker to reconnect", b.Connected)
 }
 
 func TestExternalServerUnreachable(t *testing.T) {
@@ -152,16 +154,5 @@ func TestExternalServerUnreachable(t *testing.T) {
 	}
 	if err != nil && strings.Contains(err.Error(), "S3cret") {
 		t.Errorf("the password is in the error: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -163,8 +163,10 @@ func TestBodyReaderAllocatesAsBytesArrive(t *testing.T) {
 		b, _ := br.read(httptest.NewRecorder(), req)
 		done <- b
 	}()
+	// A pipe's Write returns once the reader has taken the bytes: after the
+	// second, the reader is done with the first and waiting for more.
 	pw.Write([]byte("{"))
-	time.Sleep(20 * time.Millisecond)
+	pw.Write([]byte(" "))
 	if held := br.budget.used.Load(); held > initialBodyBuf {
 		t.Errorf("one byte of a 1 MiB body holds %d bytes", held)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/bridge/webhook"
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/poll"
 	"github.com/intercom-bridge/bridge/internal/syncbuf"
 )
 
@@ -386,11 +387,7 @@ func TestNATSSources(t *testing.T) {
 	e.nc.Flush()
 
 	var got []*event.Envelope
-	deadline := time.Now().Add(10 * time.Second)
-	for len(got) < 4 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-		got = e.stored()
-	}
+	poll.Until(10*time.Second, func() bool { got = e.stored(); return len(got) >= 4 })
 	bySource := map[string][]*event.Envelope{}
 	for _, env := range got {
 		bySource[env.Source] = append(bySource[env.Source], env)
@@ -410,19 +407,17 @@ func TestNATSSources(t *testing.T) {
 	if _, err := e.js.Publish(ctx, "orders.eu.paid", []byte("not json")); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(10 * time.Second)
-	for {
+	var stored *jetstream.RawStreamMsg
+	poll.For(t, 10*time.Second, "the invalid message to be stored", func() bool {
 		m, err := e.events.GetLastMsgForSubject(ctx, "bridge.in.orders")
-		if err == nil && string(m.Data) == "not json" {
-			if m.Header.Get(event.EnvelopeHeader) != "" {
-				t.Error("stored as an envelope")
-			}
-			break
+		if err != nil || string(m.Data) != "not json" {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the invalid message was not stored")
-		}
-		time.Sleep(20 * time.Millisecond)
+		stored = m
+		return true
+	})
+	if stored.Header.Get(event.EnvelopeHeader) != "" {
+		t.Error("stored as an envelope")
 	}
 }
 

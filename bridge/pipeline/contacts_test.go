@@ -13,6 +13,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/poll"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -79,7 +80,7 @@ func TestContactsLookUpOncePerPerson(t *testing.T) {
 	if n := srv.Count(http.MethodPost, "/contacts/search"); n != 1 {
 		t.Errorf("two look-ups of nobody made %d searches, want 1", n)
 	}
-	eventually(t, "the negative entry to expire and nobody to be asked for again", func() bool {
+	poll.For(t, 30*time.Second, "the negative entry to expire and nobody to be asked for again", func() bool {
 		replica2.Resolve(context.Background(), nobody, zerolog.Nop())
 		return srv.Count(http.MethodPost, "/contacts/search") == 2
 	})
@@ -123,8 +124,8 @@ func TestSenderContactNotFound(t *testing.T) {
 	job := testJob("ghost", "1")
 	job.Message.To = []rules.Recipient{{Type: "user", UserID: "u-404"}}
 	f.publish(t, job)
-	eventually(t, "the dead letter", func() bool { return f.deadLetters(ReasonContactNotFound) == 1 })
-	eventually(t, "the job acked", f.outboxEmpty)
+	poll.For(t, 30*time.Second, "the dead letter", func() bool { return f.deadLetters(ReasonContactNotFound) == 1 })
+	poll.For(t, 30*time.Second, "the job acked", f.outboxEmpty)
 	q, err := OpenDLQ(context.Background(), f.js, f.cfg)
 	if err != nil {
 		t.Fatal(err)

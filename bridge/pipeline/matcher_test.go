@@ -16,6 +16,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/poll"
 	"github.com/intercom-bridge/bridge/internal/syncbuf"
 	"github.com/intercom-bridge/bridge/rules"
 )
@@ -87,15 +88,7 @@ func (f *matcherFixture) event(t *testing.T, id, payload string) {
 
 func (f *matcherFixture) outbox(t *testing.T) uint64 {
 	t.Helper()
-	s, err := f.js.Stream(context.Background(), NamesFor(f.cfg).Outbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return natstest.Msgs(t, f.js, NamesFor(f.cfg).Outbox)
 }
 
 // A second event with the same dedupe key inside the outbox's duplicate
@@ -105,7 +98,7 @@ func TestMatcherOutboxDuplicateIsCounted(t *testing.T) {
 	f.event(t, "e1", `{"type":"order.paid","order":"o-7","contact":"c1"}`)
 	f.event(t, "e2", `{"type":"order.paid","order":"o-7","contact":"c1"}`)
 	dups := func() int { return int(testutil.ToFloat64(f.m.Deliveries.WithLabelValues("paid", OutcomeDuplicate))) }
-	eventually(t, "the duplicate counted", func() bool { return dups() == 1 })
+	poll.For(t, 30*time.Second, "the duplicate counted", func() bool { return dups() == 1 })
 	if n := f.outbox(t); n != 1 {
 		t.Errorf("outbox holds %d jobs, want 1", n)
 	}
@@ -134,7 +127,7 @@ func TestMatcherReplayFailingAgainIsListed(t *testing.T) {
 	ctx := context.Background()
 	f.event(t, "e1", `{"type":"order.broken","contact":"c1"}`)
 	renders := func() int { return int(testutil.ToFloat64(f.m.DeadLetters.WithLabelValues(ReasonRender))) }
-	eventually(t, "the render dead letter", func() bool { return renders() == 1 })
+	poll.For(t, 30*time.Second, "the render dead letter", func() bool { return renders() == 1 })
 	q, err := OpenDLQ(ctx, f.js, f.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +140,7 @@ func TestMatcherReplayFailingAgainIsListed(t *testing.T) {
 		if n, err := q.Replay(ctx, Filter{}, nil); err != nil || n != 1 {
 			t.Fatalf("replay %d: %d, %v", replay, n, err)
 		}
-		eventually(t, "the replay's dead letter", func() bool { return renders() == 1+replay })
+		poll.For(t, 30*time.Second, "the replay's dead letter", func() bool { return renders() == 1+replay })
 		got, err := q.List(ctx, Filter{})
 		if err != nil {
 			t.Fatal(err)

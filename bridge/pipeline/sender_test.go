@@ -18,6 +18,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/poll"
 	"github.com/intercom-bridge/bridge/internal/syncbuf"
 	"github.com/intercom-bridge/bridge/rules"
 )
@@ -205,18 +206,6 @@ func (f *senderFixture) outboxEmpty() bool {
 	return err == nil && info.State.Msgs == 0
 }
 
-// eventually waits up to 30 s for cond.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // A job that waits for the pacer far longer than AckWait, queued or in
 // hand, is neither handed out again nor sent twice: 40 jobs, one request
 // admitted every 100 ms, AckWait 600 ms.
@@ -228,7 +217,7 @@ func TestSenderPacerWaitLongerThanAckWait(t *testing.T) {
 	for i := range n {
 		f.publish(t, testJob("slow", fmt.Sprint(i)))
 	}
-	eventually(t, "every job sent and acked", func() bool {
+	poll.For(t, 30*time.Second, "every job sent and acked", func() bool {
 		return f.outcomes("slow", OutcomeSent) == n && f.outboxEmpty()
 	})
 	accepted, calls := client.snapshot()
@@ -263,23 +252,23 @@ func TestSenderLease(t *testing.T) {
 				},
 			})
 			f.publish(t, job)
-			eventually(t, "the job put back as in flight", func() bool { return f.outcomes("leased", OutcomeInFlight) >= 1 })
+			poll.For(t, 30*time.Second, "the job put back as in flight", func() bool { return f.outcomes("leased", OutcomeInFlight) >= 1 })
 			if c := client.count(job.Key); c != 0 {
 				t.Fatalf("sent %d times under another worker's live lease", c)
 			}
 			switch policy {
 			case "resend":
-				eventually(t, "the resend after the lease", func() bool { return f.outcomes("leased", OutcomeSent) == 1 })
+				poll.For(t, 30*time.Second, "the resend after the lease", func() bool { return f.outcomes("leased", OutcomeSent) == 1 })
 				if c, r := client.count(job.Key), f.outcomes("leased", OutcomeUncertainResend); c != 1 || r != 1 {
 					t.Errorf("after the lease: sent %d, uncertain resends %d; want 1 and 1", c, r)
 				}
 			case "dead_letter":
-				eventually(t, "the dead letter after the lease", func() bool { return f.deadLetters(ReasonUncertain) == 1 })
+				poll.For(t, 30*time.Second, "the dead letter after the lease", func() bool { return f.deadLetters(ReasonUncertain) == 1 })
 				if c := client.count(job.Key); c != 0 {
 					t.Errorf("sent %d times with on_uncertain: dead_letter", c)
 				}
 			}
-			eventually(t, "the job acked", f.outboxEmpty)
+			poll.For(t, 30*time.Second, "the job acked", f.outboxEmpty)
 		})
 	}
 }
@@ -313,11 +302,11 @@ func TestSenderRecordsBeforeAck(t *testing.T) {
 	f := newSenderFixture(t, client, senderSetup{wrapKV: func(k KV) KV { kv.KV = k; return kv }})
 	job := testJob("record", "1")
 	f.publish(t, job)
-	eventually(t, "the record retried", func() bool { return strings.Contains(f.logs.String(), "the record cannot be written yet") })
+	poll.For(t, 30*time.Second, "the record retried", func() bool { return strings.Contains(f.logs.String(), "the record cannot be written yet") })
 	if f.outboxEmpty() {
 		t.Fatal("job acked before its record was written")
 	}
-	eventually(t, "the job acked", f.outboxEmpty)
+	poll.For(t, 30*time.Second, "the job acked", f.outboxEmpty)
 	e, _, err := f.s.ledger.get(context.Background(), job.Key)
 	if err != nil || e == nil || e.State != stateSent || e.MessageID != "msg-"+job.Key {
 		t.Fatalf("ledger entry %+v, %v; want sent with the message id", e, err)
@@ -343,7 +332,7 @@ func TestSenderReplayFailingAgainIsListed(t *testing.T) {
 			client := &fakeSender{answer: func(intercom.Message) error { return tt.err }}
 			f := newSenderFixture(t, client, senderSetup{tune: func(c *config.Config) { c.Delivery.MaxAttempts = 2 }})
 			f.publish(t, testJob("fails", "1"))
-			eventually(t, "the first dead letter", func() bool { return f.deadLetters(tt.reason) == 1 })
+			poll.For(t, 30*time.Second, "the first dead letter", func() bool { return f.deadLetters(tt.reason) == 1 })
 			ctx := context.Background()
 			q, err := OpenDLQ(ctx, f.js, f.cfg)
 			if err != nil {
@@ -357,8 +346,8 @@ func TestSenderReplayFailingAgainIsListed(t *testing.T) {
 				if n, err := q.Replay(ctx, Filter{}, nil); err != nil || n != 1 {
 					t.Fatalf("replay %d: %d, %v", replay, n, err)
 				}
-				eventually(t, "the dead letter of the replay", func() bool { return f.deadLetters(tt.reason) == 1+replay })
-				eventually(t, "the replayed job acked", f.outboxEmpty)
+				poll.For(t, 30*time.Second, "the dead letter of the replay", func() bool { return f.deadLetters(tt.reason) == 1+replay })
+				poll.For(t, 30*time.Second, "the replayed job acked", f.outboxEmpty)
 				got, err := q.List(ctx, Filter{})
 				if err != nil {
 					t.Fatal(err)

@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"image/color"
-	"image/png"
+	"encoding/xml"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -106,77 +108,91 @@ Threads:	9
 	}
 }
 
-func TestPlotPNG(t *testing.T) {
+// svgDoc is the part of the plot's SVG the test reads.
+type svgDoc struct {
+	Width  int      `xml:"width,attr"`
+	Height int      `xml:"height,attr"`
+	Texts  []string `xml:"text"`
+	Series []struct {
+		Class    string `xml:"class,attr"`
+		Stroke   string `xml:"stroke,attr"`
+		Polyline struct {
+			Points string `xml:"points,attr"`
+		} `xml:"polyline"`
+		Circles []struct {
+			CX float64 `xml:"cx,attr"`
+			CY float64 `xml:"cy,attr"`
+		} `xml:"circle"`
+	} `xml:"g"`
+}
+
+func TestPlotSVG(t *testing.T) {
 	pts := []sweepPoint{{200, 1.5, 6}, {500, 2, 9}, {1000, 3, 20}, {2000, 8, 90}, {5000, 40, 900}}
-	const w, h = 900, 560
-	c := drawLatencyPlot(pts, w, h)
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, c.img); err != nil {
+	const w, h = 640, 400
+	path := filepath.Join(t.TempDir(), "latency.svg")
+	if err := writeLatencyPlot(path, pts, w, h); err != nil {
 		t.Fatal(err)
 	}
-	img, err := png.Decode(&buf)
+	data, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("not a valid PNG: %v", err)
+		t.Fatal(err)
 	}
-	if b := img.Bounds(); b.Dx() != w || b.Dy() != h {
-		t.Fatalf("size %v, want %dx%d", b, w, h)
+	var doc svgDoc
+	if err := xml.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("not valid XML: %v\n%s", err, data)
 	}
-	same := func(a color.Color, b color.RGBA) bool {
-		r, g, bl, _ := a.RGBA()
-		return uint8(r>>8) == b.R && uint8(g>>8) == b.G && uint8(bl>>8) == b.B
+	if doc.Width != w || doc.Height != h {
+		t.Errorf("size %dx%d, want %dx%d", doc.Width, doc.Height, w, h)
 	}
-	for _, s := range []struct {
-		name string
-		col  color.RGBA
-		v    func(sweepPoint) float64
+	for _, label := range []string{"200", "5000", "1", "1000", "ms", "offered load (events/s)"} {
+		if !slices.Contains(doc.Texts, label) {
+			t.Errorf("no label %q in %q", label, doc.Texts)
+		}
+	}
+
+	c := newChart(pts, w, h)
+	tests := []struct {
+		class, colour string
+		v             func(sweepPoint) float64
 	}{
 		{"p50", colP50, func(p sweepPoint) float64 { return p.P50 }},
 		{"p99", colP99, func(p sweepPoint) float64 { return p.P99 }},
-	} {
-		for i, p := range pts {
-			x, y := c.px(p.Rate, s.v(p))
-			if !same(img.At(x, y), s.col) {
-				t.Errorf("%s point %d at (%d,%d): %v, want the series colour", s.name, i, x, y, img.At(x, y))
+	}
+	if len(doc.Series) != len(tests) {
+		t.Fatalf("%d series, want %d", len(doc.Series), len(tests))
+	}
+	for i, tt := range tests {
+		t.Run(tt.class, func(t *testing.T) {
+			s := doc.Series[i]
+			if s.Class != tt.class || s.Stroke != tt.colour {
+				t.Errorf("series %d is %s in %s, want %s in %s", i, s.Class, s.Stroke, tt.class, tt.colour)
 			}
-			if i == 0 {
-				continue
+			var want []string
+			for _, p := range pts {
+				x, y := c.px(p.Rate, tt.v(p))
+				want = append(want, fmt.Sprintf("%.1f,%.1f", x, y))
 			}
-			// Along the segment from the previous point, nothing is background.
-			x0, y0 := c.px(pts[i-1].Rate, s.v(pts[i-1]))
-			for k := 1; k < 10; k++ {
-				xm, ym := x0+(x-x0)*k/10, y0+(y-y0)*k/10
-				if same(img.At(xm, ym), colBackground) {
-					t.Errorf("%s segment %d: background at (%d,%d)", s.name, i, xm, ym)
+			if got := strings.Fields(s.Polyline.Points); !slices.Equal(got, want) {
+				t.Errorf("line through %v, want %v", got, want)
+			}
+			if len(s.Circles) != len(pts) {
+				t.Fatalf("%d markers, want %d", len(s.Circles), len(pts))
+			}
+			// Latency rises with the load: each marker is higher (smaller y).
+			for k := 1; k < len(s.Circles); k++ {
+				if s.Circles[k].CX <= s.Circles[k-1].CX || s.Circles[k].CY >= s.Circles[k-1].CY {
+					t.Errorf("marker %d at (%g,%g) is not right of and above (%g,%g)", k,
+						s.Circles[k].CX, s.Circles[k].CY, s.Circles[k-1].CX, s.Circles[k-1].CY)
 				}
 			}
-		}
+		})
 	}
-	// The axis labels are drawn: some dark pixels under the x axis.
-	dark := 0
-	for y := c.bottom + 10; y < h; y++ {
-		for x := range w {
-			if same(img.At(x, y), colAxis) {
-				dark++
-			}
-		}
-	}
-	if dark < 200 {
-		t.Errorf("only %d label pixels under the x axis", dark)
-	}
+}
 
-	// writeLatencyPlot writes the same to a file.
-	path := filepath.Join(t.TempDir(), "latency.png")
-	if err := writeLatencyPlot(path, pts, 640, 400); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cfg, err := png.DecodeConfig(f)
-	if err != nil || cfg.Width != 640 || cfg.Height != 400 {
-		t.Errorf("file: %+v, %v", cfg, err)
+func TestPlotWriteError(t *testing.T) {
+	err := writeLatencyPlot(filepath.Join(t.TempDir(), "none", "latency.svg"), nil, 100, 100)
+	if err == nil || !strings.Contains(err.Error(), "writing the plot") {
+		t.Errorf("err = %v, want the write to fail with context", err)
 	}
 }
 
@@ -251,6 +267,27 @@ func TestEndToEnd(t *testing.T) {
 			}
 			if r.Idle.RSSMB <= 0 || r.Load.PeakRSSMB <= 0 {
 				t.Errorf("memory not sampled: idle %+v, load %+v", r.Idle, r.Load)
+			}
+		})
+	}
+}
+
+func TestParseOptionsPlot(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		ok   bool
+	}{
+		{name: "default", args: []string{"-sweep", "200,500", "-duration", "1s"}, ok: true},
+		{name: "svg", args: []string{"-sweep", "200", "-duration", "1s", "-plot", "docs/Latency.SVG"}, ok: true},
+		{name: "png", args: []string{"-sweep", "200", "-duration", "1s", "-plot", "latency.png"}, ok: false},
+		{name: "no sweep, no plot", args: []string{"-plot", "latency.png"}, ok: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			if _, _, ok := parseOptions(tt.args, &stderr); ok != tt.ok {
+				t.Errorf("parseOptions(%q) ok = %v, want %v: %s", tt.args, ok, tt.ok, stderr.String())
 			}
 		})
 	}

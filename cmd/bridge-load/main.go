@@ -8,11 +8,11 @@
 // "app" on app.>, -rules rules) pointed at a fake Intercom it serves
 // in-process, then sends -events events over -via at -rate events/s.
 // With -sweep it runs one fixed-rate step per offered load and plots the
-// latency against the load as a PNG.
+// latency against the load as an SVG picture.
 //
 //	go run ./cmd/bridge-load -events 10000 -via nats -rate 0
 //	go run ./cmd/bridge-load -via webhook -rate 200 -events 4000 -match 1
-//	go run ./cmd/bridge-load -sweep 200,500,1000,2000,5000 -duration 20s -plot docs/latency.png
+//	go run ./cmd/bridge-load -sweep 200,500,1000,2000,5000 -duration 20s -plot docs/latency.svg
 package main
 
 import (
@@ -27,6 +27,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -113,7 +114,7 @@ func parseOptions(args []string, stderr io.Writer) (o *options, code int, ok boo
 	fs.IntVar(&o.pid, "pid", 0, "with -target or -nats: the bridge's process id, to sample its CPU and memory")
 	fs.Int64Var(&o.first, "first", 0, "the first event's n (against a running bridge, use a new range per run: its ledger drops dedupe keys it has sent)")
 	sweep := fs.String("sweep", "", "comma-separated offered loads, `events/s`: one fixed-rate run each, then a plot")
-	fs.StringVar(&o.plot, "plot", "latency.png", "with -sweep: the PNG `file` to write")
+	fs.StringVar(&o.plot, "plot", "latency.svg", "with -sweep: the SVG `file` to write")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to `file`")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (config, rules, data, bridge log)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress lines")
@@ -156,6 +157,8 @@ func parseOptions(args []string, stderr io.Writer) (o *options, code int, ok boo
 		return bad("-via webhook against a running bridge needs -target")
 	case o.via == "nats" && o.target != "" && o.natsURL == "":
 		return bad("-via nats against a running bridge needs -nats")
+	case o.sweep != nil && !strings.EqualFold(filepath.Ext(o.plot), ".svg"):
+		return bad("-plot: the plot is an SVG picture; name it *.svg, not %q", o.plot)
 	}
 	return o, 0, true
 }

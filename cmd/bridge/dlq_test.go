@@ -81,15 +81,7 @@ func dlqOr(s, def string) string {
 // count returns how many messages a stream holds.
 func (e *dlqEnv) count(t *testing.T, stream string) uint64 {
 	t.Helper()
-	s, err := e.js.Stream(context.Background(), stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return natstest.Msgs(t, e.js, stream)
 }
 
 // run runs bridge dlq with args, adding -config after the subcommand

@@ -7,8 +7,9 @@ package main
 //
 // The only duplicates the bridge may produce are the messages Intercom
 // accepted while their delivery key was "pending" when the process died
-// (DESIGN.md §4); the kill test bounds duplicates by the keys it finds
-// pending in the sent ledger right after each kill.
+// (DESIGN.md §4); the kill tests (fault_test.go, behind the fault tag, as
+// they take tens of seconds) bound duplicates by the keys they find pending
+// in the sent ledger right after each kill.
 
 import (
 	"bufio"
@@ -41,6 +42,7 @@ import (
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/intercom/intercomtest"
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/poll"
 )
 
 const (
@@ -263,22 +265,27 @@ func (b *e2eBridge) start() {
 		b.state = cmd.ProcessState
 		close(done)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	opened := poll.Until(30*time.Second, func() bool {
 		select {
 		case <-done:
 			t.Fatalf("%s exited while starting (%v):\n%s", b.name, cmd.ProcessState, b.tail(30))
 		default:
 		}
-		if c, err := net.DialTimeout("tcp", b.httpAddr, time.Second); err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: the webhook port %s did not open in 30s:\n%s", b.name, b.httpAddr, b.tail(30))
-		}
-		time.Sleep(20 * time.Millisecond)
+		return dialable(b.httpAddr)
+	})
+	if !opened {
+		t.Fatalf("%s: the webhook port %s did not open in 30s:\n%s", b.name, b.httpAddr, b.tail(30))
 	}
+}
+
+// dialable reports whether addr accepts a TCP connection.
+func dialable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 func (b *e2eBridge) running() bool {
@@ -442,12 +449,8 @@ func (e *e2eEnv) publish(from, to int, pace time.Duration, stop <-chan struct{})
 // waitFor polls cond until it holds, failing the test after timeout.
 func (e *e2eEnv) waitFor(timeout time.Duration, what func() string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out after %v waiting for %s", timeout, what())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !poll.Until(timeout, cond) {
+		e.t.Fatalf("timed out after %v waiting for %s", timeout, what())
 	}
 }
 
@@ -485,17 +488,7 @@ func (e *e2eEnv) allArrived(n int) bool {
 func (e *e2eEnv) settled() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	for _, c := range [][2]string{{e.names.Events, e.names.MatchConsumer}, {e.names.Outbox, e.names.SendConsumer}} {
-		cons, err := e.js.Consumer(ctx, c[0], c[1])
-		if err != nil {
-			return false
-		}
-		info, err := cons.Info(ctx)
-		if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
-			return false
-		}
-	}
-	return true
+	return natstest.Idle(ctx, e.js, [2]string{e.names.Events, e.names.MatchConsumer}, [2]string{e.names.Outbox, e.names.SendConsumer})
 }
 
 // settle waits until both stages have nothing left, and logs how long that
@@ -633,80 +626,6 @@ func TestE2EWebhookToIntercom(t *testing.T) {
 	}
 	if !reflect.DeepEqual(raw, wantRaw) {
 		t.Errorf("request body %s, want %v", reqs[len(reqs)-1].Body, wantRaw)
-	}
-}
-
-// killRun is what a run with kills measured.
-type killRun struct {
-	bridge   *e2eBridge
-	pending  map[string]bool // delivery keys pending in the ledger right after a kill
-	bound    int             // their number, summed over the kills: the most duplicates allowed
-	lastKill time.Duration   // since the start
-	allIn    time.Duration   // since the start, when every event had arrived
-}
-
-// runWithKills publishes n events at a steady pace, SIGKILLs the bridge
-// when the fake has received each count in killAt and restarts it, then
-// waits for every event and for both stages to settle. Jobs a killed
-// process held come back after the consumers' ack waits.
-func (e *e2eEnv) runWithKills(t *testing.T, n int, killAt []int, wait time.Duration) killRun {
-	t.Helper()
-	e.ic.SetDelay(5 * time.Millisecond) // sends are in flight when a kill lands
-	r := killRun{bridge: e.newBridge("bridge", "warn", true), pending: map[string]bool{}}
-	r.bridge.start()
-	stop := make(chan struct{})
-	defer close(stop)
-	begin := time.Now()
-	pub := e.publish(0, n, 3*time.Millisecond, stop)
-	for i, at := range killAt {
-		e.waitFor(wait, e.progress(n), func() bool { return len(e.ic.Messages()) >= at })
-		r.bridge.kill()
-		r.lastKill = time.Since(begin)
-		keys, err := e.pendingKeys()
-		if err != nil {
-			t.Fatalf("reading the ledger after kill %d: %v", i+1, err)
-		}
-		r.bound += len(keys)
-		for _, k := range keys {
-			r.pending[k] = true
-		}
-		t.Logf("kill %d at %v: fake had %d messages, %d published; %d keys pending in the ledger",
-			i+1, r.lastKill.Round(time.Millisecond), len(e.ic.Messages()), pub.acked.Load(), len(keys))
-		restart := time.Now()
-		r.bridge.start()
-		t.Logf("restart %d: webhook port open after %v", i+1, time.Since(restart).Round(time.Millisecond))
-	}
-	e.waitFor(wait, func() string { return fmt.Sprintf("the publisher: %d acked", pub.acked.Load()) },
-		func() bool { return pub.acked.Load() == int64(n) })
-	t.Logf("published %d events in %v (%d publish retries)", n, time.Since(begin).Round(time.Millisecond), pub.retries.Load())
-	e.waitFor(wait, e.progress(n), func() bool { return e.allArrived(n) })
-	r.allIn = time.Since(begin)
-	e.settle(wait)
-	t.Logf("all %d arrived %v after the start (%v after the last kill); %d messages, %d requests at the fake",
-		n, r.allIn.Round(time.Millisecond), (r.allIn - r.lastKill).Round(time.Millisecond), len(e.ic.Messages()), len(e.ic.Requests()))
-	return r
-}
-
-// TestE2EKillNineTwice: SIGKILL the bridge twice while 1,000 NATS events
-// flow; nothing is lost, and the only duplicates are sends whose key was
-// pending at a kill.
-func TestE2EKillNineTwice(t *testing.T) {
-	const n = 1000
-	e := newE2E(t)
-	r := e.runWithKills(t, n, []int{300, 700}, 120*time.Second)
-	lost, dups, unknown := e.tally(n)
-	workerBound := 2 * e2eWorkers * 2
-	resends := r.bridge.logCount("sending again (on_uncertain: resend)")
-	t.Logf("lost %d, duplicates %d (bound: %d keys pending at the kills; coarse bound 2 x %d workers x 2 kills = %d); %d uncertain resends logged",
-		lost, dups, r.bound, e2eWorkers, workerBound, resends)
-	if lost != 0 || unknown != 0 {
-		t.Errorf("lost %d events; %d messages for unknown recipients", lost, unknown)
-	}
-	if dups > r.bound || dups > workerBound {
-		t.Errorf("%d duplicates: more than the %d keys pending at the kills (or the bound %d)", dups, r.bound, workerBound)
-	}
-	if dups > resends {
-		t.Errorf("%d duplicates but only %d uncertain resends logged", dups, resends)
 	}
 }
 

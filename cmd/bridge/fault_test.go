@@ -291,6 +291,79 @@ func (e *e2eEnv) faultStatuses() map[int]int {
 	return by
 }
 
+// killRun is what a run with kills measured.
+type killRun struct {
+	bridge   *e2eBridge
+	pending  map[string]bool // delivery keys pending in the ledger right after a kill
+	bound    int             // their number, summed over the kills: the most duplicates allowed
+	lastKill time.Duration   // since the start
+	allIn    time.Duration   // since the start, when every event had arrived
+}
+
+// runWithKills publishes n events at a steady pace, SIGKILLs the bridge
+// when the fake has received each count in killAt and restarts it, then
+// waits for every event and for both stages to settle. Jobs a killed
+// process held come back after the consumers' ack waits.
+func (e *e2eEnv) runWithKills(t *testing.T, n int, killAt []int, wait time.Duration) killRun {
+	t.Helper()
+	e.ic.SetDelay(5 * time.Millisecond) // sends are in flight when a kill lands
+	r := killRun{bridge: e.newBridge("bridge", "warn", true), pending: map[string]bool{}}
+	r.bridge.start()
+	stop := make(chan struct{})
+	defer close(stop)
+	begin := time.Now()
+	pub := e.publish(0, n, 3*time.Millisecond, stop)
+	for i, at := range killAt {
+		e.waitFor(wait, e.progress(n), func() bool { return len(e.ic.Messages()) >= at })
+		r.bridge.kill()
+		r.lastKill = time.Since(begin)
+		keys, err := e.pendingKeys()
+		if err != nil {
+			t.Fatalf("reading the ledger after kill %d: %v", i+1, err)
+		}
+		r.bound += len(keys)
+		for _, k := range keys {
+			r.pending[k] = true
+		}
+		t.Logf("kill %d at %v: fake had %d messages, %d published; %d keys pending in the ledger",
+			i+1, r.lastKill.Round(time.Millisecond), len(e.ic.Messages()), pub.acked.Load(), len(keys))
+		restart := time.Now()
+		r.bridge.start()
+		t.Logf("restart %d: webhook port open after %v", i+1, time.Since(restart).Round(time.Millisecond))
+	}
+	e.faultWaitPublished(pub, n, wait)
+	t.Logf("published %d events in %v (%d publish retries)", n, time.Since(begin).Round(time.Millisecond), pub.retries.Load())
+	e.waitFor(wait, e.progress(n), func() bool { return e.allArrived(n) })
+	r.allIn = time.Since(begin)
+	e.settle(wait)
+	t.Logf("all %d arrived %v after the start (%v after the last kill); %d messages, %d requests at the fake",
+		n, r.allIn.Round(time.Millisecond), (r.allIn - r.lastKill).Round(time.Millisecond), len(e.ic.Messages()), len(e.ic.Requests()))
+	return r
+}
+
+// TestFaultKillNineTwice: SIGKILL the bridge twice while 1,000 NATS events
+// flow; nothing is lost, and the only duplicates are sends whose key was
+// pending at a kill.
+func TestFaultKillNineTwice(t *testing.T) {
+	const n = 1000
+	e := newE2E(t)
+	r := e.runWithKills(t, n, []int{300, 700}, 120*time.Second)
+	lost, dups, unknown := e.tally(n)
+	workerBound := 2 * e2eWorkers * 2
+	resends := r.bridge.logCount("sending again (on_uncertain: resend)")
+	t.Logf("lost %d, duplicates %d (bound: %d keys pending at the kills; coarse bound 2 x %d workers x 2 kills = %d); %d uncertain resends logged",
+		lost, dups, r.bound, e2eWorkers, workerBound, resends)
+	if lost != 0 || unknown != 0 {
+		t.Errorf("lost %d events; %d messages for unknown recipients", lost, unknown)
+	}
+	if dups > r.bound || dups > workerBound {
+		t.Errorf("%d duplicates: more than the %d keys pending at the kills (or the bound %d)", dups, r.bound, workerBound)
+	}
+	if dups > resends {
+		t.Errorf("%d duplicates but only %d uncertain resends logged", dups, resends)
+	}
+}
+
 // TestFaultKillNineFiveTimes: 10,000 NATS events at a steady pace; the
 // bridge is SIGKILLed five times, at 15%, 30%, 45%, 60% and 75% of the
 // messages, and restarted each time. Nothing is lost; the duplicates are at

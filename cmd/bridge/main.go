@@ -31,7 +31,6 @@ func commands() []command {
 		{"check", "verify the Intercom token, admin ids, NATS and streams", runCheck},
 		{"dlq", "list, show, replay or purge dead letters", runDLQ},
 		{"send", "post a signed JSON event to a webhook source of a running bridge", runSend},
-		{"fake-intercom", "run an in-process fake Intercom API that prints each message", runFakeIntercom},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/intercom"
+	"github.com/intercom-bridge/bridge/internal/contactsfile"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -290,7 +291,7 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	var contacts contactList
 	if *contactsFile != "" {
-		list, err := loadContactsFile(*contactsFile)
+		list, err := contactsfile.Load(*contactsFile)
 		if err != nil {
 			fmt.Fprintf(stderr, "-contacts: %v\n", err)
 			return 2

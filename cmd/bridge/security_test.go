@@ -29,6 +29,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/intercom-bridge/bridge/bridge/webhook"
+	"github.com/intercom-bridge/bridge/internal/poll"
 )
 
 // exampleSecret is the fallback secret of config.example.yaml, printed in
@@ -294,20 +295,14 @@ func (w *syncWriter) String() string {
 // waitPort waits for addr to accept connections, or the process to exit.
 func waitPort(t *testing.T, addr string, done chan struct{}) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	poll.For(t, 30*time.Second, addr+" to open", func() bool {
 		select {
 		case <-done:
 			t.Fatal("the bridge exited while starting")
 		default:
 		}
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s did not open in 30s", addr)
+		return dialable(addr)
+	})
 }
 
 // TestSecurityExampleConfigRefusesPublishedSecret (high 2): the example
@@ -508,7 +503,8 @@ rules: {paths: [rules.yaml], watch: false}
 			nc.Close()
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Both lines are written at once; a flood would be more.
+	poll.Until(time.Second, func() bool { return b.logCount("authentication error") >= 2 })
 	if n := b.logCount("authentication error"); n < 1 || n > 2 { // two messages: without a token, with a wrong one
 		t.Errorf("%d log lines about 22 forged connections, want one per message per 10 s:\n%s", n, b.tail(30))
 	}

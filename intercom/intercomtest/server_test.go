@@ -2,9 +2,11 @@ package intercomtest_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"reflect"
 	"strconv"
 	"strings"
@@ -463,15 +465,20 @@ func TestDelay(t *testing.T) {
 	}
 	// Close does not wait for delayed requests.
 	srv.SetDelay(time.Hour)
-	done := make(chan struct{})
+	done, wrote := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		req, _ := http.NewRequest("GET", srv.URL()+"/me", nil)
+		var once sync.Once
+		trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { once.Do(func() { close(wrote) }) }}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", srv.URL()+"/me", nil)
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 		}
 	}()
-	time.Sleep(50 * time.Millisecond) // let it arrive; if it has not, the test proves less but still passes
+	select { // the request is with the server, or failed
+	case <-wrote:
+	case <-done:
+	}
 	srv.Close()
 	<-done
 }

@@ -3,6 +3,7 @@
 package natstest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -117,4 +118,37 @@ func StartCluster(t testing.TB, n int) []*Server {
 		})
 	}
 	return servers
+}
+
+// Idle reports whether each consumer, named {stream, consumer}, has nothing
+// pending and nothing awaiting an ack: what a test waits for before it
+// counts what came out of a pipeline. A consumer it cannot read is not
+// idle.
+func Idle(ctx context.Context, js jetstream.JetStream, consumers ...[2]string) bool {
+	for _, c := range consumers {
+		cons, err := js.Consumer(ctx, c[0], c[1])
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(ctx)
+		if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Msgs returns how many messages stream holds.
+func Msgs(t testing.TB, js jetstream.JetStream, stream string) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	return info.State.Msgs
 }

@@ -4,27 +4,25 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/intercom-bridge/bridge/intercom"
+	"github.com/intercom-bridge/bridge/internal/poll"
 	"github.com/intercom-bridge/bridge/internal/syncbuf"
 )
 
+// waitForOutput waits for re to match what the fake printed and returns the
+// match.
 func waitForOutput(t *testing.T, out *syncbuf.Buffer, re *regexp.Regexp) []string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := re.FindStringSubmatch(out.String()); m != nil {
-			return m
-		}
-		time.Sleep(10 * time.Millisecond)
+	var m []string
+	if !poll.Until(10*time.Second, func() bool { m = re.FindStringSubmatch(out.String()); return m != nil }) {
+		t.Fatalf("no %s in output:\n%s", re, out)
 	}
-	t.Fatalf("no %s in output:\n%s", re, out)
-	return nil
+	return m
 }
 
 func TestFakeIntercomCommand(t *testing.T) {
@@ -69,36 +67,5 @@ func TestFakeIntercomCommand(t *testing.T) {
 	}
 	if strings.Contains(errOut.String(), "panic") {
 		t.Error(errOut.String())
-	}
-}
-
-func TestFakeIntercomContactsFile(t *testing.T) {
-	tests := []struct {
-		name, file, wantErr string
-		want                []intercom.Contact
-	}{
-		{name: "JSON", file: `[{"id":"a1","role":"lead","email":"x@example.com"}]`, want: []intercom.Contact{{ID: "a1", Role: "lead", Email: "x@example.com"}}},
-		{name: "YAML", file: "- external_id: '70'\n", want: []intercom.Contact{{ExternalID: "70"}}},
-		{name: "empty", file: "", want: []intercom.Contact{}},
-		{name: "a 1.x key", file: "- user_id: '70'\n", wantErr: "field user_id not found"},
-		{name: "bad role", file: "- role: contact\n", wantErr: `role "contact", want user or lead`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "c")
-			if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			got, err := loadContactsFile(path)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("loadContactsFile = %+v, %v; want %+v", got, err, tt.want)
-			}
-		})
 	}
 }

@@ -1,29 +1,47 @@
+// Command fake-intercom serves a fake Intercom API that checks every request
+// against Intercom's published description of the request's version and
+// prints each message. It is for trying the bridge without an Intercom
+// workspace: point intercom.base_url and intercom.token at it. It is a
+// command of its own so the service binary does not ship the fake.
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
-
-	"gopkg.in/yaml.v3"
+	"syscall"
 
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/intercom/intercomtest"
+	"github.com/intercom-bridge/bridge/internal/contactsfile"
 )
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := runFakeIntercom(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
 
 // runFakeIntercom serves a fake Intercom API until ctx is done, printing each
 // request it receives. It is for trying the bridge without an Intercom
 // workspace: point intercom.base_url and intercom.token at it.
 func runFakeIntercom(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("fake-intercom", "[flags]\n\nServe a fake Intercom API that checks each request like Intercom and prints each message.", stderr)
+	fs := flag.NewFlagSet("fake-intercom", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: fake-intercom [flags]\n\nServe a fake Intercom API that checks each request like Intercom and prints each message.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	listen := fs.String("listen", "127.0.0.1:8089", "`address` to listen on")
 	token := fs.String("token", "test-token", "access `token` clients must send")
 	var admins adminIDsFlag
@@ -31,15 +49,18 @@ func runFakeIntercom(ctx context.Context, args []string, stdout, stderr io.Write
 	permissive := fs.Bool("permissive", true, "create the contact a search by external_id or email does not find, and accept messages to contact ids the fake does not know (admins are still checked)")
 	contactsFile := fs.String("contacts", "", "JSON or YAML `file` listing contacts to seed: [{id, role, external_id, email}, ...]")
 	windowLimit := fs.Int("window-limit", 0, "answer 429 beyond `N` requests per 10-second window (0: no limit)")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bridge fake-intercom: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		fmt.Fprintf(stderr, "fake-intercom: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
 		return 2
 	}
 	if *token == "" {
-		fmt.Fprintln(stderr, "bridge fake-intercom: -token must not be empty")
+		fmt.Fprintln(stderr, "fake-intercom: -token must not be empty")
 		return 2
 	}
 	if len(admins) == 0 {
@@ -48,15 +69,15 @@ func runFakeIntercom(ctx context.Context, args []string, stdout, stderr io.Write
 	var contacts []intercom.Contact
 	if *contactsFile != "" {
 		var err error
-		if contacts, err = loadContactsFile(*contactsFile); err != nil {
-			fmt.Fprintf(stderr, "bridge fake-intercom: -contacts: %v\n", err)
+		if contacts, err = contactsfile.Load(*contactsFile); err != nil {
+			fmt.Fprintf(stderr, "fake-intercom: -contacts: %v\n", err)
 			return 2
 		}
 	}
 
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
-		fmt.Fprintf(stderr, "bridge fake-intercom: %v\n", err)
+		fmt.Fprintf(stderr, "fake-intercom: %v\n", err)
 		return 1
 	}
 	p := &fakePrinter{w: stdout}
@@ -88,40 +109,6 @@ func runFakeIntercom(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	<-ctx.Done()
 	return 0
-}
-
-// fakeContact is one entry of a -contacts file (fake-intercom, render).
-type fakeContact struct {
-	ID         string `json:"id" yaml:"id"`
-	Role       string `json:"role" yaml:"role"`
-	ExternalID string `json:"external_id" yaml:"external_id"`
-	Email      string `json:"email" yaml:"email"`
-}
-
-// loadContactsFile reads a -contacts file: a list of contacts in YAML, of
-// which JSON is a subset. Unknown keys are refused, to catch "user_id" for
-// "external_id".
-func loadContactsFile(path string) ([]intercom.Contact, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var list []fakeContact
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&list); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	out := make([]intercom.Contact, 0, len(list))
-	for i, c := range list {
-		switch c.Role {
-		case "", intercom.RecipientUser, intercom.RecipientLead:
-		default:
-			return nil, fmt.Errorf("%s: contact %d: role %q, want user or lead", path, i+1, c.Role)
-		}
-		out = append(out, intercom.Contact{ID: c.ID, Role: c.Role, ExternalID: c.ExternalID, Email: c.Email})
-	}
-	return out, nil
 }
 
 func fakeAttr(name, value string) string {
