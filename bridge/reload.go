@@ -157,7 +157,7 @@ func shortHash(h string) string {
 }
 
 // Watch reloads when the rule files under paths change and when a value
-// arrives on sighup (at once), until ctx is done; then it returns nil.
+// arrives on reload (at once), until ctx is done; then it returns nil.
 //
 // It watches directories, never files, because editors save by renaming a
 // new file over the old one and a watch on the file would be lost: a
@@ -172,10 +172,10 @@ func shortHash(h string) string {
 // the first event of the burst. After the watches are set up, Watch reloads
 // once, to catch edits made since the caller's first load.
 //
-// With no paths, Watch only serves sighup. An error is returned at once,
+// With no paths, Watch only serves reload. An error is returned at once,
 // and nothing is served, when the watches cannot be set up; the caller may
-// then call Watch(ctx, nil, 0, sighup) to keep SIGHUP working.
-func (r *reloader) Watch(ctx context.Context, paths []string, debounce time.Duration, sighup <-chan os.Signal) error {
+// then call Watch(ctx, nil, 0, reload) to keep reloads on request working.
+func (r *reloader) Watch(ctx context.Context, paths []string, debounce time.Duration, reload <-chan struct{}) error {
 	if debounce <= 0 {
 		debounce = defaultReloadDebounce
 	}
@@ -225,13 +225,13 @@ func (r *reloader) Watch(ctx context.Context, paths []string, debounce time.Dura
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-sighup:
+		case _, ok := <-reload:
 			if !ok {
-				sighup = nil
+				reload = nil
 				continue
 			}
-			r.log.Info().Msg("SIGHUP: reloading the rules")
-			r.reload("sighup")
+			r.log.Info().Msg("reload asked for (SIGHUP): reloading the rules")
+			r.reload("request")
 		case <-timerC:
 			timerC = nil
 			r.reload("watch")

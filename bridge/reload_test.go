@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -112,11 +111,11 @@ func (h *reloadHarness) has(name string) bool {
 }
 
 // watch runs Watch until the test ends and waits until it is set up.
-func (h *reloadHarness) watch(t *testing.T, paths []string, sighup <-chan os.Signal) {
+func (h *reloadHarness) watch(t *testing.T, paths []string, reload <-chan struct{}) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.r.Watch(ctx, paths, 50*time.Millisecond, sighup) }()
+	go func() { done <- h.r.Watch(ctx, paths, 50*time.Millisecond, reload) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -199,16 +198,16 @@ func TestReloadOnNewFileInSubdirectory(t *testing.T) {
 	}
 }
 
-func TestReloadOnSIGHUP(t *testing.T) {
+func TestReloadOnRequest(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "rules.yaml")
 	writeRuleFile(t, file, reloadRuleFile("a", "hi"))
 	h := newReloadHarness(t, dir)
-	sighup := make(chan os.Signal, 1)
-	h.watch(t, nil, sighup) // no file watch: only SIGHUP can reload
+	reload := make(chan struct{}, 1)
+	h.watch(t, nil, reload) // no file watch: only a request (SIGHUP, in main) can reload
 
 	writeRuleFile(t, file, reloadRuleFile("a", "after-hup"))
-	sighup <- syscall.SIGHUP
+	reload <- struct{}{}
 	h.waitApplied(t, "SIGHUP to reload")
 }
 

@@ -1,6 +1,9 @@
 // Package bridge is the service: it wires the NATS side, the sources, the
 // rules and the delivery pipeline together, and serves webhooks and the
 // admin endpoints.
+//
+// It owns the wiring and the service's own metrics; it is the only package,
+// besides cmd, that imports config and maps the file onto the others.
 package bridge
 
 import (
@@ -9,11 +12,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,6 +34,9 @@ type Options struct {
 	// Sender replaces the Intercom client (tests); nil: a real client, or
 	// dry run when the config says so or has no token.
 	Sender pipeline.MessageSender
+	// Reload, when not nil, asks for the rule files to be loaded again
+	// (main sends on it on SIGHUP).
+	Reload <-chan struct{}
 }
 
 // Service is a running bridge.
@@ -60,7 +63,6 @@ type Service struct {
 	httpLn, adminLn net.Listener
 
 	reloader  *reloader
-	sighup    chan os.Signal
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
 }
@@ -93,7 +95,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 		return nil, fmt.Errorf("rules:\n%w", err)
 	}
 	s.setRules(set)
-	s.startReloader(set)
+	s.startReloader(set, opts.Reload)
 
 	sender := opts.Sender
 	if sender == nil {
@@ -165,14 +167,11 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 	return s, nil
 }
 
-// startReloader reloads the rules on SIGHUP, and on changes to the rule
-// files when rules.watch is on. SIGHUP is taken even without watching:
-// its default action would end the process.
-func (s *Service) startReloader(set *rules.Set) {
+// startReloader reloads the rules when reload says so, and on changes to
+// the rule files when rules.watch is on.
+func (s *Service) startReloader(set *rules.Set, reload <-chan struct{}) {
 	s.reloader = newReloader(func() (*rules.Set, error) { return LoadRules(s.cfg) }, s.rules.Store, s.log, s.metrics)
 	s.reloader.SetCurrent(set)
-	s.sighup = make(chan os.Signal, 1)
-	signal.Notify(s.sighup, syscall.SIGHUP)
 	var paths []string
 	if s.cfg.Rules.Watch {
 		paths = s.cfg.Rules.Paths
@@ -181,9 +180,9 @@ func (s *Service) startReloader(set *rules.Set) {
 	s.stopWatch, s.watchDone = stop, make(chan struct{})
 	go func() {
 		defer close(s.watchDone)
-		if err := s.reloader.Watch(ctx, paths, 0, s.sighup); err != nil {
+		if err := s.reloader.Watch(ctx, paths, 0, reload); err != nil {
 			s.log.Error().Err(err).Msg("rules: cannot watch the rule files; send SIGHUP to reload")
-			s.reloader.Watch(ctx, nil, 0, s.sighup)
+			s.reloader.Watch(ctx, nil, 0, reload)
 		}
 	}()
 }
@@ -278,9 +277,6 @@ func (s *Service) Stop(ctx context.Context) error {
 	if s.stopWatch != nil {
 		s.stopWatch()
 		<-s.watchDone
-	}
-	if s.sighup != nil {
-		signal.Stop(s.sighup)
 	}
 	if s.webhooks != nil {
 		s.webhooks.Close()

@@ -12,6 +12,9 @@
 //
 // No error or other string produced by this package contains the access
 // token.
+//
+// It imports nothing of the bridge's: it is a client of Intercom's API and
+// could be used on its own.
 package intercom
 
 import (

@@ -1,6 +1,10 @@
 // Package broker is the bridge's NATS side: an embedded NATS server with
 // JetStream, or a connection to an external server or cluster, and the
 // streams the bridge keeps there.
+//
+// It owns the NATS connection, the embedded server and the retries of
+// topology changes (Retry); of the bridge's packages it imports only
+// config.
 package broker
 
 import (

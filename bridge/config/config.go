@@ -1,4 +1,8 @@
 // Package config loads and checks the bridge's configuration file.
+//
+// It owns the file's format, its defaults and its validation; it imports
+// rules (positions) and intercom (versions), never the packages that use
+// the config.
 package config
 
 import (

@@ -1,6 +1,9 @@
 // Package ingest receives events, from webhooks and from NATS sources, and
 // stores them in the events stream. An event is accepted only once
 // JetStream has acknowledged it.
+//
+// It owns the HTTP intake and the NATS sources; it must not import the
+// pipeline or the service: what it stores is read back by the pipeline.
 package ingest
 
 import (

@@ -8,6 +8,10 @@
 // sends at the pace Intercom allows, records the key as sent and acks.
 // Whatever cannot be delivered goes to the dead-letter stream with the
 // reason.
+//
+// It owns the two stages, the sent ledger, the throttles, the contact
+// look-ups and the dead-letter stream; it must not import ingest or the
+// service package.
 package pipeline
 
 import (

@@ -842,3 +842,24 @@ func firstRecipient(m intercom.Message) intercom.Recipient {
 	}
 	return m.To[0]
 }
+
+// TestE2ESIGHUPReloadsRules: with rules.watch off, SIGHUP to the process
+// reloads the rule files, and the process keeps running.
+func TestE2ESIGHUPReloadsRules(t *testing.T) {
+	e := newE2E(t)
+	b := e.newBridge("bridge", "info", false)
+	b.start()
+	changed := strings.Replace(e2eRules, "<p>Event", "<p>Your event", 1)
+	if err := os.WriteFile(filepath.Join(e.dir, "rules.yaml"), []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(30*time.Second, func() string { return "the reload on SIGHUP" }, func() bool {
+		return b.logCount("reload asked for (SIGHUP)") == 1 && b.logCount(`"trigger":"request"`) == 1 && b.logCount(`"rules reloaded"`) == 1
+	})
+	if !b.running() {
+		t.Fatalf("the bridge exited on SIGHUP: %v", b.state)
+	}
+}

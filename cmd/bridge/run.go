@@ -4,18 +4,41 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/intercom-bridge/bridge/bridge"
 	"github.com/intercom-bridge/bridge/bridge/config"
 )
 
-// runRun runs the service until SIGINT or SIGTERM.
+// runRun runs the service until SIGINT or SIGTERM; SIGHUP reloads the
+// rules.
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", "-config FILE", stderr)
 	configPath := fs.String("config", "config.yaml", "configuration `file`")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
+	// SIGHUP is taken from the start, watching or not: its default action
+	// would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default: // one is already waiting
+				}
+			}
+		}
+	}()
 	cfg, err := config.Load(*configPath)
 	if err != nil {
 		printErrors(stderr, err)
@@ -23,7 +46,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log := bridge.NewLogger(cfg.Log, stderr)
 	log.Info().Str("version", versionString()).Str("config", *configPath).Msg("starting")
-	svc, err := bridge.Start(ctx, cfg, log, bridge.Options{Version: versionString()})
+	svc, err := bridge.Start(ctx, cfg, log, bridge.Options{Version: versionString(), Reload: reload})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		fmt.Fprintln(stderr, err)
