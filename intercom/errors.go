@@ -149,6 +149,13 @@ func (e *ambiguousAnswer) Error() string {
 
 func (e *ambiguousAnswer) Unwrap() error { return e.err }
 
+// IsAmbiguousAnswer reports whether err is a 2xx answer to POST /messages
+// without a message id (see CreateMessage).
+func IsAmbiguousAnswer(err error) bool {
+	var a *ambiguousAnswer
+	return errors.As(err, &a)
+}
+
 // contentType names the type of an answer's body for error text.
 func contentType(h http.Header) string {
 	if ct := h.Get("Content-Type"); ct != "" {

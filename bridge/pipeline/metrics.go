@@ -14,6 +14,7 @@ const (
 	OutcomeRateLimited     = "rate_limited"     // 429; tried again after the reset, no attempt spent
 	OutcomeInFlight        = "in_flight"        // held by another worker; looked at again later, never sent twice
 	OutcomeUncertainResend = "uncertain_resend" // sent again after an ambiguous outcome (on_uncertain: resend)
+	OutcomeAmbiguousAnswer = "ambiguous_answer" // a 2xx from Intercom (or a proxy) without a message id: not taken as sent
 	OutcomeDryRun          = "dry_run"
 )
 
@@ -44,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RuleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_rule_errors_total",
 			Help: "Events for which a rule's condition or templates failed."}, []string{"rule"}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_deliveries_total",
-			Help: "Decisions about messages by rule and outcome: sent, duplicate, throttled, dead_letter, retry, rate_limited, in_flight, uncertain_resend, dry_run."},
+			Help: "Decisions about messages by rule and outcome: sent, duplicate, throttled, dead_letter, retry, rate_limited, in_flight, uncertain_resend, ambiguous_answer, dry_run."},
 			[]string{"rule", "outcome"}),
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_dead_letters_total",
 			Help: "Entries written to the dead-letter stream, by reason."}, []string{"reason"}),

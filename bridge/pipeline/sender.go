@@ -318,6 +318,11 @@ func (s *Sender) conclude(msg jetstream.Msg, job *Job, a decision, attempt int, 
 	if intercom.IsUnauthorized(err) && s.OnUnauthorized != nil {
 		s.OnUnauthorized()
 	}
+	if intercom.IsAmbiguousAnswer(err) {
+		// It may have been created: the key stays uncertain (afterSend).
+		s.m.Deliveries.WithLabelValues(job.Rule, OutcomeAmbiguousAnswer).Inc()
+		log.Warn().Err(err).Msg("Intercom's answer has no message id; not taken as sent")
+	}
 	switch a.step {
 	case stepDefer:
 		log.Debug().Str("why", a.cause).Msg("not sent; put back")

@@ -125,6 +125,7 @@ type senderSetup struct {
 	wrapKV   func(KV) KV // wraps the ledger's bucket
 	before   func(*senderFixture)
 	contacts ContactFinder // looks recipients up; nil: only ids with a role
+	sender   MessageSender // replaces the fake message sender
 }
 
 func newSenderFixture(t *testing.T, client *fakeSender, setup senderSetup) *senderFixture {
@@ -149,7 +150,11 @@ func newSenderFixture(t *testing.T, client *fakeSender, setup senderSetup) *send
 		timeouts = testTimeouts
 	}
 	var err error
-	f.s, err = newSender(ctx, js, &c, SenderOptions{Client: client, Timeouts: timeouts, Replica: "test",
+	var ms MessageSender = client
+	if setup.sender != nil {
+		ms = setup.sender
+	}
+	f.s, err = newSender(ctx, js, &c, SenderOptions{Client: ms, Timeouts: timeouts, Replica: "test",
 		Log: zerolog.New(f.logs), Metrics: f.m,
 		Contacts: ContactsOptions{Finder: setup.contacts, FindByExternalID: true, TTL: time.Hour, NegativeTTL: time.Minute}})
 	if err != nil {
@@ -362,5 +367,34 @@ func TestSenderReplayFailingAgainIsListed(t *testing.T) {
 				t.Errorf("%d requests; want %d (2 attempts each for the job and its 2 replays)", calls, want)
 			}
 		})
+	}
+}
+
+// A 200 without a message id (a proxy's HTML page) is not taken as sent:
+// it is counted, the key is uncertain, and with on_uncertain: resend the
+// message is sent again, once.
+func TestSenderAmbiguousAnswer(t *testing.T) {
+	contact := intercom.Contact{ID: "c-1", Role: "user"}
+	srv, client := contractFake(t, "2.14", []intercom.Contact{contact})
+	srv.AnswerNextHTML200(1)
+	f := newSenderFixture(t, &fakeSender{}, senderSetup{sender: client})
+	job := testJob("proxied", "1")
+	job.Message.To = []rules.Recipient{{Type: "user", ID: "c-1"}}
+	job.Message.From.ID = "394051" // the admin the fake knows
+	f.publish(t, job)
+	if !poll.Until(30*time.Second, func() bool { return f.outcomes("proxied", OutcomeSent) == 1 }) {
+		t.Fatalf("not sent; log:\n%s", f.logs.String())
+	}
+	if n := f.outcomes("proxied", OutcomeAmbiguousAnswer); n != 1 {
+		t.Errorf("%d ambiguous answers counted, want 1", n)
+	}
+	if n := f.outcomes("proxied", OutcomeUncertainResend); n != 1 {
+		t.Errorf("%d uncertain resends, want 1", n)
+	}
+	if n := len(srv.Messages()); n != 1 {
+		t.Errorf("the fake has %d messages, want 1", n)
+	}
+	if !strings.Contains(f.logs.String(), "content type text/html") {
+		t.Error("no log line with the answer's content type")
 	}
 }

@@ -133,6 +133,7 @@ type faultKind int
 const (
 	faultStatus faultKind = iota + 1 // an error.list (or 429) with the status
 	faultHTML504
+	faultHTML200
 	faultDrop
 )
 
@@ -258,6 +259,10 @@ func (s *Server) FailNext(n, status int) {
 // FailNextHTML504 makes the next n requests answer 504 with an HTML page, as
 // a load balancer in front of Intercom does.
 func (s *Server) FailNextHTML504(n int) { s.addFault(fault{kind: faultHTML504, n: n}) }
+
+// AnswerNextHTML200 makes the next n requests get a 200 with an HTML page,
+// as a proxy in front of Intercom may answer; nothing is created.
+func (s *Server) AnswerNextHTML200(n int) { s.addFault(fault{kind: faultHTML200, n: n}) }
 
 // DropNext makes the fake read the next n requests in full, then close their
 // connection without answering: the client cannot know whether Intercom
@@ -540,6 +545,10 @@ func (s *Server) injectFault(a *answer, authorized bool) bool {
 		a.w.Header().Set("Content-Type", "text/html")
 		a.w.WriteHeader(http.StatusGatewayTimeout)
 		io.WriteString(a.w, html504)
+	case faultHTML200:
+		a.w.Header().Set("Content-Type", "text/html")
+		a.w.WriteHeader(http.StatusOK)
+		io.WriteString(a.w, "<html><body>Please wait while we check your browser.</body></html>")
 	default:
 		code, msg := statusError(f.status)
 		if f.status == http.StatusTooManyRequests {
