@@ -461,5 +461,32 @@ func (d *decoder) throttle(n *yaml.Node, r *Rule) {
 	}
 }
 
+// RecipientForm is one recipient of a rule as written: where it is, its
+// type, and which identifier names it (id, user_id or email).
+type RecipientForm struct {
+	Field string // message.to, message.cc[1], ...
+	Pos   Pos
+	Type  string
+	Ident string
+}
+
+// Recipients lists the rule's recipients as written, to, cc and bcc.
+func (r *Rule) Recipients() []RecipientForm {
+	var out []RecipientForm
+	for _, l := range []struct {
+		field string
+		rts   []recipientTmpl
+	}{{"message.to", r.to}, {"message.cc", r.cc}, {"message.bcc", r.bcc}} {
+		for i, rt := range l.rts {
+			field := l.field
+			if len(l.rts) > 1 {
+				field = fmt.Sprintf("%s[%d]", l.field, i)
+			}
+			out = append(out, RecipientForm{Field: field, Pos: rt.value.where.at(0), Type: rt.typ, Ident: rt.ident})
+		}
+	}
+	return out
+}
+
 // AdminID is the admin the rule's messages are sent from.
 func (r *Rule) AdminID() string { return r.from }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/intercom-bridge/bridge/bridge"
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/internal/contactsfile"
@@ -99,6 +100,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return code
 	}
 	paths := fs.Args()
+	version := intercom.DefaultVersion
 	opts := rules.Options{DefaultAdminID: *defaultAdmin}
 	if *configPath != "" {
 		cfg, err := config.Load(*configPath)
@@ -107,10 +109,11 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			return 1
 		}
 		paths = append(paths, cfg.Rules.Paths...)
-		opts.Sources = cfg.SourceNames()
-		if opts.DefaultAdminID == "" {
-			opts.DefaultAdminID = cfg.Intercom.DefaultAdminID
+		opts = bridge.RuleOptions(cfg)
+		if *defaultAdmin != "" {
+			opts.DefaultAdminID = *defaultAdmin
 		}
+		version = cfg.Intercom.Version
 		// Weak settings work, so they do not fail the check; each is worth
 		// a look.
 		for _, w := range cfg.Warnings() {
@@ -138,8 +141,35 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		return 1
 	}
+	for _, r := range set.Rules() {
+		for _, f := range r.Recipients() {
+			if note := lookupNote(f, version); note != "" {
+				fmt.Fprintf(stdout, "%s: note: rule %s: %s\n", f.Pos, r.Name, note)
+			}
+		}
+	}
 	fmt.Fprintf(stdout, "ok: %d rules in %d files, %d test files\n", set.Len(), len(ruleFiles), len(testFiles))
 	return 0
+}
+
+// lookupNote explains how a recipient the rule names in a form Intercom's
+// 2.x API lacks is sent: looked up first, then as {type: user|lead, id}.
+func lookupNote(f rules.RecipientForm, version string) string {
+	var how string
+	switch {
+	case f.Ident == "user_id" && f.Type == "user" && intercom.Capabilities(version).FindByExternalID:
+		how = "GET /contacts/find_by_external_id/{user_id}"
+	case f.Ident == "user_id":
+		how = "POST /contacts/search on external_id"
+	case f.Ident == "email":
+		how = "POST /contacts/search on email"
+	case f.Type == "contact":
+		return fmt.Sprintf("%s: Intercom %s has no type contact; the contact is fetched (GET /contacts/{id}, cached) and sent with its role as type", f.Field, version)
+	default:
+		return ""
+	}
+	return fmt.Sprintf("%s: Intercom %s has no %s in a recipient; the %s is looked up before the send (%s, cached) and sent as {type: user|lead, id}",
+		f.Field, version, f.Ident, f.Type, how)
 }
 
 // runTest runs the rule tests the way go test runs tests: a line per case,
