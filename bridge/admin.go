@@ -56,6 +56,9 @@ func (s *Service) readiness() readiness {
 		if err := s.broker.StoreProblem(); err != nil {
 			rd.NotReady = append(rd.NotReady, "nats: "+err.Error())
 		}
+		if err := s.broker.ProbeProblem(); err != nil {
+			rd.NotReady = append(rd.NotReady, "jetstream: "+err.Error())
+		}
 	}
 	if s.webhooks != nil {
 		if p := s.webhooks.StoreProblem(); p != "" {

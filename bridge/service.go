@@ -128,6 +128,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 		}
 	}
 	s.streamsReady.Store(true)
+	s.broker.StartProbe(cfg.EventsStream())
 
 	s.sender, err = pipeline.StartSender(topoCtx, s.broker.JS, cfg, pipeline.SenderOptions{
 		Client: sender, DryRun: s.dryRun, Timeouts: pipeline.NewTimeouts(cfg.Intercom.Timeout.D()),
@@ -148,7 +149,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 	if s.webhooks, err = ingest.NewWebhooks(cfg, s.broker.JS, log, sourceMetrics); err != nil {
 		return nil, err
 	}
-	s.webhooks.StoreDown = s.broker.StoreProblem
+	s.webhooks.StoreDown = s.broker.Unavailable
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}

@@ -128,6 +128,16 @@ func (h *harness) start() {
 // webhook sends a signed webhook and returns the status.
 func (h *harness) webhook(id string, payload any) int {
 	h.t.Helper()
+	resp := h.webhookResponse(id, payload)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// webhookResponse posts a signed event to the shop source; the caller
+// closes the body.
+func (h *harness) webhookResponse(id string, payload any) *http.Response {
+	h.t.Helper()
 	body, _ := json.Marshal(payload)
 	sig, err := webhook.SignStandard(secret, id, time.Now(), body)
 	if err != nil {
@@ -142,9 +152,7 @@ func (h *harness) webhook(id string, payload any) int {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
+	return resp
 }
 
 func (h *harness) publish(subject string, payload any) {
@@ -486,4 +494,28 @@ func firstRecipient(m intercom.Message) intercom.Recipient {
 		return intercom.Recipient{}
 	}
 	return m.To[0]
+}
+
+// While NATS is away a webhook is answered 503 at once, with Retry-After,
+// rather than after the publish timeout; /readyz says not ready; both come
+// back with NATS.
+func TestWebhookFailsFastWithoutNATS(t *testing.T) {
+	h := newHarness(t, nil)
+	done := make(chan struct{})
+	go func() { defer close(done); h.nats.Restart(5 * time.Second) }()
+	poll.For(t, 10*time.Second, "the bridge to see NATS gone", func() bool { return !h.svc.Broker().Connected() })
+	resp := h.webhookResponse("msg_down", map[string]any{"type": "order.paid", "order": 1, "user": "u-1", "name": "A", "amount": 1})
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
+		!strings.Contains(string(body), "cannot take events now") {
+		t.Errorf("while NATS is away: %d, Retry-After %q, %s; want the immediate 503", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if rd := h.svc.readiness(); rd.Ready {
+		t.Errorf("ready while NATS is away: %+v", rd)
+	}
+	<-done
+	poll.For(t, 30*time.Second, "the webhook accepted again", func() bool {
+		return h.webhook("msg_up", map[string]any{"type": "order.paid", "order": 2, "user": "u-1", "name": "A", "amount": 1}) == http.StatusAccepted
+	})
 }

@@ -41,6 +41,7 @@ type Broker struct {
 	log       zerolog.Logger
 	connected atomic.Bool
 	closing   atomic.Bool
+	probe     *Probe // nil until StartProbe
 }
 
 // Open starts the embedded server (no nats.url) or connects to the external
@@ -194,6 +195,35 @@ func credentials(n config.NATS) []nats.Option {
 // turns itself off when a write to disk fails (a full disk), and stays off
 // until the bridge restarts. nil while it runs, and for an external
 // server.
+// StartProbe probes the stream every 5 seconds (see Probe); ProbeProblem
+// and Unavailable then say what it found. Close stops it.
+func (b *Broker) StartProbe(stream string) {
+	b.probe = StartProbe(b.JS, stream, 5*time.Second, 2*time.Second)
+}
+
+// ProbeProblem is why the last probe failed; nil when it passed, or when
+// there is no probe.
+func (b *Broker) ProbeProblem() error {
+	if b.probe == nil {
+		return nil
+	}
+	return b.probe.Problem()
+}
+
+// Unavailable says why an event cannot be stored now, nil when it can be
+// tried: NATS disconnected, the embedded JetStream stopped, or the last
+// probe unanswered. Webhooks answer 503 at once then, rather than after a
+// publish timeout.
+func (b *Broker) Unavailable() error {
+	if !b.Connected() {
+		return errors.New("NATS is not connected")
+	}
+	if err := b.StoreProblem(); err != nil {
+		return err
+	}
+	return b.ProbeProblem()
+}
+
 func (b *Broker) StoreProblem() error {
 	if b.server == nil || b.server.JetStreamEnabled() || b.closing.Load() {
 		return nil
@@ -281,6 +311,9 @@ func (b *Broker) ClientURL() string {
 // releases the data directory.
 func (b *Broker) Close() error {
 	b.closing.Store(true)
+	if b.probe != nil {
+		b.probe.Stop()
+	}
 	var errs []error
 	if b.Conn != nil {
 		if err := b.Conn.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/poll"
 )
 
 // Two replicas that start together on a cluster that has just started
@@ -97,4 +98,40 @@ func TestTransient(t *testing.T) {
 			t.Errorf("Transient(%v) = %v, want %v", tt.err, got, tt.want)
 		}
 	}
+}
+
+// The probe fails while a replicated stream has lost its quorum, though
+// the connection stays up, and recovers when the nodes come back.
+func TestProbeFollowsQuorum(t *testing.T) {
+	servers := natstest.StartCluster(t, 3)
+	nc, err := nats.Connect(servers[0].ClientURL(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Broker{Conn: nc, JS: js, log: zerolog.Nop()}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := b.EnsureStream(ctx, jetstream.StreamConfig{Name: "Q", Subjects: []string{"q.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	p := StartProbe(js, "Q", 200*time.Millisecond, time.Second)
+	defer p.Stop()
+	poll.For(t, 30*time.Second, "the probe to pass", func() bool { return p.Problem() == nil })
+
+	var wg sync.WaitGroup
+	for _, s := range servers[1:] {
+		wg.Go(func() { s.Restart(8 * time.Second) }) // two of three nodes away for 8 s
+	}
+	poll.For(t, 30*time.Second, "the probe to fail without a quorum", func() bool { return p.Problem() != nil })
+	if !nc.IsConnected() {
+		t.Error("the connection dropped: the test checks a live connection to a cluster without quorum")
+	}
+	t.Logf("without quorum: %v", p.Problem())
+	wg.Wait()
+	poll.For(t, 60*time.Second, "the probe to pass again", func() bool { return p.Problem() == nil })
 }

@@ -237,8 +237,8 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 	}
 	if w.StoreDown != nil {
 		if err := w.StoreDown(); err != nil {
-			rw.Header().Set("Retry-After", "30")
-			return fail(http.StatusServiceUnavailable, "the event store refuses writes; retry later")
+			rw.Header().Set("Retry-After", "5")
+			return fail(http.StatusServiceUnavailable, "the event store cannot take events now; retry later")
 		}
 	}
 	// What the headers alone can refuse is refused before a byte of the
