@@ -93,6 +93,12 @@ func TestMetricsMoveAsEventsFlow(t *testing.T) {
 		return h.delivered("order-thanks", pipeline.OutcomeSent) == 3 && h.delivered("lead-welcome", pipeline.OutcomeSent) == 1
 	})
 	h.settle()
+	// The state kept in NATS, read every 2 s: 4 delivery keys, 5 events.
+	h.waitFor("the state gauges", func() bool {
+		_, body := getURL(t, "http://"+h.svc.AdminAddr()+"/metrics")
+		return metricValue(t, body, `bridge_ledger_keys`) == 4 && metricValue(t, body, `bridge_stream_messages{stream="BRIDGE_EVENTS"}`) == 5 &&
+			metricValue(t, body, `bridge_ledger_bytes`) > 0
+	})
 	_, body := getURL(t, "http://"+h.svc.AdminAddr()+"/metrics")
 	for series, want := range map[string]float64{
 		`bridge_events_received_total{source="shop"}`:                 4,

@@ -33,6 +33,13 @@ type Metrics struct {
 	EventsPending   prometheus.Gauge
 	OutboxPending   prometheus.Gauge
 	OutboxOldestAge prometheus.Gauge
+
+	// The state the bridge keeps in NATS, which grows with the messages
+	// sent and shrinks as windows expire.
+	StreamMessages *prometheus.GaugeVec // stream
+	StreamBytes    *prometheus.GaugeVec // stream
+	LedgerKeys     prometheus.Gauge
+	LedgerBytes    prometheus.Gauge
 }
 
 // NewMetrics creates the pipeline's metrics and registers them on reg.
@@ -63,8 +70,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Messages waiting in the outbox, including those being sent."}),
 		OutboxOldestAge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_outbox_oldest_age_seconds",
 			Help: "Age of the oldest message waiting in the outbox."}),
+		StreamMessages: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bridge_stream_messages",
+			Help: "Messages held by the bridge's streams (events, outbox, dead letters)."}, []string{"stream"}),
+		StreamBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bridge_stream_bytes",
+			Help: "Bytes held by the bridge's streams."}, []string{"stream"}),
+		LedgerKeys: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_ledger_keys",
+			Help: "Delivery keys in the sent ledger (kept for delivery.dedupe_window)."}),
+		LedgerBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_ledger_bytes",
+			Help: "Bytes the sent ledger holds."}),
 	}
 	reg.MustRegister(m.EventsInvalid, m.RuleMatches, m.RuleErrors, m.Deliveries, m.DeadLetters, m.DeliveryLatency,
-		m.ContactLookups, m.ContactLookupDuration, m.EventsPending, m.OutboxPending, m.OutboxOldestAge)
+		m.ContactLookups, m.ContactLookupDuration, m.StreamMessages, m.StreamBytes, m.LedgerKeys, m.LedgerBytes, m.EventsPending, m.OutboxPending, m.OutboxOldestAge)
 	return m
 }

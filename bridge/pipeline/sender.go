@@ -60,6 +60,7 @@ type Sender struct {
 
 	inHand sync.Map // delivery key -> struct{}: keys a worker of this process is working on
 
+	js      jetstream.JetStream
 	outbox  jetstream.Stream
 	workers *workers
 	stop    chan struct{} // closed by Stop: ends the monitor and the waits
@@ -103,7 +104,7 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 		policy: Policy{MaxAttempts: d.MaxAttempts, OnUncertain: d.OnUncertain,
 			Backoff: func(attempt int) time.Duration { return Backoff(d.Backoff.Initial.D(), d.Backoff.Max.D(), attempt) }},
 		ledger: &Ledger{kv: sent}, throttles: &Throttles{kv: throttle},
-		dlq: &deadLetters{js: js, subject: names.DLQSubject}, stop: make(chan struct{})}
+		dlq: &deadLetters{js: js, subject: names.DLQSubject}, js: js, stop: make(chan struct{})}
 	co := opts.Contacts
 	co.Log, co.Metrics = opts.Log, opts.Metrics
 	s.contacts = NewContacts(contacts, co)
@@ -163,6 +164,20 @@ func (s *Sender) monitor() {
 				s.m.OutboxOldestAge.Set(0)
 			} else {
 				s.m.OutboxOldestAge.Set(time.Since(info.State.FirstTime).Seconds())
+			}
+		}
+		for _, name := range []string{s.names.Events, s.names.Outbox, s.names.DLQ} {
+			if st, err := s.js.Stream(ctx, name); err == nil {
+				if info, err := st.Info(ctx); err == nil {
+					s.m.StreamMessages.WithLabelValues(name).Set(float64(info.State.Msgs))
+					s.m.StreamBytes.WithLabelValues(name).Set(float64(info.State.Bytes))
+				}
+			}
+		}
+		if kv, ok := s.ledger.kv.(jetstream.KeyValue); ok {
+			if st, err := kv.Status(ctx); err == nil {
+				s.m.LedgerKeys.Set(float64(st.Values()))
+				s.m.LedgerBytes.Set(float64(st.Bytes()))
 			}
 		}
 		cancel()

@@ -31,7 +31,9 @@ type Timeouts struct {
 
 // NewTimeouts returns the timeouts for a send timeout.
 func NewTimeouts(send time.Duration) Timeouts {
-	t := Timeouts{Send: send, PacerWait: 2 * time.Minute, Step: 5 * time.Second, AckWait: 6 * time.Second}
+	// AckWait is short so that the jobs of a replica that died go on
+	// elsewhere within seconds; the heartbeat keeps every live job.
+	t := Timeouts{Send: send, PacerWait: 2 * time.Minute, Step: 5 * time.Second, AckWait: 4 * time.Second}
 	t.Heartbeat = t.AckWait / 3
 	t.Lease = t.Send + t.Step
 	return t
