@@ -1,28 +1,15 @@
 package rules
 
 import (
-	"os"
 	"strings"
 	"testing"
+
+	"github.com/intercom-bridge/bridge/internal/readme"
 )
 
 // readmeBlock is the first ```yaml block after heading in README.md.
 func readmeBlock(t *testing.T, heading string) string {
-	t.Helper()
-	data, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(data), "\n"+heading+"\n")
-	if !ok {
-		t.Fatalf("README.md has no heading %q", heading)
-	}
-	_, rest, ok = strings.Cut(rest, "```yaml\n")
-	if !ok {
-		t.Fatalf("README.md has no yaml block after %q", heading)
-	}
-	block, _, _ := strings.Cut(rest, "```")
-	return block
+	return readme.Block(t, "../README.md", "\n"+heading+"\n", "yaml")
 }
 
 // The README's rule and rule test examples load as they are.

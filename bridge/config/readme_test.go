@@ -5,22 +5,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/intercom-bridge/bridge/internal/readme"
 )
 
 // readmeYAML returns the first ```yaml block after the line containing
 // marker in the README.
 func readmeYAML(t *testing.T, marker string) string {
-	t.Helper()
-	_, rest, ok := strings.Cut(string(mustRead(t, "../../README.md")), marker)
-	if !ok {
-		t.Fatalf("README.md has no %q", marker)
-	}
-	_, rest, _ = strings.Cut(rest, "```yaml\n")
-	block, _, ok := strings.Cut(rest, "```")
-	if !ok {
-		t.Fatalf("no yaml block after %q", marker)
-	}
-	return block
+	return readme.Block(t, "../../README.md", marker, "yaml")
 }
 
 // TestReadmeWebhookSources: the README's webhook sources load, and the

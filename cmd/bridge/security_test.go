@@ -30,6 +30,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/webhook"
 	"github.com/intercom-bridge/bridge/internal/poll"
+	"github.com/intercom-bridge/bridge/internal/readme"
 )
 
 // exampleSecret is the fallback secret of config.example.yaml, printed in
@@ -361,21 +362,7 @@ func port(addr string) string {
 // readmeBlock returns the first fenced code block after the line that
 // contains marker in README.md.
 func readmeBlock(t *testing.T, marker string) string {
-	t.Helper()
-	data, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(data), marker)
-	if !ok {
-		t.Fatalf("README.md has no %q", marker)
-	}
-	_, rest, _ = strings.Cut(rest, "```sh\n")
-	block, _, ok := strings.Cut(rest, "```")
-	if !ok {
-		t.Fatalf("no code block after %q", marker)
-	}
-	return block
+	return readme.Block(t, "../../README.md", marker, "sh")
 }
 
 // TestSecurityReplayWithFreshRequestID (medium 3): one signed request sent
