@@ -106,6 +106,12 @@ type cachedContacts struct {
 
 // Message returns the request for m with every recipient looked up.
 func (c *Contacts) Message(ctx context.Context, m rules.Message, log zerolog.Logger) (intercom.Message, error) {
+	return Request(m, func(p rules.Recipient) (intercom.Recipient, error) { return c.Resolve(ctx, p, log) })
+}
+
+// Request is Intercom's form of m, each recipient turned into Intercom's by
+// resolve; it stops at the first recipient resolve fails for.
+func Request(m rules.Message, resolve func(rules.Recipient) (intercom.Recipient, error)) (intercom.Message, error) {
 	out := intercom.Message{
 		MessageType: m.MessageType, Subject: m.Subject, Body: m.Body, Template: m.Template,
 		From:      intercom.From{Type: m.From.Type, ID: m.From.ID},
@@ -116,7 +122,7 @@ func (c *Contacts) Message(ctx context.Context, m rules.Message, log zerolog.Log
 		out *[]intercom.Recipient
 	}{{m.To, &out.To}, {m.Cc, &out.Cc}, {m.Bcc, &out.Bcc}} {
 		for _, p := range l.in {
-			r, err := c.Resolve(ctx, p, log)
+			r, err := resolve(p)
 			if err != nil {
 				return out, err
 			}
@@ -186,7 +192,7 @@ func DescribeLookup(p rules.Recipient, findByExternalID bool) string {
 	case !ok:
 		return ""
 	case l.field == "id":
-		return "GET /contacts/" + l.value + " (for its role)"
+		return "GET /contacts/" + l.value
 	case l.scope == "users":
 		return "GET /contacts/find_by_external_id/" + l.value
 	}

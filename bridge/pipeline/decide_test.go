@@ -125,3 +125,35 @@ func TestAfterSend(t *testing.T) {
 		}
 	})
 }
+
+// A look-up only reads: none of its failures is ambiguous, and nobody
+// found is a dead letter at once.
+func TestAfterLookup(t *testing.T) {
+	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	status := func(code int) error { return &intercom.Error{StatusCode: code} }
+	notFound := &ContactNotFoundError{Field: "email"}
+	tests := []struct {
+		name    string
+		err     error
+		attempt int
+		want    decision
+	}{
+		{name: "nobody: dead letter contact_not_found", err: notFound, attempt: 1,
+			want: decision{step: stepDeadLetter, reason: ReasonContactNotFound, outcome: OutcomeDeadLetter, ledger: forgetEntry, release: true}},
+		{name: "504 on a look-up: a certain failure, retried", err: status(504), attempt: 1,
+			want: decision{step: stepRetry, outcome: OutcomeRetry, ledger: markFailed, delay: time.Second}},
+		{name: "504 on the last attempt: dead letter, window given back", err: status(504), attempt: 5,
+			want: decision{step: stepDeadLetter, reason: ReasonExhausted, outcome: OutcomeDeadLetter, ledger: forgetEntry, release: true}},
+		{name: "429: wait, no attempt spent", err: &intercom.Error{StatusCode: 429, RetryAt: now.Add(2 * time.Second)}, attempt: 1,
+			want: decision{step: stepWait, outcome: OutcomeRateLimited, ledger: keepEntry, delay: 2 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := afterLookup(tt.err, tt.attempt, testPolicy("resend"), now)
+			got.cause = ""
+			if got != tt.want {
+				t.Errorf("afterLookup = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}

@@ -55,8 +55,6 @@ type Sender struct {
 	throttles *Throttles
 	contacts  *Contacts
 	dlq       *deadLetters
-	log       zerolog.Logger
-	m         *Metrics
 
 	inHand sync.Map // delivery key -> struct{}: keys a worker of this process is working on
 
@@ -100,7 +98,7 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 		opts.Timeouts = NewTimeouts(cfg.Intercom.Timeout.D())
 	}
 	d := cfg.Delivery
-	s := &Sender{SenderOptions: opts, names: names, delivery: d, log: opts.Log, m: opts.Metrics,
+	s := &Sender{SenderOptions: opts, names: names, delivery: d,
 		policy: Policy{MaxAttempts: d.MaxAttempts, OnUncertain: d.OnUncertain,
 			Backoff: func(attempt int) time.Duration { return Backoff(d.Backoff.Initial.D(), d.Backoff.Max.D(), attempt) }},
 		ledger: &Ledger{kv: sent}, throttles: &Throttles{kv: throttle},
@@ -159,25 +157,25 @@ func (s *Sender) monitor() {
 		// message is the oldest job not yet done.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if info, err := s.outbox.Info(ctx); err == nil {
-			s.m.OutboxPending.Set(float64(info.State.Msgs))
+			s.Metrics.OutboxPending.Set(float64(info.State.Msgs))
 			if info.State.Msgs == 0 {
-				s.m.OutboxOldestAge.Set(0)
+				s.Metrics.OutboxOldestAge.Set(0)
 			} else {
-				s.m.OutboxOldestAge.Set(time.Since(info.State.FirstTime).Seconds())
+				s.Metrics.OutboxOldestAge.Set(time.Since(info.State.FirstTime).Seconds())
 			}
 		}
 		for _, name := range []string{s.names.Events, s.names.Outbox, s.names.DLQ} {
 			if st, err := s.js.Stream(ctx, name); err == nil {
 				if info, err := st.Info(ctx); err == nil {
-					s.m.StreamMessages.WithLabelValues(name).Set(float64(info.State.Msgs))
-					s.m.StreamBytes.WithLabelValues(name).Set(float64(info.State.Bytes))
+					s.Metrics.StreamMessages.WithLabelValues(name).Set(float64(info.State.Msgs))
+					s.Metrics.StreamBytes.WithLabelValues(name).Set(float64(info.State.Bytes))
 				}
 			}
 		}
 		if kv, ok := s.ledger.kv.(jetstream.KeyValue); ok {
 			if st, err := kv.Status(ctx); err == nil {
-				s.m.LedgerKeys.Set(float64(st.Values()))
-				s.m.LedgerBytes.Set(float64(st.Bytes()))
+				s.Metrics.LedgerKeys.Set(float64(st.Values()))
+				s.Metrics.LedgerBytes.Set(float64(st.Bytes()))
 			}
 		}
 		cancel()
@@ -195,7 +193,7 @@ func (s *Sender) handle(msg jetstream.Msg) {
 	if err := json.Unmarshal(msg.Data(), &job); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
 		defer cancel()
-		s.log.Error().Err(err).Msg("outbox message is not a job; dead-lettered")
+		s.Log.Error().Err(err).Msg("outbox message is not a job; dead-lettered")
 		if err := s.deadLetter(ctx, &DeadLetter{Reason: ReasonInvalidEvent, Error: "outbox message is not a job: " + err.Error(),
 			Raw: &RawEvent{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}}, origin); err != nil {
 			msg.NakWithDelay(time.Second)
@@ -204,9 +202,9 @@ func (s *Sender) handle(msg jetstream.Msg) {
 		ack(msg)
 		return
 	}
-	log := s.log.With().Str("rule", job.Rule).Str("event_id", job.EventID).Str("delivery_key", job.Key).Logger()
+	log := s.Log.With().Str("rule", job.Rule).Str("event_id", job.EventID).Str("delivery_key", job.Key).Logger()
 	if s.DryRun {
-		s.m.Deliveries.WithLabelValues(job.Rule, s.dryRunSend(msg, &job, log)).Inc()
+		s.Metrics.Deliveries.WithLabelValues(job.Rule, s.dryRunSend(msg, &job, log)).Inc()
 		return
 	}
 	_, busy := s.inHand.LoadOrStore(job.Key, struct{}{})
@@ -223,7 +221,7 @@ func (s *Sender) handle(msg jetstream.Msg) {
 		msg.NakWithDelay(time.Second)
 		return
 	}
-	s.m.Deliveries.WithLabelValues(job.Rule, outcome).Inc()
+	s.Metrics.Deliveries.WithLabelValues(job.Rule, outcome).Inc()
 }
 
 // deliver works one job and settles its message; it returns the outcome,
@@ -264,7 +262,7 @@ func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zero
 		}
 	}
 	if d.resend {
-		s.m.Deliveries.WithLabelValues(job.Rule, d.outcome).Inc()
+		s.Metrics.Deliveries.WithLabelValues(job.Rule, d.outcome).Inc()
 		log.Warn().Str("why", d.cause).Msg("an earlier attempt may have reached Intercom; sending again (on_uncertain: resend)")
 	}
 
@@ -277,9 +275,7 @@ func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zero
 		if err != nil {
 			a := afterLookup(err, attempt, s.policy, time.Now())
 			if a.step == stepWait {
-				s.m.Deliveries.WithLabelValues(job.Rule, a.outcome).Inc()
-				if !s.waitFor(a.delay) {
-					h.msg.Nak()
+				if !s.rateLimited(h.msg, job, a) {
 					return OutcomeRateLimited, nil
 				}
 				continue
@@ -305,11 +301,7 @@ func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zero
 		}
 		a := afterSend(err, started, attempt, s.policy, time.Now())
 		if a.step == stepWait {
-			// 429: Intercom did not take the request. Wait for the reset,
-			// which the client's pacer makes every worker do.
-			s.m.Deliveries.WithLabelValues(job.Rule, a.outcome).Inc()
-			if !s.waitFor(a.delay) {
-				h.msg.Nak() // stopping: another replica, or the next start, goes on
+			if !s.rateLimited(h.msg, job, a) {
 				return OutcomeRateLimited, nil
 			}
 			continue
@@ -335,7 +327,7 @@ func (s *Sender) conclude(msg jetstream.Msg, job *Job, a decision, attempt int, 
 	}
 	if intercom.IsAmbiguousAnswer(err) {
 		// It may have been created: the key stays uncertain (afterSend).
-		s.m.Deliveries.WithLabelValues(job.Rule, OutcomeAmbiguousAnswer).Inc()
+		s.Metrics.Deliveries.WithLabelValues(job.Rule, OutcomeAmbiguousAnswer).Inc()
 		log.Warn().Err(err).Msg("Intercom's answer has no message id; not taken as sent")
 	}
 	switch a.step {
@@ -361,6 +353,19 @@ func (s *Sender) conclude(msg jetstream.Msg, job *Job, a decision, attempt int, 
 		msg.NakWithDelay(delay)
 		return a.outcome, nil
 	}
+}
+
+// rateLimited waits out a 429 (of a send or a look-up): Intercom did not
+// take the request, and the client's pacer makes every worker wait for the
+// reset. false when the sender stops first: the job is put back for
+// another replica, or the next start.
+func (s *Sender) rateLimited(msg jetstream.Msg, job *Job, a decision) bool {
+	s.Metrics.Deliveries.WithLabelValues(job.Rule, a.outcome).Inc()
+	if !s.waitFor(a.delay) {
+		msg.Nak()
+		return false
+	}
+	return true
 }
 
 // owner names the worker of an attempt in the ledger.
@@ -423,7 +428,7 @@ func (s *Sender) succeed(msg jetstream.Msg, job *Job, sent *intercom.SentMessage
 	}
 	ack(msg)
 	if !job.Received.IsZero() && !job.Replay { // a replay's wait in the DLQ is not latency
-		s.m.DeliveryLatency.Observe(time.Since(job.Received).Seconds())
+		s.Metrics.DeliveryLatency.Observe(time.Since(job.Received).Seconds())
 	}
 	ev := log.Info().Str("intercom_message_id", sent.ID).Str("message_type", job.Message.MessageType)
 	if sent.ConversationID != "" {
@@ -444,7 +449,7 @@ func (s *Sender) fail(ctx context.Context, msg jetstream.Msg, job *Job, attempts
 	}
 	if d.release && job.Throttle != nil {
 		if err := s.throttles.release(ctx, job.Rule, job.Throttle, job.Key); err != nil {
-			s.log.Warn().Err(err).Str("delivery_key", job.Key).Msg("cannot release the throttle window")
+			s.Log.Warn().Err(err).Str("delivery_key", job.Key).Msg("cannot release the throttle window")
 		}
 	}
 	ack(msg)
@@ -455,7 +460,7 @@ func (s *Sender) deadLetter(ctx context.Context, d *DeadLetter, origin string) e
 	if err := s.dlq.write(ctx, d, origin); err != nil {
 		return err
 	}
-	s.m.DeadLetters.WithLabelValues(d.Reason).Inc()
+	s.Metrics.DeadLetters.WithLabelValues(d.Reason).Inc()
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge"
 	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/internal/contactsfile"
 	"github.com/intercom-bridge/bridge/rules"
@@ -155,18 +156,22 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 // lookupNote explains how a recipient the rule names in a form Intercom's
 // 2.x API lacks is sent: looked up first, then as {type: user|lead, id}.
 func lookupNote(f rules.RecipientForm, version string) string {
-	var how string
-	switch {
-	case f.Ident == "user_id" && f.Type == "user" && intercom.Capabilities(version).FindByExternalID:
-		how = "GET /contacts/find_by_external_id/{user_id}"
-	case f.Ident == "user_id":
-		how = "POST /contacts/search on external_id"
-	case f.Ident == "email":
-		how = "POST /contacts/search on email"
-	case f.Type == "contact":
-		return fmt.Sprintf("%s: Intercom %s has no type contact; the contact is fetched (GET /contacts/{id}, cached) and sent with its role as type", f.Field, version)
+	// A stand-in value: what is looked up depends on the form, not on it.
+	p := rules.Recipient{Type: f.Type}
+	switch f.Ident {
+	case "user_id":
+		p.UserID = "{user_id}"
+	case "email":
+		p.Email = "{email}"
 	default:
+		p.ID = "{id}"
+	}
+	how := pipeline.DescribeLookup(p, intercom.Capabilities(version).FindByExternalID)
+	switch {
+	case how == "":
 		return ""
+	case f.Ident == "id":
+		return fmt.Sprintf("%s: Intercom %s has no type contact; the contact is fetched (%s, cached) and sent with its role as type", f.Field, version, how)
 	}
 	return fmt.Sprintf("%s: Intercom %s has no %s in a recipient; the %s is looked up before the send (%s, cached) and sent as {type: user|lead, id}",
 		f.Field, version, f.Ident, f.Type, how)

@@ -61,27 +61,19 @@ func wireFor(version string, m rules.Message, contacts contactList) (wireView, e
 	caps := intercom.Capabilities(version)
 	finder := pipeline.NewContacts(nil, pipeline.ContactsOptions{Finder: contacts, FindByExternalID: caps.FindByExternalID, Log: zerolog.Nop()})
 	var v wireView
-	out := intercom.Message{MessageType: m.MessageType, Subject: m.Subject, Body: m.Body, Template: m.Template,
-		From: intercom.From{Type: m.From.Type, ID: m.From.ID}, CreatedAt: m.CreatedAt,
-		CreateConversationWithoutContactReply: m.CreateConversationWithoutContactReply}
-	for _, l := range []struct {
-		in  []rules.Recipient
-		out *[]intercom.Recipient
-	}{{m.To, &out.To}, {m.Cc, &out.Cc}, {m.Bcc, &out.Bcc}} {
-		for _, p := range l.in {
-			if d := pipeline.DescribeLookup(p, caps.FindByExternalID); d != "" {
-				v.Lookups = append(v.Lookups, p.String()+": "+d)
-			}
-			r, err := finder.Resolve(context.Background(), p, zerolog.Nop())
-			var nf *pipeline.ContactNotFoundError
-			switch {
-			case errors.As(err, &nf):
-				r = intercom.Recipient{Type: placeholderRole(p.Type), ID: "<" + strings.TrimPrefix(p.String(), p.Type+" ") + ">"}
-			case err != nil:
-				return v, err
-			}
-			*l.out = append(*l.out, r)
+	out, err := pipeline.Request(m, func(p rules.Recipient) (intercom.Recipient, error) {
+		if d := pipeline.DescribeLookup(p, caps.FindByExternalID); d != "" {
+			v.Lookups = append(v.Lookups, p.String()+": "+d)
 		}
+		r, err := finder.Resolve(context.Background(), p, zerolog.Nop())
+		var nf *pipeline.ContactNotFoundError
+		if errors.As(err, &nf) {
+			return intercom.Recipient{Type: placeholderRole(p.Type), ID: "<" + strings.TrimPrefix(p.String(), p.Type+" ") + ">"}, nil
+		}
+		return r, err
+	})
+	if err != nil {
+		return v, err
 	}
 	body, err := intercom.EncodeMessage(version, out)
 	if err != nil {
