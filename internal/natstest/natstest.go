@@ -69,9 +69,20 @@ func (s *Server) start() {
 // after down has passed.
 func (s *Server) Restart(down time.Duration) {
 	s.t.Helper()
+	s.Down()
+	time.Sleep(down)
+	s.Up()
+}
+
+// Down stops the server; Up starts it again on the same port and store.
+func (s *Server) Down() {
 	s.Server.Shutdown()
 	s.Server.WaitForShutdown()
-	time.Sleep(down)
+}
+
+// Up starts a server that Down stopped.
+func (s *Server) Up() {
+	s.t.Helper()
 	s.start()
 }
 
