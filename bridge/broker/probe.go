@@ -52,11 +52,12 @@ func (p *Probe) run(every time.Duration) {
 func (p *Probe) probe() {
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
+	// One stream info request: it reaches the stream's leader.
 	s, err := p.js.Stream(ctx, p.stream)
-	if err == nil {
-		// A stream whose replicas lost their leader still has a cached
-		// configuration: ask for its state.
-		_, err = s.Info(ctx)
+	if err == nil && s.CachedInfo().Cluster != nil && s.CachedInfo().Cluster.Leader == "" {
+		// A replica answers for a stream that has gone without a leader
+		// for a while, so an answer alone does not mean it can store.
+		err = errors.New("no leader (replicas without a quorum)")
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("no answer within %v", p.timeout)

@@ -134,6 +134,15 @@ func TestProbeFollowsQuorum(t *testing.T) {
 		t.Error("the connection dropped: the test checks a live connection to a cluster without quorum")
 	}
 	t.Logf("without quorum: %v", p.Problem())
+	// A replica starts answering for a stream that has stayed without a
+	// leader past the server's lost-quorum interval (10 s): the probe
+	// must keep failing then too.
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if p.Problem() == nil {
+			t.Fatal("the probe passed again while two of three nodes were down")
+		}
+	}
+	t.Logf("still without quorum: %v", p.Problem())
 	for _, s := range servers[1:] {
 		s.Up()
 	}
