@@ -114,12 +114,12 @@ func waitAcks(b *testing.B, futures []jetstream.PubAckFuture) {
 func BenchmarkStage1(b *testing.B) {
 	cfg := benchConfig(b, 100, "http://127.0.0.1:1", "t")
 	ctx := context.Background()
-	br, err := broker.Open(ctx, cfg, zerolog.Nop())
+	br, err := broker.Open(ctx, cfg.BrokerOptions(), zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer br.Close()
-	for _, sc := range []jetstream.StreamConfig{broker.EventsStreamConfig(cfg), pipeline.OutboxStreamConfig(cfg), pipeline.DLQStreamConfig(cfg)} {
+	for _, sc := range cfg.Topology().Streams() {
 		if _, err := br.EnsureStream(ctx, sc); err != nil {
 			b.Fatal(err)
 		}
@@ -132,12 +132,17 @@ func BenchmarkStage1(b *testing.B) {
 	m := pipeline.NewMetrics(prometheus.NewRegistry())
 	b.ResetTimer()
 	start := time.Now()
-	mt, err := pipeline.StartMatcher(ctx, br.JS, cfg, func() *rules.Set { return set }, zerolog.Nop(), m)
+	decoder, err := cfg.Decoder()
 	if err != nil {
 		b.Fatal(err)
 	}
-	names := pipeline.NamesFor(cfg)
-	waitDrained(b, br.JS, names.Events, names.MatchConsumer)
+	names := cfg.Topology()
+	mt, err := pipeline.StartMatcher(ctx, br.JS, pipeline.MatcherOptions{Topology: names, Decoder: decoder,
+		Rules: func() *rules.Set { return set }, Log: zerolog.Nop(), Metrics: m})
+	if err != nil {
+		b.Fatal(err)
+	}
+	waitDrained(b, br.JS, names.Events.Name, names.MatchConsumer)
 	elapsed := time.Since(start)
 	b.StopTimer()
 	mt.Stop()
@@ -161,11 +166,11 @@ func BenchmarkBurst(b *testing.B) {
 	ic.SetWindowLimit(benchNoLimit, intercomtest.DefaultWindow)
 	cfg := benchConfig(b, 10, ic.URL(), ic.Token())
 	ctx := context.Background()
-	br, err := broker.Open(ctx, cfg, zerolog.Nop())
+	br, err := broker.Open(ctx, cfg.BrokerOptions(), zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := br.EnsureStream(ctx, broker.EventsStreamConfig(cfg)); err != nil {
+	if _, err := br.EnsureStream(ctx, cfg.Topology().Events); err != nil {
 		b.Fatal(err)
 	}
 	publishEvents(b, br.JS, b.N, 2, 10)

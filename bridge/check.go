@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/intercom"
 )
@@ -113,7 +112,7 @@ func checkNATS(ctx context.Context, cfg *config.Config) []CheckResult {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	want := broker.EventsStreamConfig(cfg)
+	want := cfg.Topology().Events
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return append(res, CheckResult{Name: "stream " + want.Name, Status: "fail", Detail: "stream not found (the bridge creates it at start)"})

@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -70,14 +69,7 @@ type Service struct {
 // LoadRules loads the rules that cfg names, checked against its sources
 // and default admin.
 func LoadRules(cfg *config.Config) (*rules.Set, error) {
-	return rules.Load(cfg.Rules.Paths, RuleOptions(cfg))
-}
-
-// RuleOptions are the checks cfg implies for rules: its sources, its
-// default admin, and what its Intercom version can send.
-func RuleOptions(cfg *config.Config) rules.Options {
-	return rules.Options{DefaultAdminID: cfg.Intercom.DefaultAdminID, Sources: cfg.SourceNames(),
-		NoRecipientLists: !intercom.Capabilities(cfg.Intercom.Version).RecipientLists, IntercomVersion: cfg.Intercom.Version}
+	return rules.Load(cfg.Rules.Paths, cfg.RuleOptions())
 }
 
 // Start starts the bridge: the rules, NATS and its streams, both pipeline
@@ -114,7 +106,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 		}
 	}
 
-	if s.broker, err = broker.Open(ctx, cfg, log); err != nil {
+	if s.broker, err = broker.Open(ctx, cfg.BrokerOptions(), log); err != nil {
 		return nil, err
 	}
 	// The streams, buckets and consumers are created or updated with
@@ -122,34 +114,42 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 	// too (no leader yet) answers with errors that pass.
 	topoCtx, cancelTopo := context.WithTimeout(ctx, cfg.NATS.Connect.D())
 	defer cancelTopo()
-	for _, sc := range []jetstream.StreamConfig{broker.EventsStreamConfig(cfg), pipeline.OutboxStreamConfig(cfg), pipeline.DLQStreamConfig(cfg)} {
+	top := cfg.Topology()
+	for _, sc := range top.Streams() {
 		if _, err := s.broker.EnsureStream(topoCtx, sc); err != nil {
 			return nil, err
 		}
 	}
 	s.streamsReady.Store(true)
-	s.broker.StartProbe(cfg.EventsStream())
+	s.broker.StartProbe(top.Events.Name)
 
-	s.sender, err = pipeline.StartSender(topoCtx, s.broker.JS, cfg, pipeline.SenderOptions{
-		Client: sender, DryRun: s.dryRun, Timeouts: pipeline.NewTimeouts(cfg.Intercom.Timeout.D()),
-		Log: log, Metrics: s.pipeline, OnUnauthorized: s.tokenRefused,
-		Contacts: pipeline.ContactsOptions{Finder: contactFinder(s.client, sender),
-			FindByExternalID: intercom.Capabilities(cfg.Intercom.Version).FindByExternalID,
-			TTL:              cfg.Intercom.Contacts.TTL.D(), NegativeTTL: cfg.Intercom.Contacts.NegativeTTL.D()}})
+	contacts := cfg.ContactsOptions()
+	contacts.Finder = contactFinder(s.client, sender)
+	s.sender, err = pipeline.StartSender(topoCtx, s.broker.JS, pipeline.SenderOptions{
+		Topology: top, Workers: cfg.Delivery.Workers, Policy: cfg.Policy(), Timeouts: cfg.Timeouts(),
+		Client: sender, DryRun: s.dryRun, Log: log, Metrics: s.pipeline, OnUnauthorized: s.tokenRefused,
+		Contacts: contacts})
 	if err != nil {
 		return nil, err
 	}
-	if s.matcher, err = pipeline.StartMatcher(topoCtx, s.broker.JS, cfg, s.rules.Load, log, s.pipeline); err != nil {
+	decoder, err := cfg.Decoder()
+	if err != nil {
+		return nil, err
+	}
+	if s.matcher, err = pipeline.StartMatcher(topoCtx, s.broker.JS, pipeline.MatcherOptions{
+		Topology: top, Decoder: decoder, Rules: s.rules.Load, Log: log, Metrics: s.pipeline}); err != nil {
 		return nil, err
 	}
 	sourceMetrics := ingest.NewMetrics(reg)
-	if s.sources, err = ingest.StartNATSSources(topoCtx, cfg, s.broker.Conn, s.broker.JS, log, sourceMetrics); err != nil {
+	sources := cfg.IngestSources()
+	if s.sources, err = ingest.StartNATSSources(topoCtx, top, sources, s.broker.Conn, s.broker.JS, log, sourceMetrics); err != nil {
 		return nil, err
 	}
-	if s.webhooks, err = ingest.NewWebhooks(cfg, s.broker.JS, log, sourceMetrics); err != nil {
+	hookOpts := cfg.WebhookOptions()
+	hookOpts.Unavailable = s.broker.Unavailable
+	if s.webhooks, err = ingest.NewWebhooks(top, hookOpts, sources, s.broker.JS, log, sourceMetrics); err != nil {
 		return nil, err
 	}
-	s.webhooks.StoreDown = s.broker.Unavailable
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/dlq"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/bridge/webhook"
 	"github.com/intercom-bridge/bridge/intercom"
@@ -193,20 +194,20 @@ func tail(s string, n int) string {
 // settle waits until nothing is pending in either stage.
 func (h *harness) settle() {
 	h.t.Helper()
-	names := pipeline.NamesFor(h.cfg)
+	names := h.cfg.Topology()
 	h.waitFor("the pipeline to settle", func() bool {
 		return natstest.Idle(context.Background(), h.svc.Broker().JS,
-			[2]string{names.Events, names.MatchConsumer}, [2]string{names.Outbox, names.SendConsumer})
+			[2]string{names.Events.Name, names.MatchConsumer}, [2]string{names.Outbox.Name, names.SendConsumer})
 	})
 }
 
-func (h *harness) dlq() []pipeline.Entry {
+func (h *harness) dlq() []dlq.Entry {
 	h.t.Helper()
-	q, err := pipeline.OpenDLQ(context.Background(), h.svc.Broker().JS, h.cfg)
+	q, err := dlq.Open(context.Background(), h.svc.Broker().JS, h.cfg.Topology())
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	entries, err := q.List(context.Background(), pipeline.Filter{})
+	entries, err := q.List(context.Background(), dlq.Filter{})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -350,11 +351,11 @@ func TestReplayResendsOnce(t *testing.T) {
 	h.webhook("msg_7", map[string]any{"type": "order.paid", "order": 12, "user": "u-12", "name": "Flo", "amount": 10})
 	h.waitFor("the dead letter", func() bool { return len(h.dlq()) == 1 })
 	seq := h.dlq()[0].Seq
-	q, err := pipeline.OpenDLQ(context.Background(), h.svc.Broker().JS, h.cfg)
+	q, err := dlq.Open(context.Background(), h.svc.Broker().JS, h.cfg.Topology())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := q.Replay(context.Background(), pipeline.Filter{}, nil); err != nil || n != 1 {
+	if n, err := q.Replay(context.Background(), dlq.Filter{}, nil); err != nil || n != 1 {
 		t.Fatalf("replay: %d %v", n, err)
 	}
 	h.waitFor("the message", func() bool { return h.delivered("order-thanks", pipeline.OutcomeSent) == 1 })
@@ -390,7 +391,7 @@ func (h *harness) replayJob(job pipeline.Job) {
 	h.t.Helper()
 	job.Replay = true
 	body, _ := json.Marshal(job)
-	m := nats.NewMsg(pipeline.NamesFor(h.cfg).OutboxSubject + ".order-thanks")
+	m := nats.NewMsg(h.cfg.Topology().OutboxSubjectFor("order-thanks"))
 	m.Data = body
 	m.Header.Set(nats.MsgIdHdr, "replay:manual")
 	if _, err := h.svc.Broker().JS.PublishMsg(context.Background(), m); err != nil {

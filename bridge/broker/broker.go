@@ -2,9 +2,10 @@
 // JetStream, or a connection to an external server or cluster, and the
 // streams the bridge keeps there.
 //
-// It owns the NATS connection, the embedded server and the retries of
-// topology changes (Retry); of the bridge's packages it imports only
-// config.
+// It owns the NATS connection, the embedded server, the topology (every
+// stream, bucket and consumer name and configuration, see Topology) and
+// the retries of topology changes (Retry). It must not import any other
+// of the bridge's packages: they all build on it.
 package broker
 
 import (
@@ -27,9 +28,31 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/internal/lograte"
 )
+
+// Options say how to reach NATS: an external server or cluster (URL), or
+// the embedded server (no URL), whose store lives under DataDir.
+type Options struct {
+	URL     string // one URL or comma-separated URLs; "": embedded
+	Listen  string // embedded only: host:port for other programs; "": none
+	DataDir string // embedded only
+	Creds   string // external only: a .creds file
+	// User, Password and Token are the credentials the bridge connects
+	// with; for the embedded server with Listen, also the ones its
+	// listener requires.
+	User, Password, Token string
+	TLS                   TLS
+	ConnectTimeout        time.Duration // how long Open waits for the first connection
+	MaxStore              int64         // embedded only: JetStream's file storage, in bytes
+}
+
+// TLS is the CA to trust and the client certificate for an external
+// server, or the embedded listener's certificate and the CA that client
+// certificates must be signed by.
+type TLS struct {
+	CA, Cert, Key string
+}
 
 // Broker holds the connection to NATS and, when embedded, the server.
 type Broker struct {
@@ -45,17 +68,17 @@ type Broker struct {
 }
 
 // Open starts the embedded server (no nats.url) or connects to the external
-// one, and waits for the first connection for at most nats.connect_timeout.
+// one, and waits for the first connection for at most o.ConnectTimeout.
 // Afterwards a lost connection is retried for ever; Connected tells whether
 // it is up.
-func Open(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Broker, error) {
+func Open(ctx context.Context, o Options, log zerolog.Logger) (*Broker, error) {
 	b := &Broker{log: log}
-	if cfg.NATS.URL == "" {
-		if err := b.startEmbedded(cfg); err != nil {
+	if o.URL == "" {
+		if err := b.startEmbedded(o); err != nil {
 			b.Close()
 			return nil, err
 		}
-	} else if err := b.connectExternal(ctx, cfg); err != nil {
+	} else if err := b.connectExternal(ctx, o); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -68,50 +91,50 @@ func Open(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Broker,
 	return b, nil
 }
 
-// Dial connects a tool (bridge dlq, bridge check) to the NATS that cfg's
-// bridge uses: the external server, or the embedded one through
-// nats.listen. When the embedded server does not listen, Dial opens its
-// store itself, which only works while the bridge is stopped.
-func Dial(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*Broker, error) {
-	if cfg.NATS.URL == "" && cfg.NATS.Listen != "" {
-		c := *cfg
-		c.NATS.URL = "nats://" + cfg.NATS.Listen
-		if cfg.NATS.TLS.Cert != "" {
+// Dial connects a tool (bridge dlq, bridge check) to the NATS that a
+// bridge with options o uses: the external server, or the embedded one
+// through its listener. When the embedded server does not listen, Dial
+// opens its store itself, which only works while the bridge is stopped.
+func Dial(ctx context.Context, o Options, log zerolog.Logger) (*Broker, error) {
+	if o.URL == "" && o.Listen != "" {
+		c := o
+		c.URL = "nats://" + o.Listen
+		if o.TLS.Cert != "" {
 			// With the listener's own certificate as the client's: tools
 			// reach a TLS listener when tls.ca signs its certificate too.
-			c.NATS.URL = "tls://" + cfg.NATS.Listen
+			c.URL = "tls://" + o.Listen
 		}
-		c.NATS.Connect = config.Duration(2 * time.Second)
-		b, err := Open(ctx, &c, log)
+		c.ConnectTimeout = 2 * time.Second
+		b, err := Open(ctx, c, log)
 		if err == nil {
 			return b, nil
 		}
 		// Not running: fall through and open the store.
 	}
-	b, err := Open(ctx, cfg, log)
-	if err != nil && cfg.NATS.URL == "" && cfg.NATS.Listen == "" {
+	b, err := Open(ctx, o, log)
+	if err != nil && o.URL == "" && o.Listen == "" {
 		return nil, fmt.Errorf("%w\n(to use this while the bridge runs, set nats.listen so tools can reach its embedded server)", err)
 	}
 	return b, err
 }
 
-func (b *Broker) startEmbedded(cfg *config.Config) error {
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+func (b *Broker) startEmbedded(o Options) error {
+	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
-	lock, err := lockDir(cfg.DataDir)
+	lock, err := lockDir(o.DataDir)
 	if err != nil {
 		return err
 	}
 	b.lock = lock
-	opts, err := embeddedOptions(cfg)
+	opts, err := embeddedOptions(o)
 	if err != nil {
 		return err
 	}
-	if cfg.NATS.Listen != "" {
+	if o.Listen != "" {
 		// The server reports a busy port only in its log, after the start
 		// timeout; trying the port first puts the reason in the error.
-		ln, err := net.Listen("tcp", cfg.NATS.Listen)
+		ln, err := net.Listen("tcp", o.Listen)
 		if err != nil {
 			return fmt.Errorf("nats.listen: %w", err)
 		}
@@ -123,21 +146,21 @@ func (b *Broker) startEmbedded(cfg *config.Config) error {
 	}
 	s.SetLoggerV2(serverLogger{b.log.With().Str("component", "nats-server").Logger(), lograte.New(10 * time.Second)}, false, false, false)
 	go s.Start()
-	if !s.ReadyForConnections(cfg.NATS.Connect.D()) {
+	if !s.ReadyForConnections(o.ConnectTimeout) {
 		s.Shutdown()
-		return fmt.Errorf("embedded nats: not ready after %s", cfg.NATS.Connect)
+		return fmt.Errorf("embedded nats: not ready after %s", o.ConnectTimeout)
 	}
 	b.server = s
 	connOpts := []nats.Option{nats.InProcessServer(s), nats.Name("intercom-bridge"), nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(b.onDisconnect), nats.ReconnectHandler(b.onReconnect)}
-	connOpts = append(connOpts, credentials(cfg.NATS)...)
+	connOpts = append(connOpts, credentials(o)...)
 	nc, err := nats.Connect("", connOpts...)
 	if err != nil {
 		return fmt.Errorf("embedded nats: connect: %w", err)
 	}
 	b.Conn = nc
 	b.connected.Store(true)
-	if cfg.NATS.Listen != "" {
+	if o.Listen != "" {
 		b.log.Info().Str("url", s.ClientURL()).Msg("embedded NATS server listening")
 	}
 	return nil
@@ -146,12 +169,11 @@ func (b *Broker) startEmbedded(cfg *config.Config) error {
 // embeddedOptions are the embedded server's options: JetStream within
 // nats.max_store, and a listener only with nats.listen, requiring the
 // configured credentials and TLS.
-func embeddedOptions(cfg *config.Config) (*server.Options, error) {
-	n := cfg.NATS
+func embeddedOptions(n Options) (*server.Options, error) {
 	opts := &server.Options{
 		ServerName:        "bridge",
 		JetStream:         true,
-		StoreDir:          filepath.Join(cfg.DataDir, "jetstream"),
+		StoreDir:          filepath.Join(n.DataDir, "jetstream"),
 		JetStreamMaxStore: n.MaxStore,
 		NoSigs:            true,
 		DontListen:        n.Listen == "",
@@ -180,7 +202,7 @@ func embeddedOptions(cfg *config.Config) (*server.Options, error) {
 }
 
 // credentials are the options that authenticate a connection.
-func credentials(n config.NATS) []nats.Option {
+func credentials(n Options) []nats.Option {
 	var opts []nats.Option
 	if n.User != "" {
 		opts = append(opts, nats.UserInfo(n.User, n.Password))
@@ -231,8 +253,7 @@ func (b *Broker) StoreProblem() error {
 	return errors.New("the embedded JetStream stopped after a failed disk write (disk full?): free space, then restart the bridge")
 }
 
-func (b *Broker) connectExternal(ctx context.Context, cfg *config.Config) error {
-	n := cfg.NATS
+func (b *Broker) connectExternal(ctx context.Context, n Options) error {
 	opts := []nats.Option{
 		nats.Name("intercom-bridge"),
 		nats.MaxReconnects(-1),
@@ -261,7 +282,7 @@ func (b *Broker) connectExternal(ctx context.Context, cfg *config.Config) error 
 		return fmt.Errorf("nats: %w", err)
 	}
 	b.Conn = nc
-	deadline := time.NewTimer(n.Connect.D())
+	deadline := time.NewTimer(n.ConnectTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -270,7 +291,7 @@ func (b *Broker) connectExternal(ctx context.Context, cfg *config.Config) error 
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline.C:
-			return fmt.Errorf("nats: could not connect to %s within %s", redactURLs(n.URL), n.Connect)
+			return fmt.Errorf("nats: could not connect to %s within %s", redactURLs(n.URL), n.ConnectTimeout)
 		case <-tick.C:
 		}
 	}

@@ -10,20 +10,21 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/internal/natstest"
 	"github.com/intercom-bridge/bridge/internal/poll"
 )
 
-func testConfig(t *testing.T) *config.Config {
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.Sources = []config.Source{{Name: "billing", NATS: &config.NATSSource{Subjects: []string{"billing.>"}}}}
-	return &cfg
+func testOptions(t *testing.T) Options {
+	return Options{DataDir: t.TempDir(), ConnectTimeout: 10 * time.Second, MaxStore: 1 << 30}
 }
 
+// testEvents is the events stream of a bridge with prefix "bridge" and a
+// capture source on billing.>.
+var testEvents = NewTopology(TopologyOptions{Prefix: "bridge", Replicas: 1, EventsMaxAge: 7 * 24 * time.Hour,
+	Duplicates: 10 * time.Minute, CaptureSubjects: []string{"billing.>"}}).Events
+
 func TestEmbeddedServerStoresEvents(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := testOptions(t)
 	ctx := context.Background()
 	b, err := Open(ctx, cfg, zerolog.Nop())
 	if err != nil {
@@ -32,7 +33,7 @@ func TestEmbeddedServerStoresEvents(t *testing.T) {
 	if !b.Connected() || b.ClientURL() != "" {
 		t.Errorf("connected %v, client URL %q (want none without nats.listen)", b.Connected(), b.ClientURL())
 	}
-	s, err := b.EnsureStream(ctx, EventsStreamConfig(cfg))
+	s, err := b.EnsureStream(ctx, testEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestEmbeddedServerStoresEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	s, err = b.EnsureStream(ctx, EventsStreamConfig(cfg))
+	s, err = b.EnsureStream(ctx, testEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestEmbeddedServerStoresEvents(t *testing.T) {
 }
 
 func TestDataDirIsLocked(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := testOptions(t)
 	b, err := Open(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -87,8 +88,8 @@ func TestDataDirIsLocked(t *testing.T) {
 }
 
 func TestEmbeddedListen(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.NATS.Listen = "127.0.0.1:0"
+	cfg := testOptions(t)
+	cfg.Listen = "127.0.0.1:0"
 	b, err := Open(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -106,11 +107,11 @@ func TestEmbeddedListen(t *testing.T) {
 
 // openExternal opens a broker on a NATS server of the test's own, as with
 // an external server in production; the broker closes when the test ends.
-func openExternal(t *testing.T) (*natstest.Server, *Broker, *config.Config) {
+func openExternal(t *testing.T) (*natstest.Server, *Broker, Options) {
 	t.Helper()
 	srv := natstest.Start(t)
-	cfg := testConfig(t)
-	cfg.NATS.URL = srv.ClientURL()
+	cfg := testOptions(t)
+	cfg.URL = srv.ClientURL()
 	b, err := Open(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -120,12 +121,12 @@ func openExternal(t *testing.T) (*natstest.Server, *Broker, *config.Config) {
 }
 
 func TestStreamChangeRefused(t *testing.T) {
-	_, b, cfg := openExternal(t)
+	_, b, _ := openExternal(t)
 	// Another stream owns billing.>: the events stream cannot capture it.
 	if _, err := b.JS.CreateStream(context.Background(), jetstream.StreamConfig{Name: "BILLING", Subjects: []string{"billing.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := b.EnsureStream(context.Background(), EventsStreamConfig(cfg))
+	_, err := b.EnsureStream(context.Background(), testEvents)
 	if err == nil || !strings.Contains(err.Error(), "stream BRIDGE_EVENTS (subjects [bridge.in.> billing.>]): JetStream refused the configuration") ||
 		!strings.Contains(err.Error(), "overlap") {
 		t.Errorf("got %v", err)
@@ -145,9 +146,9 @@ func TestExternalServerReconnects(t *testing.T) {
 }
 
 func TestExternalServerUnreachable(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.NATS.URL = "nats://alice:S3cret@127.0.0.1:1,nats://127.0.0.1:2"
-	cfg.NATS.Connect = config.Duration(300 * time.Millisecond)
+	cfg := testOptions(t)
+	cfg.URL = "nats://alice:S3cret@127.0.0.1:1,nats://127.0.0.1:2"
+	cfg.ConnectTimeout = 300 * time.Millisecond
 	_, err := Open(context.Background(), cfg, zerolog.Nop())
 	if err == nil || !strings.Contains(err.Error(), "could not connect to nats://alice:xxxxx@127.0.0.1:1,nats://127.0.0.1:2 within 300ms") {
 		t.Errorf("got %v", err)

@@ -35,18 +35,18 @@ func TestEmbeddedListenerRequiresCredentials(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := testConfig(t)
-			cfg.NATS.Listen = freePort(t)
-			cfg.NATS.User, cfg.NATS.Password, cfg.NATS.Token = tc.user, tc.pw, tc.tok
+			cfg := testOptions(t)
+			cfg.Listen = freePort(t)
+			cfg.User, cfg.Password, cfg.Token = tc.user, tc.pw, tc.tok
 			b, err := Open(context.Background(), cfg, zerolog.Nop())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			if _, err := b.EnsureStream(context.Background(), EventsStreamConfig(cfg)); err != nil {
+			if _, err := b.EnsureStream(context.Background(), testEvents); err != nil {
 				t.Fatalf("the in-process connection: %v", err)
 			}
-			url := "nats://" + cfg.NATS.Listen
+			url := "nats://" + cfg.Listen
 			for _, opts := range [][]nats.Option{nil, tc.bad} {
 				if nc, err := nats.Connect(url, opts...); err == nil {
 					nc.Close()
@@ -74,8 +74,8 @@ func TestEmbeddedPortBusySaysSo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cfg := testConfig(t)
-	cfg.NATS.Listen = ln.Addr().String()
+	cfg := testOptions(t)
+	cfg.Listen = ln.Addr().String()
 	b, err := Open(context.Background(), cfg, zerolog.Nop())
 	if err == nil {
 		b.Close()
@@ -85,7 +85,7 @@ func TestEmbeddedPortBusySaysSo(t *testing.T) {
 		t.Errorf("error %q does not say the address is in use", err)
 	}
 	// The lock is released: the next start works.
-	cfg.NATS.Listen = ""
+	cfg.Listen = ""
 	b, err = Open(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -94,8 +94,8 @@ func TestEmbeddedPortBusySaysSo(t *testing.T) {
 }
 
 func TestEmbeddedMaxStore(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.NATS.MaxStore = 8 << 20
+	cfg := testOptions(t)
+	cfg.MaxStore = 8 << 20
 	b, err := Open(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

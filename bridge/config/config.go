@@ -1,8 +1,11 @@
 // Package config loads and checks the bridge's configuration file.
 //
-// It owns the file's format, its defaults and its validation; it imports
-// rules (positions) and intercom (versions), never the packages that use
-// the config.
+// It owns the file's format, its defaults and its validation, and maps the
+// file onto the options of the packages that do the work (options.go):
+// broker, ingest and pipeline never see a Config, and only the service and
+// cmd import this package. Settings a package defines (a webhook auth
+// block, an Intercom version) are checked and defaulted by that package's
+// own code, reported here at their place in the file.
 package config
 
 import (
@@ -14,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/intercom-bridge/bridge/bridge/ingest"
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/rules"
 )
@@ -163,6 +167,22 @@ type WebhookAuth struct {
 	Tolerance Duration `yaml:"tolerance"`
 }
 
+// keyPath is the path in the file, below auth, of a key the webhook
+// package names: secrets[i] counts Secret first, as AllSecrets does.
+func (a WebhookAuth) keyPath(key string) string {
+	var i int
+	if _, err := fmt.Sscanf(key, "secrets[%d]", &i); err == nil && a.Secret != "" {
+		if i == 0 {
+			return ".secret"
+		}
+		key = fmt.Sprintf("secrets[%d]", i-1)
+	}
+	if key == "" {
+		return ""
+	}
+	return "." + key
+}
+
 // AllSecrets returns Secret and Secrets together.
 func (a WebhookAuth) AllSecrets() []string {
 	var out []string
@@ -184,19 +204,20 @@ type NATSSource struct {
 	ID       string   `yaml:"id"`    // expr for the event id
 }
 
-// Mode names the source's mode: webhook, capture, bind or core.
-func (s Source) Mode() string {
+// Kind says what the source is: webhook, capture, bind or core; "" when
+// it names neither webhook nor nats (Validate reports that).
+func (s Source) Kind() ingest.Kind {
 	switch {
 	case s.Webhook != nil:
-		return "webhook"
+		return ingest.KindWebhook
 	case s.NATS == nil:
 		return ""
 	case s.NATS.Core:
-		return "core"
+		return ingest.KindCore
 	case s.NATS.Stream != "":
-		return "bind"
+		return ingest.KindBind
 	}
-	return "capture"
+	return ingest.KindCapture
 }
 
 // Intercom configures the Intercom API client.
@@ -278,29 +299,14 @@ func (c *Config) applySourceDefaults() {
 		s := &c.Sources[i]
 		if s.Webhook != nil {
 			a := &s.Webhook.Auth
-			if a.Scheme == "hmac-sha256" {
-				if a.Header == "" {
-					a.Header = "X-Signature-256"
-				}
-				if a.Encoding == "" {
-					a.Encoding = "hex"
-				}
-			}
-			if a.Scheme == "standard-webhooks" && a.Tolerance == 0 {
-				a.Tolerance = Duration(5 * time.Minute)
-			}
+			d := a.Options().WithDefaults()
+			a.Header, a.Encoding, a.Tolerance = d.Header, d.Encoding, Duration(d.Tolerance)
 		}
 		if s.NATS != nil && s.NATS.Core && s.NATS.Queue == "" {
 			s.NATS.Queue = c.NATS.Prefix
 		}
 	}
 }
-
-// EventsStream is the name of the stream that holds events.
-func (c *Config) EventsStream() string { return strings.ToUpper(c.NATS.Prefix) + "_EVENTS" }
-
-// WebhookSubject is the subject a webhook source's events are stored under.
-func (c *Config) WebhookSubject(source string) string { return c.NATS.Prefix + ".in." + source }
 
 // Path is the file the configuration was loaded from.
 func (c *Config) Path() string { return c.path }
@@ -465,8 +471,6 @@ func (c *Config) Validate() []FieldError {
 	return errs
 }
 
-var schemes = []string{"standard-webhooks", "hmac-sha256", "bearer", "none"}
-
 func (c *Config) validateSources() []FieldError {
 	var errs []FieldError
 	bad := func(path, format string, args ...any) {
@@ -493,21 +497,8 @@ func (c *Config) validateSources() []FieldError {
 		if w := s.Webhook; w != nil {
 			a := w.Auth
 			wp := p + ".webhook.auth"
-			switch {
-			case a.Scheme == "":
-				bad(wp+".scheme", "is required: one of %s (none must be written out)", strings.Join(schemes, ", "))
-			case !slices.Contains(schemes, a.Scheme):
-				bad(wp+".scheme", "must be one of %s, not %q", strings.Join(schemes, ", "), a.Scheme)
-			case a.Scheme == "none" && len(a.AllSecrets()) > 0:
-				bad(wp, "scheme none takes no secret")
-			case a.Scheme != "none" && len(a.AllSecrets()) == 0:
-				bad(wp+".secret", "is required for scheme %s", a.Scheme)
-			}
-			if a.Scheme != "hmac-sha256" && (a.Header != "" || a.Prefix != "" || a.Encoding != "") {
-				bad(wp, "header, prefix and encoding are for scheme hmac-sha256")
-			}
-			if a.Scheme == "hmac-sha256" && a.Encoding != "hex" && a.Encoding != "base64" {
-				bad(wp+".encoding", "must be hex or base64, not %q", a.Encoding)
+			for _, pr := range a.Options().Problems() {
+				bad(wp+a.keyPath(pr.Key), "%s", pr.Msg)
 			}
 			if !IsLoopback(c.HTTP.Listen) {
 				for _, secret := range a.AllSecrets() {
@@ -529,7 +520,7 @@ func (c *Config) validateSources() []FieldError {
 				if strings.HasPrefix(subj, c.NATS.Prefix+".") || subj == ">" {
 					bad(fmt.Sprintf("%s.subjects[%d]", np, k), "%q overlaps the bridge's own subjects (%s.>)", subj, c.NATS.Prefix)
 				}
-				if s.Mode() == "capture" {
+				if s.Kind() == ingest.KindCapture {
 					if other, dup := captured[subj]; dup {
 						bad(fmt.Sprintf("%s.subjects[%d]", np, k), "%q is also captured by source %q", subj, other)
 					}

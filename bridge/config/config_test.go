@@ -2,9 +2,12 @@ package config
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/intercom-bridge/bridge/bridge/ingest"
 )
 
 func env(vars map[string]string) func(string) (string, bool) {
@@ -25,8 +28,10 @@ func TestExampleConfigLoads(t *testing.T) {
 	if got := cfg.Sources[0].Webhook.Auth.AllSecrets(); len(got) != 1 || !strings.HasPrefix(got[0], "whsec_") {
 		t.Errorf("fallback secret: %v", got)
 	}
-	if cfg.Sources[1].Mode() != "capture" || cfg.EventsStream() != "BRIDGE_EVENTS" || cfg.WebhookSubject("shop") != "bridge.in.shop" {
-		t.Errorf("names: %s %s %s", cfg.Sources[1].Mode(), cfg.EventsStream(), cfg.WebhookSubject("shop"))
+	top := cfg.Topology()
+	if cfg.Sources[1].Kind() != ingest.KindCapture || top.Events.Name != "BRIDGE_EVENTS" || top.SourceSubject("shop") != "bridge.in.shop" ||
+		!slices.Contains(top.Events.Subjects, cfg.Sources[1].NATS.Subjects[0]) {
+		t.Errorf("names: %s %s %s %v", cfg.Sources[1].Kind(), top.Events.Name, top.SourceSubject("shop"), top.Events.Subjects)
 	}
 	want, _ := filepath.Abs("../../examples/rules")
 	if got, _ := filepath.Abs(cfg.Rules.Paths[0]); got != want {
@@ -94,7 +99,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad duration", "delivery:\n  dedupe_window: forever\n", `c.yaml:2: invalid duration "forever"`},
 		{"bad level", "log:\n  level: loud\n", `c.yaml:2:10: log.level: must be debug, info, warn or error, not "loud"`},
 		{"scheme missing", "sources:\n  - name: a\n    webhook:\n      auth: {secret: s}\n", "c.yaml:4:13: sources[0].webhook.auth.scheme: is required: one of standard-webhooks, hmac-sha256, bearer, none (none must be written out)"},
-		{"scheme unknown", "sources:\n  - name: a\n    webhook: {auth: {scheme: hmac, secret: s}}\n", `c.yaml:3:30: sources[0].webhook.auth.scheme: must be one of standard-webhooks, hmac-sha256, bearer, none, not "hmac"`},
+		{"scheme unknown", "sources:\n  - name: a\n    webhook: {auth: {scheme: hmac, secret: s}}\n", `c.yaml:3:30: sources[0].webhook.auth.scheme: unknown scheme "hmac" (want one of standard-webhooks, hmac-sha256, bearer, none)`},
 		{"secret missing", "sources:\n  - name: a\n    webhook: {auth: {scheme: bearer}}\n", "c.yaml:3:21: sources[0].webhook.auth.secret: is required for scheme bearer"},
 		{"none with a secret", "sources:\n  - name: a\n    webhook: {auth: {scheme: none, secret: s}}\n", "c.yaml:3:21: sources[0].webhook.auth: scheme none takes no secret"},
 		{"both kinds", "sources:\n  - name: a\n    webhook: {auth: {scheme: none}}\n    nats: {subjects: [x]}\n", "c.yaml:2:5: sources[0]: needs exactly one of webhook or nats"},

@@ -5,6 +5,10 @@
 // core subscriptions store an Envelope, on <prefix>.in.<source>; subjects
 // that the stream captures are stored as their publishers sent them, and the
 // envelope is made when the message is read.
+//
+// It also owns what makes a body an event: CloudEvents in their binary and
+// structured modes (ParseCloudEvent) and the bounds on the JSON handed to
+// the rules (CheckJSON). It imports rules only.
 package event
 
 import (

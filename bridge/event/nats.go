@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/intercom-bridge/bridge/bridge/webhook"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -34,7 +33,7 @@ func FromNATS(source string, id *Expr, m NATSMsg) (*Envelope, error) {
 	}
 	env := &Envelope{Source: source, Subject: m.Subject, Time: m.Time.UTC(), Headers: Headers(m.Header, nil), Data: m.Data}
 	ceID := ""
-	ce, isCE, err := webhook.ParseCloudEvent(h, m.Data)
+	ce, isCE, err := ParseCloudEvent(h, m.Data)
 	switch {
 	case isCE && err != nil:
 		return nil, fmt.Errorf("%s: %w", m.Subject, err)

@@ -16,25 +16,23 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
-	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/webhook"
 )
 
 // benchServer is the webhook handler on the embedded NATS server, over
 // real HTTP on loopback.
 func benchServer(b *testing.B) (*httptest.Server, *broker.Broker) {
 	b.Helper()
-	cfg := config.Default()
-	cfg.DataDir = b.TempDir()
-	cfg.Sources = []config.Source{{Name: "open", Webhook: &config.Webhook{Auth: config.WebhookAuth{Scheme: "none"}}}}
-	br, err := broker.Open(context.Background(), &cfg, zerolog.Nop())
+	br, err := broker.Open(context.Background(), broker.Options{DataDir: b.TempDir(), ConnectTimeout: 10 * time.Second, MaxStore: 1 << 30}, zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { br.Close() })
-	if _, err := br.EnsureStream(context.Background(), broker.EventsStreamConfig(&cfg)); err != nil {
+	if _, err := br.EnsureStream(context.Background(), testTopology.Events); err != nil {
 		b.Fatal(err)
 	}
-	hooks, err := NewWebhooks(&cfg, br.JS, zerolog.Nop(), nil)
+	open := []Source{{Name: "open", Kind: KindWebhook, Webhook: WebhookSource{Auth: webhook.AuthConfig{Scheme: "none"}}}}
+	hooks, err := NewWebhooks(testTopology, testWebhookOptions, open, br.JS, zerolog.Nop(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -254,8 +254,8 @@ func TestWebhookRefusesWhatRulesCannotRead(t *testing.T) {
 // unsigned headers is the same event.
 func TestDefaultIDsComeFromSignedData(t *testing.T) {
 	e := newEnv(t)
-	e.cfg.Sources[1].Webhook.ID = "" // github: no id expression, so the defaults apply
-	hooks, err := NewWebhooks(e.cfg, e.js, zerolog.Nop(), nil)
+	e.sources[1].Webhook.ID = "" // github: no id expression, so the defaults apply
+	hooks, err := e.webhooks(zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +317,7 @@ func TestWebhookCloseOnTransferEncoding(t *testing.T) {
 func TestUnknownSourceLogIsRateLimited(t *testing.T) {
 	e := newEnv(t)
 	var logs syncbuf.Buffer
-	hooks, err := NewWebhooks(e.cfg, e.js, zerolog.New(&logs), nil)
+	hooks, err := e.webhooks(zerolog.New(&logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func TestStoreHealth(t *testing.T) {
 func TestRefusedAccessLogIsRateLimited(t *testing.T) {
 	e := newEnv(t)
 	var logs syncbuf.Buffer
-	hooks, err := NewWebhooks(e.cfg, e.js, zerolog.New(&logs), nil)
+	hooks, err := e.webhooks(zerolog.New(&logs))
 	if err != nil {
 		t.Fatal(err)
 	}

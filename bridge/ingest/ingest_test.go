@@ -17,7 +17,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
-	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/bridge/webhook"
 	"github.com/intercom-bridge/bridge/internal/natstest"
@@ -30,65 +29,70 @@ const (
 	whsecOld = "whsec_b2xkLXNlY3JldC1vbGQtc2VjcmV0LW9sZA=="
 )
 
-const testConfig = `
-sources:
-  - name: shop
-    webhook:
-      auth: {scheme: standard-webhooks, secrets: [` + whsec + `, ` + whsecOld + `]}
-      headers: [x-request-id, webhook-id, authorization]
-  - name: github
-    webhook:
-      auth: {scheme: hmac-sha256, secret: gh-secret, header: X-Hub-Signature-256, prefix: "sha256="}
-      id: 'headers["x-github-delivery"]'
-  - name: crm
-    webhook:
-      auth: {scheme: bearer, secret: crm-token}
-      subject: '"crm." + event.kind'
-  - name: open
-    webhook:
-      auth: {scheme: none}
-  - name: billing
-    nats: {subjects: ["billing.>"]}
-  - name: orders
-    nats: {stream: ORDERS, subjects: ["orders.*.paid"]}
-  - name: telemetry
-    nats: {subjects: ["telemetry.>"], core: true}
-`
+// testSources are one source of each kind and scheme.
+func testSources() []Source {
+	return []Source{
+		{Name: "shop", Kind: KindWebhook, Webhook: WebhookSource{
+			Auth:    webhook.AuthConfig{Scheme: "standard-webhooks", Secrets: []string{whsec, whsecOld}},
+			Headers: []string{"x-request-id", "webhook-id", "authorization"}}},
+		{Name: "github", Kind: KindWebhook, Webhook: WebhookSource{
+			Auth: webhook.AuthConfig{Scheme: "hmac-sha256", Secrets: []string{"gh-secret"}, Header: "X-Hub-Signature-256", Prefix: "sha256="},
+			ID:   `headers["x-github-delivery"]`}},
+		{Name: "crm", Kind: KindWebhook, Webhook: WebhookSource{
+			Auth:    webhook.AuthConfig{Scheme: "bearer", Secrets: []string{"crm-token"}},
+			Subject: `"crm." + event.kind`}},
+		{Name: "open", Kind: KindWebhook, Webhook: WebhookSource{Auth: webhook.AuthConfig{Scheme: "none"}}},
+		{Name: "billing", Kind: KindCapture, NATS: NATSSource{Subjects: []string{"billing.>"}}},
+		{Name: "orders", Kind: KindBind, NATS: NATSSource{Stream: "ORDERS", Subjects: []string{"orders.*.paid"}}},
+		{Name: "telemetry", Kind: KindCore, NATS: NATSSource{Subjects: []string{"telemetry.>"}, Queue: "bridge"}},
+	}
+}
+
+// testTopology is the topology of a bridge with prefix "bridge" and the
+// capture source of testSources.
+var testTopology = broker.NewTopology(broker.TopologyOptions{Prefix: "bridge", Replicas: 1,
+	EventsMaxAge: time.Hour, Duplicates: 10 * time.Minute, CaptureSubjects: []string{"billing.>"}})
+
+// testWebhookOptions are the config file's defaults.
+var testWebhookOptions = WebhookOptions{MaxBodyBytes: 1 << 20, MaxJSONDepth: 64, MaxInflightBytes: 64 << 20, BodyIdleTimeout: 10 * time.Second}
 
 // env is a real NATS server with the events stream, and the webhook
 // handler on top of it.
 type env struct {
-	t      testing.TB
-	srv    *natstest.Server
-	cfg    *config.Config
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	hooks  *Webhooks
-	events jetstream.Stream
+	t       testing.TB
+	srv     *natstest.Server
+	top     broker.Topology
+	opts    WebhookOptions
+	sources []Source
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	hooks   *Webhooks
+	events  jetstream.Stream
+}
+
+// webhooks is a handler on e's sources and options as they are now.
+func (e *env) webhooks(log zerolog.Logger) (*Webhooks, error) {
+	return NewWebhooks(e.top, e.opts, e.sources, e.js, log, nil)
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	srv := natstest.Start(t)
-	cfg, err := config.Parse(t.TempDir()+"/c.yaml", []byte(testConfig+"nats: {url: "+srv.ClientURL()+"}\n"), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
-	events, err := js.CreateOrUpdateStream(context.Background(), broker.EventsStreamConfig(cfg))
+	events, err := js.CreateOrUpdateStream(context.Background(), testTopology.Events)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hooks, err := NewWebhooks(cfg, js, zerolog.Nop(), nil)
-	if err != nil {
+	e := &env{t: t, srv: srv, top: testTopology, opts: testWebhookOptions, sources: testSources(), nc: nc, js: js, events: events}
+	if e.hooks, err = e.webhooks(zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, srv: srv, cfg: cfg, nc: nc, js: js, hooks: hooks, events: events}
+	return e
 }
 
 // post sends a webhook through the handler and returns the status and the
@@ -119,7 +123,7 @@ func (e *env) stored() []*event.Envelope {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	dec := &event.Decoder{Stream: e.cfg.EventsStream(), Captures: []event.Capture{{Name: "billing", Subjects: []string{"billing.>"}}}}
+	dec := &event.Decoder{Stream: e.top.Events.Name, Captures: []event.Capture{{Name: "billing", Subjects: []string{"billing.>"}}}}
 	var out []*event.Envelope
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := e.events.GetMsg(ctx, seq)
@@ -227,8 +231,8 @@ func TestWebhookAuthSchemes(t *testing.T) {
 
 func TestBadRequestsStoreNothing(t *testing.T) {
 	e := newEnv(t)
-	e.cfg.HTTP.MaxBodyBytes = 64
-	hooks, _ := NewWebhooks(e.cfg, e.js, zerolog.Nop(), nil)
+	e.opts.MaxBodyBytes = 64
+	hooks, _ := e.webhooks(zerolog.Nop())
 	e.hooks = hooks
 	tests := []struct {
 		name   string
@@ -251,8 +255,8 @@ func TestBadRequestsStoreNothing(t *testing.T) {
 		{"PUT", "PUT", "/hooks/open", `{}`, nil, 405, ""},
 		{"malformed CloudEvent", "POST", "/hooks/open", `{"specversion":"1.0","id":"x"}`, http.Header{"Content-Type": {"application/cloudevents+json"}}, 400, ""},
 	}
-	e.cfg.HTTP.MaxDepth = 10
-	e.hooks, _ = NewWebhooks(e.cfg, e.js, zerolog.Nop(), nil)
+	e.opts.MaxJSONDepth = 10
+	e.hooks, _ = e.webhooks(zerolog.Nop())
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
@@ -329,7 +333,7 @@ func TestCloudEvents(t *testing.T) {
 
 func TestUnavailableStorageAnswers503(t *testing.T) {
 	e := newEnv(t)
-	if err := e.js.DeleteStream(context.Background(), e.cfg.EventsStream()); err != nil {
+	if err := e.js.DeleteStream(context.Background(), e.top.Events.Name); err != nil {
 		t.Fatal(err)
 	}
 	r := httptest.NewRequest("POST", "/hooks/open", strings.NewReader(`{}`))
@@ -363,7 +367,7 @@ func TestNATSSources(t *testing.T) {
 	if _, err := e.js.Publish(ctx, "orders.eu.refunded", []byte(`{"order":2}`)); err != nil {
 		t.Fatal(err)
 	}
-	sources, err := StartNATSSources(ctx, e.cfg, e.nc, e.js, zerolog.Nop(), nil)
+	sources, err := StartNATSSources(ctx, e.top, e.sources, e.nc, e.js, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,7 +497,7 @@ func TestExternalServerRestart(t *testing.T) {
 func TestAccessLog(t *testing.T) {
 	e := newEnv(t)
 	var logs syncbuf.Buffer
-	hooks, err := NewWebhooks(e.cfg, e.js, zerolog.New(&logs), nil)
+	hooks, err := e.webhooks(zerolog.New(&logs))
 	if err != nil {
 		t.Fatal(err)
 	}

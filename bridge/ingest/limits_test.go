@@ -18,8 +18,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/intercom-bridge/bridge/bridge/broker"
-	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/internal/natstest"
 )
 
@@ -28,8 +26,8 @@ import (
 // idle timeout gets 408.
 func TestBodyIdleDeadlineMovesWithProgress(t *testing.T) {
 	e := newEnv(t)
-	e.cfg.HTTP.BodyIdleTimeout = config.Duration(400 * time.Millisecond)
-	hooks, err := NewWebhooks(e.cfg, e.js, zerolog.Nop(), nil)
+	e.opts.BodyIdleTimeout = 400 * time.Millisecond
+	hooks, err := e.webhooks(zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,20 +75,16 @@ func TestBodyIdleDeadlineMovesWithProgress(t *testing.T) {
 // its headers, over the server's max_payload) is a 413, not "retry later".
 func TestEventOverNATSLimitIs413(t *testing.T) {
 	srv := natstest.StartWith(t, func(o *server.Options) { o.MaxPayload = 8 << 10 })
-	cfg, err := config.Parse(t.TempDir()+"/c.yaml", []byte(testConfig+"nats: {url: "+srv.ClientURL()+"}\n"), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	if _, err := js.CreateOrUpdateStream(context.Background(), broker.EventsStreamConfig(cfg)); err != nil {
+	if _, err := js.CreateOrUpdateStream(context.Background(), testTopology.Events); err != nil {
 		t.Fatal(err)
 	}
-	hooks, err := NewWebhooks(cfg, js, zerolog.Nop(), nil)
+	hooks, err := NewWebhooks(testTopology, testWebhookOptions, testSources(), js, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

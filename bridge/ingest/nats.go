@@ -11,7 +11,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
-	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/event"
 )
 
@@ -20,26 +19,27 @@ import (
 // subscription). Capture sources need nothing: the events stream stores
 // their subjects itself.
 type NATSSources struct {
-	js     jetstream.JetStream
-	nc     *nats.Conn
-	prefix string
-	log    zerolog.Logger
+	js       jetstream.JetStream
+	nc       *nats.Conn
+	topology broker.Topology
+	log      zerolog.Logger
 
 	consumers []jetstream.ConsumeContext
 	subs      []*nats.Subscription
 	m         *Metrics
 }
 
-// StartNATSSources starts the bind and core sources of cfg; m (nil: none)
-// counts the events stored.
-func StartNATSSources(ctx context.Context, cfg *config.Config, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger, m *Metrics) (*NATSSources, error) {
-	n := &NATSSources{js: js, nc: nc, prefix: cfg.NATS.Prefix, log: log, m: m.orNew()}
-	for _, s := range cfg.Sources {
+// StartNATSSources starts the bind and core sources among sources,
+// storing their events under t's subjects; m (nil: none) counts the
+// events stored.
+func StartNATSSources(ctx context.Context, t broker.Topology, sources []Source, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger, m *Metrics) (*NATSSources, error) {
+	n := &NATSSources{js: js, nc: nc, topology: t, log: log, m: m.orNew()}
+	for _, s := range sources {
 		var err error
-		switch s.Mode() {
-		case "bind":
+		switch s.Kind {
+		case KindBind:
 			err = n.bind(ctx, s)
-		case "core":
+		case KindCore:
 			err = n.core(s)
 		default:
 			continue
@@ -55,30 +55,23 @@ func StartNATSSources(ctx context.Context, cfg *config.Config, nc *nats.Conn, js
 // bind reads an existing stream with a durable consumer named
 // <prefix>_<source>, so that replicas share the work and a restart goes on
 // where it stopped. Each message is acked only after its event is stored.
-func (n *NATSSources) bind(ctx context.Context, s config.Source) error {
+func (n *NATSSources) bind(ctx context.Context, s Source) error {
 	id, err := event.CompileExpr(s.NATS.ID)
 	if err != nil {
 		return fmt.Errorf("id: %w", err)
 	}
-	durable := n.prefix + "_" + s.Name
+	cc := n.topology.BindConsumerConfig(s.Name, s.NATS.Subjects)
+	durable := cc.Durable
 	var cons jetstream.Consumer
 	err = broker.Retry(ctx, "consumer "+durable, func(ctx context.Context) (err error) {
-		cons, err = n.js.CreateOrUpdateConsumer(ctx, s.NATS.Stream, jetstream.ConsumerConfig{
-			Durable:        durable,
-			Description:    "intercom-bridge: source " + s.Name,
-			FilterSubjects: s.NATS.Subjects,
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        30 * time.Second,
-			DeliverPolicy:  jetstream.DeliverAllPolicy,
-			MaxAckPending:  1024,
-		})
+		cons, err = n.js.CreateOrUpdateConsumer(ctx, s.NATS.Stream, cc)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("consumer %s on stream %s: %w", durable, s.NATS.Stream, err)
 	}
 	stream := s.NATS.Stream
-	cc, err := cons.Consume(func(m jetstream.Msg) {
+	consumer, err := cons.Consume(func(m jetstream.Msg) {
 		meta, err := m.Metadata()
 		if err != nil {
 			n.log.Error().Err(err).Str("source", s.Name).Msg("message without metadata")
@@ -98,13 +91,13 @@ func (n *NATSSources) bind(ctx context.Context, s config.Source) error {
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", stream, err)
 	}
-	n.consumers = append(n.consumers, cc)
+	n.consumers = append(n.consumers, consumer)
 	return nil
 }
 
 // core subscribes with a queue group: at-most-once, since a message
 // published while no bridge listens, or lost before it is stored, is gone.
-func (n *NATSSources) core(s config.Source) error {
+func (n *NATSSources) core(s Source) error {
 	id, err := event.CompileExpr(s.NATS.ID)
 	if err != nil {
 		return fmt.Errorf("id: %w", err)
@@ -131,7 +124,7 @@ func (n *NATSSources) core(s config.Source) error {
 // not a valid event is stored as it is, without an envelope: stage 1 then
 // dead-letters it with the reason, so that nothing is dropped here.
 func (n *NATSSources) store(source string, id *event.Expr, msg event.NATSMsg) error {
-	subject := n.prefix + ".in." + source
+	subject := n.topology.SourceSubject(source)
 	var m *nats.Msg
 	env, err := event.FromNATS(source, id, msg)
 	if err == nil {

@@ -78,8 +78,8 @@ func TestForgedReplayedStaleAndUnsigned(t *testing.T) {
 // body's size, not a multiple of it.
 func TestHostileBodiesAreRefusedCheaply(t *testing.T) {
 	e := newEnv(t)
-	e.cfg.HTTP.MaxBodyBytes = 1 << 20
-	hooks, err := NewWebhooks(e.cfg, e.js, zerolog.Nop(), nil)
+	e.opts.MaxBodyBytes = 1 << 20
+	hooks, err := e.webhooks(zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,17 @@
 // stores them in the events stream. An event is accepted only once
 // JetStream has acknowledged it.
 //
-// It owns the HTTP intake and the NATS sources; it must not import the
-// pipeline or the service: what it stores is read back by the pipeline.
+// It owns the HTTP intake and the NATS sources, each a Source of a Kind;
+// it must not import config, the pipeline or the service: what it stores
+// is read back by the pipeline.
+//
+// To add a webhook scheme, see package webhook: ingest needs no change.
+// To add a kind of source that reads from elsewhere (Kafka, say): a Kind
+// constant and the source's settings in source.go, and a file with its
+// start function, which stores each event with the same store path as the
+// NATS sources (an Envelope on the topology's SourceSubject, acked only
+// once JetStream has it) and returns something to stop; then map the
+// config file's block onto it in config/options.go.
 package ingest
 
 import (
@@ -25,7 +34,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/bridge/webhook"
 	"github.com/intercom-bridge/bridge/internal/lograte"
@@ -68,42 +77,37 @@ type webhookSource struct {
 
 // Webhooks serves POST /hooks/{source}.
 type Webhooks struct {
-	js       Publisher
-	sources  map[string]*webhookSource
-	prefix   string
-	maxBody  int64
-	maxDepth int
-	bodies   *bodyReader
-	log      zerolog.Logger
-	logs     *lograte.Limiter
-	now      func() time.Time
-	closing  atomic.Bool
-	m        *Metrics
-	store    storeHealth
-	// StoreDown, when set, tells the store is known to refuse every
-	// write, so that a webhook is answered 503 at once rather than after
-	// the publish timeout.
-	StoreDown func() error
+	js          Publisher
+	sources     map[string]*webhookSource
+	topology    broker.Topology
+	maxBody     int64
+	maxDepth    int
+	bodies      *bodyReader
+	log         zerolog.Logger
+	logs        *lograte.Limiter
+	now         func() time.Time
+	closing     atomic.Bool
+	m           *Metrics
+	store       storeHealth
+	unavailable func() error // see WebhookOptions.Unavailable
 }
 
-// NewWebhooks prepares the webhook sources of cfg; m (nil: none) counts
-// the requests and the events stored.
-func NewWebhooks(cfg *config.Config, js Publisher, log zerolog.Logger, m *Metrics) (*Webhooks, error) {
+// NewWebhooks prepares the webhook sources among sources, storing their
+// events under t's subjects; m (nil: none) counts the requests and the
+// events stored.
+func NewWebhooks(t broker.Topology, o WebhookOptions, sources []Source, js Publisher, log zerolog.Logger, m *Metrics) (*Webhooks, error) {
 	w := &Webhooks{
-		js: js, sources: map[string]*webhookSource{}, prefix: cfg.NATS.Prefix,
-		maxBody: cfg.HTTP.MaxBodyBytes, maxDepth: cfg.HTTP.MaxDepth, log: log, now: time.Now, m: m.orNew(),
-		bodies: newBodyReader(cfg.HTTP.MaxBodyBytes, cfg.HTTP.MaxInflightBytes, cfg.HTTP.BodyIdleTimeout.D()),
-		logs:   lograte.New(logInterval),
+		js: js, sources: map[string]*webhookSource{}, topology: t,
+		maxBody: o.MaxBodyBytes, maxDepth: o.MaxJSONDepth, log: log, now: time.Now, m: m.orNew(),
+		bodies: newBodyReader(o.MaxBodyBytes, o.MaxInflightBytes, o.BodyIdleTimeout), unavailable: o.Unavailable,
+		logs: lograte.New(logInterval),
 	}
-	for _, s := range cfg.Sources {
-		if s.Webhook == nil {
+	for _, s := range sources {
+		if s.Kind != KindWebhook {
 			continue
 		}
 		a := s.Webhook.Auth
-		v, err := webhook.NewVerifier(webhook.AuthConfig{
-			Scheme: a.Scheme, Secrets: a.AllSecrets(), Header: a.Header, Prefix: a.Prefix,
-			Encoding: a.Encoding, Tolerance: a.Tolerance.D(),
-		})
+		v, err := webhook.NewVerifier(a)
 		if err != nil {
 			return nil, fmt.Errorf("source %s: %w", s.Name, err)
 		}
@@ -235,8 +239,8 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 		rw.Header().Set("Retry-After", "5")
 		return fail(http.StatusServiceUnavailable, "shutting down; retry later")
 	}
-	if w.StoreDown != nil {
-		if err := w.StoreDown(); err != nil {
+	if w.unavailable != nil {
+		if err := w.unavailable(); err != nil {
 			rw.Header().Set("Retry-After", "5")
 			return fail(http.StatusServiceUnavailable, "the event store cannot take events now; retry later")
 		}
@@ -274,7 +278,7 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 	if env == nil {
 		return fail(status, "%s", msg)
 	}
-	m, err := env.Msg(w.prefix + ".in." + src.name)
+	m, err := env.Msg(w.topology.SourceSubject(src.name))
 	if err != nil {
 		return fail(http.StatusInternalServerError, "encoding the event: %v", err)
 	}
@@ -310,8 +314,8 @@ func (w *Webhooks) envelope(src *webhookSource, r *http.Request, body []byte, no
 			return nil, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON: send application/json or a CloudEvent", ct)
 		}
 	}
-	if len(body) > 0 || !webhook.IsBinaryCloudEvent(r.Header) {
-		if err := webhook.CheckJSON(body, w.maxDepth); err != nil {
+	if len(body) > 0 || !event.IsBinaryCloudEvent(r.Header) {
+		if err := event.CheckJSON(body, w.maxDepth); err != nil {
 			return nil, http.StatusBadRequest, err.Error()
 		}
 		// Refused here, once, rather than stored and failed by every rule.
@@ -319,7 +323,7 @@ func (w *Webhooks) envelope(src *webhookSource, r *http.Request, body []byte, no
 			return nil, http.StatusBadRequest, err.Error()
 		}
 	}
-	ce, isCE, err := webhook.ParseCloudEvent(r.Header, body)
+	ce, isCE, err := event.ParseCloudEvent(r.Header, body)
 	if isCE && err != nil {
 		return nil, http.StatusBadRequest, err.Error()
 	}
@@ -340,7 +344,7 @@ func (w *Webhooks) envelope(src *webhookSource, r *http.Request, body []byte, no
 			return nil, http.StatusBadRequest, "invalid JSON: " + err.Error()
 		}
 	}
-	defaultSubject := w.prefix + ".in." + src.name
+	defaultSubject := w.topology.SourceSubject(src.name)
 	if env.Subject, err = src.subject.Eval(env.Headers, data, src.name, defaultSubject); err != nil {
 		return nil, http.StatusBadRequest, "subject: " + err.Error()
 	}
@@ -356,7 +360,7 @@ func (w *Webhooks) envelope(src *webhookSource, r *http.Request, body []byte, no
 	// Default ids come from what the scheme signs, so that a replay with
 	// new headers is still the same event.
 	ceID, headerID := "", ""
-	if isCE && (src.idFromHeaders || !webhook.IsBinaryCloudEvent(r.Header)) {
+	if isCE && (src.idFromHeaders || !event.IsBinaryCloudEvent(r.Header)) {
 		ceID = ce.ID
 	}
 	if src.signedIDHeader != "" {

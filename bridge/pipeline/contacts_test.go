@@ -10,7 +10,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/internal/natstest"
 	"github.com/intercom-bridge/bridge/internal/poll"
@@ -21,8 +20,7 @@ import (
 func contactsBucket(t *testing.T) KV {
 	t.Helper()
 	js := natstest.JetStream(t)
-	c := config.Default()
-	kv, err := js.CreateOrUpdateKeyValue(context.Background(), ContactsBucketConfig(&c))
+	kv, err := js.CreateOrUpdateKeyValue(context.Background(), testTopology.Contacts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,14 +124,7 @@ func TestSenderContactNotFound(t *testing.T) {
 	f.publish(t, job)
 	poll.For(t, 30*time.Second, "the dead letter", func() bool { return f.deadLetters(ReasonContactNotFound) == 1 })
 	poll.For(t, 30*time.Second, "the job acked", f.outboxEmpty)
-	q, err := OpenDLQ(context.Background(), f.js, f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, err := q.List(context.Background(), Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	entries := f.deadLetterEntries(t)
 	if len(entries) != 1 || entries[0].Reason != ReasonContactNotFound || entries[0].Rule != "ghost" ||
 		entries[0].Error != `no Intercom contact has external_id "u-404" (recipient: user user_id u-404)` {
 		t.Fatalf("dead letters %+v", entries)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/intercom"
 )
@@ -64,15 +65,9 @@ func (d *DeadLetter) withIntercomError(err error) {
 
 // deadLetters writes to the dead-letter stream.
 type deadLetters struct {
-	js      Publisher
-	subject string // <prefix>.dlq
+	js       Publisher
+	topology broker.Topology
 }
-
-// dlqDuplicates is the dead-letter stream's duplicate window. It only
-// needs to cover a message redelivered after its dead letter was stored but
-// before it was acked (a lost ack, a crash in between): AckWait and a few
-// retries.
-const dlqDuplicates = 2 * time.Minute
 
 // dlqOrigin names the stored message a dead letter is about: its stream
 // and sequence. Each stored message is dead-lettered at most once (per
@@ -83,6 +78,13 @@ func dlqOrigin(stream string, seq uint64) string { return stream + ":" + strconv
 // write stores d and returns once JetStream has it. origin is the
 // dlqOrigin of the message that failed.
 func (w *deadLetters) write(ctx context.Context, d *DeadLetter, origin string) error {
+	return WriteDeadLetter(ctx, w.js, w.topology, d, origin)
+}
+
+// WriteDeadLetter stores d in t's dead-letter stream and returns once
+// JetStream has it. origin names the stored message that failed (its
+// stream and sequence): one entry is kept per origin and rule.
+func WriteDeadLetter(ctx context.Context, js Publisher, t broker.Topology, d *DeadLetter, origin string) error {
 	if d.At.IsZero() {
 		d.At = time.Now().UTC()
 	}
@@ -90,14 +92,14 @@ func (w *deadLetters) write(ctx context.Context, d *DeadLetter, origin string) e
 	if err != nil {
 		return fmt.Errorf("dead letter: %w", err)
 	}
-	m := nats.NewMsg(w.subject + "." + subjectToken(d.Rule))
+	m := nats.NewMsg(t.DLQSubjectFor(d.Rule))
 	m.Data = body
 	// One entry per failed message and rule: a message redelivered after
 	// its dead letter was stored, but before its ack, is not stored twice.
 	m.Header.Set(nats.MsgIdHdr, "dlq:"+origin+":"+d.Rule)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := w.js.PublishMsg(ctx, m); err != nil {
+	if _, err := js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("dead letter: %w", err)
 	}
 	return nil

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/rules"
 )
@@ -21,7 +21,7 @@ import (
 // match in the outbox before it acks the event.
 type Matcher struct {
 	js      jetstream.JetStream
-	names   Names
+	names   broker.Topology
 	decoder *event.Decoder
 	rules   func() *rules.Set
 	dlq     *deadLetters
@@ -39,34 +39,34 @@ type Matcher struct {
 // runs one message at a time.
 const matchWorkers = 8
 
-// StartMatcher starts stage 1. current returns the rules in force; a reload
-// swaps what it returns, and each event is evaluated with one whole set.
-func StartMatcher(ctx context.Context, js jetstream.JetStream, cfg *config.Config, current func() *rules.Set, log zerolog.Logger, m *Metrics) (*Matcher, error) {
-	dec, err := NewDecoder(cfg)
+// MatcherOptions are what stage 1 needs.
+type MatcherOptions struct {
+	Topology broker.Topology
+	// Decoder reads the stored events back (see event.Decoder).
+	Decoder *event.Decoder
+	// Rules returns the rules in force; a reload swaps what it returns,
+	// and each event is evaluated with one whole set.
+	Rules   func() *rules.Set
+	Log     zerolog.Logger
+	Metrics *Metrics
+}
+
+// StartMatcher starts stage 1.
+func StartMatcher(ctx context.Context, js jetstream.JetStream, o MatcherOptions) (*Matcher, error) {
+	names := o.Topology
+	mt := &Matcher{js: js, names: names, decoder: o.Decoder, rules: o.Rules, log: o.Log, m: o.Metrics,
+		dlq: &deadLetters{js: js, topology: names}, stop: make(chan struct{})}
+	events, err := streamOf(ctx, js, names.Events.Name)
 	if err != nil {
 		return nil, err
 	}
-	names := NamesFor(cfg)
-	mt := &Matcher{js: js, names: names, decoder: dec, rules: current, log: log, m: m,
-		dlq: &deadLetters{js: js, subject: names.DLQSubject}, stop: make(chan struct{})}
-	events, err := streamOf(ctx, js, names.Events)
-	if err != nil {
-		return nil, err
-	}
-	cons, err := ensureConsumer(ctx, events, jetstream.ConsumerConfig{
-		Durable:       names.MatchConsumer,
-		Description:   "intercom-bridge stage 1: match events against rules",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       15 * time.Second, // an event takes milliseconds; handle gives up after 10 s
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		MaxAckPending: 4096,
-	})
+	cons, err := ensureConsumer(ctx, events, names.MatchConsumerConfig())
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", names.MatchConsumer, err)
 	}
 	mt.cons = cons
 	if mt.workers, err = startWorkers(cons, matchWorkers, 512, 5*time.Second, mt.handle); err != nil {
-		return nil, fmt.Errorf("consume %s: %w", names.Events, err)
+		return nil, fmt.Errorf("consume %s: %w", names.Events.Name, err)
 	}
 	mt.bg.Go(mt.monitor)
 	return mt, nil
@@ -89,22 +89,6 @@ func (mt *Matcher) monitor() {
 		}
 		cancel()
 	}
-}
-
-// NewDecoder returns the decoder for the events stream of cfg.
-func NewDecoder(cfg *config.Config) (*event.Decoder, error) {
-	d := &event.Decoder{Stream: cfg.EventsStream()}
-	for _, s := range cfg.Sources {
-		if s.Mode() != "capture" {
-			continue
-		}
-		id, err := event.CompileExpr(s.NATS.ID)
-		if err != nil {
-			return nil, fmt.Errorf("source %s: id: %w", s.Name, err)
-		}
-		d.Captures = append(d.Captures, event.Capture{Name: s.Name, Subjects: s.NATS.Subjects, ID: id})
-	}
-	return d, nil
 }
 
 // Stop stops taking events and waits for those in hand; what was not acked
@@ -140,7 +124,7 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	origin := dlqOrigin(mt.names.Events, meta.Sequence.Stream)
+	origin := dlqOrigin(mt.names.Events.Name, meta.Sequence.Stream)
 	env, err := mt.decoder.Decode(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
 	var ev *rules.Event
 	if err == nil {
@@ -154,7 +138,7 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 		mt.m.EventsInvalid.WithLabelValues(source).Inc()
 		mt.log.Error().Err(err).Uint64("seq", meta.Sequence.Stream).Msg("event cannot be read; dead-lettered")
 		return mt.deadLetter(ctx, &DeadLetter{Reason: ReasonInvalidEvent, Error: err.Error(), Source: source,
-			EventID: event.Seq(mt.names.Events, meta.Sequence.Stream),
+			EventID: event.Seq(mt.names.Events.Name, meta.Sequence.Stream),
 			Raw:     &RawEvent{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}}, origin)
 	}
 
@@ -167,7 +151,7 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 		if d.Throttle != nil {
 			job.Throttle = &Throttle{Key: d.Throttle.Key, Per: d.Throttle.Per}
 		}
-		m, err := jobMsg(mt.names, job)
+		m, err := JobMsg(mt.names, job)
 		if err != nil {
 			return err
 		}
@@ -221,14 +205,14 @@ func (mt *Matcher) deadLetter(ctx context.Context, d *DeadLetter, origin string)
 	return nil
 }
 
-// jobMsg is the outbox message of a job; its Nats-Msg-Id is the delivery
+// JobMsg is the outbox message of a job; its Nats-Msg-Id is the delivery
 // key, so a job rendered twice is stored once.
-func jobMsg(names Names, job *Job) (*nats.Msg, error) {
+func JobMsg(names broker.Topology, job *Job) (*nats.Msg, error) {
 	body, err := json.Marshal(job)
 	if err != nil {
 		return nil, err
 	}
-	m := nats.NewMsg(names.OutboxSubject + "." + subjectToken(job.Rule))
+	m := nats.NewMsg(names.OutboxSubjectFor(job.Rule))
 	m.Data = body
 	m.Header.Set(nats.MsgIdHdr, job.Key)
 	return m, nil

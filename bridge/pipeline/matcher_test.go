@@ -12,8 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
-	"github.com/intercom-bridge/bridge/bridge/broker"
-	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/internal/natstest"
 	"github.com/intercom-bridge/bridge/internal/poll"
@@ -25,7 +23,6 @@ import (
 // 1 running the rules given.
 type matcherFixture struct {
 	js   jetstream.JetStream
-	cfg  *config.Config
 	m    *Metrics
 	logs *syncbuf.Buffer
 }
@@ -53,8 +50,7 @@ func newMatcherFixture(t *testing.T) *matcherFixture {
 	t.Helper()
 	ctx := context.Background()
 	js := natstest.JetStream(t)
-	c := config.Default()
-	for _, sc := range []jetstream.StreamConfig{broker.EventsStreamConfig(&c), OutboxStreamConfig(&c), DLQStreamConfig(&c)} {
+	for _, sc := range testTopology.Streams() {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			t.Fatal(err)
 		}
@@ -63,8 +59,9 @@ func newMatcherFixture(t *testing.T) *matcherFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &matcherFixture{js: js, cfg: &c, m: NewMetrics(prometheus.NewRegistry()), logs: &syncbuf.Buffer{}}
-	mt, err := StartMatcher(ctx, js, &c, func() *rules.Set { return set }, zerolog.New(f.logs), f.m)
+	f := &matcherFixture{js: js, m: NewMetrics(prometheus.NewRegistry()), logs: &syncbuf.Buffer{}}
+	mt, err := StartMatcher(ctx, js, MatcherOptions{Topology: testTopology, Decoder: &event.Decoder{Stream: testTopology.Events.Name},
+		Rules: func() *rules.Set { return set }, Log: zerolog.New(f.logs), Metrics: f.m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,9 +72,9 @@ func newMatcherFixture(t *testing.T) *matcherFixture {
 // event stores a webhook event of source shop.
 func (f *matcherFixture) event(t *testing.T, id, payload string) {
 	t.Helper()
-	env := &event.Envelope{ID: id, Source: "shop", Subject: f.cfg.WebhookSubject("shop"), Time: time.Now().UTC(),
+	env := &event.Envelope{ID: id, Source: "shop", Subject: testTopology.SourceSubject("shop"), Time: time.Now().UTC(),
 		Data: json.RawMessage(payload)}
-	m, err := env.Msg(f.cfg.WebhookSubject("shop"))
+	m, err := env.Msg(testTopology.SourceSubject("shop"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +85,7 @@ func (f *matcherFixture) event(t *testing.T, id, payload string) {
 
 func (f *matcherFixture) outbox(t *testing.T) uint64 {
 	t.Helper()
-	return natstest.Msgs(t, f.js, NamesFor(f.cfg).Outbox)
+	return natstest.Msgs(t, f.js, testTopology.Outbox.Name)
 }
 
 // A second event with the same dedupe key inside the outbox's duplicate
@@ -117,37 +114,5 @@ func TestMatcherOutboxDuplicateIsCounted(t *testing.T) {
 	// Stage 1 works on events in parallel: either may come second.
 	if !strings.Contains(line, `"event_id":"e1"`) && !strings.Contains(line, `"event_id":"e2"`) {
 		t.Errorf("duplicate log line %q names neither event", line)
-	}
-}
-
-// An event whose rule fails to render, replayed and failing again, is a new
-// dead letter, listed.
-func TestMatcherReplayFailingAgainIsListed(t *testing.T) {
-	f := newMatcherFixture(t)
-	ctx := context.Background()
-	f.event(t, "e1", `{"type":"order.broken","contact":"c1"}`)
-	renders := func() int { return int(testutil.ToFloat64(f.m.DeadLetters.WithLabelValues(ReasonRender))) }
-	poll.For(t, 30*time.Second, "the render dead letter", func() bool { return renders() == 1 })
-	q, err := OpenDLQ(ctx, f.js, f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before, err := q.List(ctx, Filter{})
-	if err != nil || len(before) != 1 {
-		t.Fatalf("before the replay: %d entries, %v", len(before), err)
-	}
-	for replay := 1; replay <= 2; replay++ {
-		if n, err := q.Replay(ctx, Filter{}, nil); err != nil || n != 1 {
-			t.Fatalf("replay %d: %d, %v", replay, n, err)
-		}
-		poll.For(t, 30*time.Second, "the replay's dead letter", func() bool { return renders() == 1+replay })
-		got, err := q.List(ctx, Filter{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(got) != 1 || got[0].Seq == before[0].Seq || got[0].Reason != ReasonRender || got[0].Rule != "broken" {
-			t.Fatalf("after replay %d: %+v; want one new render entry", replay, got)
-		}
-		before = got
 	}
 }

@@ -10,8 +10,9 @@
 // reason.
 //
 // It owns the two stages, the sent ledger, the throttles, the contact
-// look-ups and the dead-letter stream; it must not import ingest or the
-// service package.
+// look-ups and the dead letters' format and writing (package dlq reads
+// them); it must not import config, ingest, dlq or the service package.
+// Names and stream configurations come from broker.Topology.
 package pipeline
 
 import (
@@ -19,13 +20,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
-	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -59,104 +58,6 @@ func DeliveryKey(rule, dedupeKey string) string { return rule + "/" + dedupeKey 
 func kvKey(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
-}
-
-// Names of the streams, buckets and consumers for a prefix.
-type Names struct {
-	Events, Outbox, DLQ         string // streams
-	OutboxSubject, DLQSubject   string // subject prefixes: <prefix>.outbox, <prefix>.dlq
-	Sent, Throttle, Contacts    string // KV buckets
-	MatchConsumer, SendConsumer string
-}
-
-// NamesFor returns the names for cfg's prefix.
-func NamesFor(cfg *config.Config) Names {
-	p := cfg.NATS.Prefix
-	up := strings.ToUpper(p)
-	return Names{
-		Events: up + "_EVENTS", Outbox: up + "_OUTBOX", DLQ: up + "_DLQ",
-		OutboxSubject: p + ".outbox", DLQSubject: p + ".dlq",
-		Sent: p + "_sent", Throttle: p + "_throttle", Contacts: p + "_contacts",
-		MatchConsumer: p + "_match", SendConsumer: p + "_send",
-	}
-}
-
-// subjectToken makes a rule name safe as one subject token.
-func subjectToken(s string) string {
-	if s == "" {
-		return "_"
-	}
-	return strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_").Replace(s)
-}
-
-// OutboxStreamConfig is the outbox: a work queue of jobs. Its duplicate
-// window stops a job rendered twice (an event redelivered to stage 1) from
-// being queued twice; the sent ledger covers the longer dedupe window.
-func OutboxStreamConfig(cfg *config.Config) jetstream.StreamConfig {
-	n := NamesFor(cfg)
-	return jetstream.StreamConfig{
-		Name:        n.Outbox,
-		Description: "intercom-bridge: messages waiting to be sent",
-		Subjects:    []string{n.OutboxSubject + ".>"},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Duplicates:  cfg.NATS.Events.Duplicates.D(),
-		Replicas:    cfg.NATS.Events.Replicas,
-	}
-}
-
-// DLQStreamConfig is the dead-letter stream: kept until replayed or purged.
-func DLQStreamConfig(cfg *config.Config) jetstream.StreamConfig {
-	n := NamesFor(cfg)
-	return jetstream.StreamConfig{
-		Name:        n.DLQ,
-		Description: "intercom-bridge: events and messages that could not be delivered",
-		Subjects:    []string{n.DLQSubject + ".>"},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		Duplicates:  dlqDuplicates,
-		Replicas:    cfg.NATS.Events.Replicas,
-	}
-}
-
-// SentBucketConfig is the ledger of delivery keys: pending before a send,
-// sent after, kept for the dedupe window.
-func SentBucketConfig(cfg *config.Config) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:      NamesFor(cfg).Sent,
-		Description: "intercom-bridge: delivery keys pending or sent",
-		TTL:         cfg.Delivery.DedupeWindow.D(),
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.NATS.Events.Replicas,
-		History:     1,
-	}
-}
-
-// ThrottleBucketConfig holds one key per throttled (rule, key), each with
-// the rule's window as its own TTL.
-func ThrottleBucketConfig(cfg *config.Config) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:         NamesFor(cfg).Throttle,
-		Description:    "intercom-bridge: throttle windows",
-		Storage:        jetstream.FileStorage,
-		Replicas:       cfg.NATS.Events.Replicas,
-		History:        1,
-		LimitMarkerTTL: time.Minute,
-	}
-}
-
-// ContactsBucketConfig is the cache of contact look-ups. Each entry has a
-// TTL of its own (found or nobody); the bucket's TTL bounds them all.
-func ContactsBucketConfig(cfg *config.Config) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:         NamesFor(cfg).Contacts,
-		Description:    "intercom-bridge: contacts looked up by user_id or email",
-		TTL:            max(cfg.Intercom.Contacts.TTL.D(), cfg.Intercom.Contacts.NegativeTTL.D()),
-		Storage:        jetstream.FileStorage,
-		Replicas:       cfg.NATS.Events.Replicas,
-		History:        1,
-		LimitMarkerTTL: time.Minute,
-	}
 }
 
 // ensureBucket creates or updates a KV bucket, retrying what passes by

@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/intercom"
 )
 
@@ -26,8 +26,13 @@ type MessageSender interface {
 	CreateMessage(ctx context.Context, m intercom.Message) (*intercom.SentMessage, error)
 }
 
-// SenderOptions are what stage 2 needs besides the config.
+// SenderOptions are what stage 2 needs.
 type SenderOptions struct {
+	Topology broker.Topology
+	// Workers is the number of concurrent sends.
+	Workers int
+	// Policy decides retries, dead letters and uncertain sends.
+	Policy   Policy
 	Client   MessageSender
 	DryRun   bool // do everything but call Intercom and record keys: log each request instead
 	Timeouts Timeouts
@@ -48,9 +53,7 @@ type SenderOptions struct {
 // replicas and sends each job at most once within the dedupe window.
 type Sender struct {
 	SenderOptions
-	names     Names
-	delivery  config.Delivery
-	policy    Policy
+	names     broker.Topology
 	ledger    *Ledger
 	throttles *Throttles
 	contacts  *Contacts
@@ -66,9 +69,9 @@ type Sender struct {
 	once    sync.Once
 }
 
-// StartSender starts stage 2 with cfg.Delivery.Workers concurrent sends.
-func StartSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, opts SenderOptions) (*Sender, error) {
-	s, err := newSender(ctx, js, cfg, opts)
+// StartSender starts stage 2 with opts.Workers concurrent sends.
+func StartSender(ctx context.Context, js jetstream.JetStream, opts SenderOptions) (*Sender, error) {
+	s, err := newSender(ctx, js, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -76,37 +79,34 @@ func StartSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config
 }
 
 // newSender prepares stage 2 without starting it.
-func newSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, opts SenderOptions) (*Sender, error) {
-	names := NamesFor(cfg)
-	sent, err := ensureBucket(ctx, js, SentBucketConfig(cfg))
+func newSender(ctx context.Context, js jetstream.JetStream, opts SenderOptions) (*Sender, error) {
+	names := opts.Topology
+	sent, err := ensureBucket(ctx, js, names.Sent)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", names.Sent, err)
+		return nil, fmt.Errorf("bucket %s: %w", names.Sent.Bucket, err)
 	}
-	throttle, err := ensureBucket(ctx, js, ThrottleBucketConfig(cfg))
+	throttle, err := ensureBucket(ctx, js, names.Throttle)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s (per-key TTLs need NATS server 2.11 or later): %w", names.Throttle, err)
+		return nil, fmt.Errorf("bucket %s (per-key TTLs need NATS server 2.11 or later): %w", names.Throttle.Bucket, err)
 	}
-	contacts, err := ensureBucket(ctx, js, ContactsBucketConfig(cfg))
+	contacts, err := ensureBucket(ctx, js, names.Contacts)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", names.Contacts, err)
+		return nil, fmt.Errorf("bucket %s: %w", names.Contacts.Bucket, err)
 	}
 	if opts.Replica == "" {
 		host, _ := os.Hostname()
 		opts.Replica = fmt.Sprintf("%s-%d", cmp.Or(host, "bridge"), os.Getpid())
 	}
 	if opts.Timeouts == (Timeouts{}) {
-		opts.Timeouts = NewTimeouts(cfg.Intercom.Timeout.D())
+		return nil, errors.New("stage 2: no timeouts (see NewTimeouts)")
 	}
-	d := cfg.Delivery
-	s := &Sender{SenderOptions: opts, names: names, delivery: d,
-		policy: Policy{MaxAttempts: d.MaxAttempts, OnUncertain: d.OnUncertain,
-			Backoff: func(attempt int) time.Duration { return Backoff(d.Backoff.Initial.D(), d.Backoff.Max.D(), attempt) }},
+	s := &Sender{SenderOptions: opts, names: names,
 		ledger: &Ledger{kv: sent}, throttles: &Throttles{kv: throttle},
-		dlq: &deadLetters{js: js, subject: names.DLQSubject}, js: js, stop: make(chan struct{})}
+		dlq: &deadLetters{js: js, topology: names}, js: js, stop: make(chan struct{})}
 	co := opts.Contacts
 	co.Log, co.Metrics = opts.Log, opts.Metrics
 	s.contacts = NewContacts(contacts, co)
-	if s.outbox, err = streamOf(ctx, js, names.Outbox); err != nil {
+	if s.outbox, err = streamOf(ctx, js, names.Outbox.Name); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -114,19 +114,12 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 
 // start creates or updates the durable consumer and starts the workers.
 func (s *Sender) start(ctx context.Context) error {
-	cons, err := ensureConsumer(ctx, s.outbox, jetstream.ConsumerConfig{
-		Durable:       s.names.SendConsumer,
-		Description:   "intercom-bridge stage 2: send messages to Intercom",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.Timeouts.AckWait,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		MaxAckPending: s.delivery.Workers * 4,
-	})
+	cons, err := ensureConsumer(ctx, s.outbox, s.names.SendConsumerConfig(s.Timeouts.AckWait, s.Workers*4))
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", s.names.SendConsumer, err)
 	}
-	if s.workers, err = startWorkers(cons, s.delivery.Workers, s.delivery.Workers*2, s.Timeouts.Heartbeat, s.handle); err != nil {
-		return fmt.Errorf("consume %s: %w", s.names.Outbox, err)
+	if s.workers, err = startWorkers(cons, s.Workers, s.Workers*2, s.Timeouts.Heartbeat, s.handle); err != nil {
+		return fmt.Errorf("consume %s: %w", s.names.Outbox.Name, err)
 	}
 	s.bg.Go(s.monitor)
 	return nil
@@ -164,7 +157,7 @@ func (s *Sender) monitor() {
 				s.Metrics.OutboxOldestAge.Set(time.Since(info.State.FirstTime).Seconds())
 			}
 		}
-		for _, name := range []string{s.names.Events, s.names.Outbox, s.names.DLQ} {
+		for _, name := range []string{s.names.Events.Name, s.names.Outbox.Name, s.names.DLQ.Name} {
 			if st, err := s.js.Stream(ctx, name); err == nil {
 				if info, err := st.Info(ctx); err == nil {
 					s.Metrics.StreamMessages.WithLabelValues(name).Set(float64(info.State.Msgs))
@@ -188,7 +181,7 @@ func (s *Sender) handle(msg jetstream.Msg) {
 		msg.Nak()
 		return
 	}
-	origin := dlqOrigin(s.names.Outbox, meta.Sequence.Stream)
+	origin := dlqOrigin(s.names.Outbox.Name, meta.Sequence.Stream)
 	var job Job
 	if err := json.Unmarshal(msg.Data(), &job); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
@@ -235,7 +228,7 @@ func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zero
 	if err != nil {
 		return "", fmt.Errorf("ledger: %w", err)
 	}
-	d := decide(entry, busy, job, s.policy, time.Now())
+	d := decide(entry, busy, job, s.Policy, time.Now())
 	switch d.step {
 	case stepDrop:
 		log.Info().Str("intercom_message_id", entry.MessageID).Msg("already sent; duplicate dropped")
@@ -273,7 +266,7 @@ func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zero
 		req, err := s.contacts.Message(lookupCtx, job.Message, log)
 		cancelLookup()
 		if err != nil {
-			a := afterLookup(err, attempt, s.policy, time.Now())
+			a := afterLookup(err, attempt, s.Policy, time.Now())
 			if a.step == stepWait {
 				if !s.rateLimited(h.msg, job, a) {
 					return OutcomeRateLimited, nil
@@ -299,7 +292,7 @@ func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zero
 		if takeErr != nil && !errors.Is(takeErr, errBusy) {
 			return "", fmt.Errorf("ledger: %w", takeErr)
 		}
-		a := afterSend(err, started, attempt, s.policy, time.Now())
+		a := afterSend(err, started, attempt, s.Policy, time.Now())
 		if a.step == stepWait {
 			if !s.rateLimited(h.msg, job, a) {
 				return OutcomeRateLimited, nil

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,7 +16,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
-	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/internal/natstest"
 	"github.com/intercom-bridge/bridge/internal/poll"
@@ -103,6 +103,10 @@ func (p *slowPacer) wait(ctx context.Context) error {
 	}
 }
 
+// testTopology is a bridge's with the config file's defaults.
+var testTopology = broker.NewTopology(broker.TopologyOptions{Prefix: "bridge", Replicas: 1,
+	EventsMaxAge: time.Hour, Duplicates: 10 * time.Minute, DedupeWindow: time.Hour, ContactsTTL: 24 * time.Hour})
+
 // testTimeouts are short, so that a test sees redeliveries and leases run
 // out in seconds.
 var testTimeouts = Timeouts{Send: 2 * time.Second, PacerWait: time.Minute, Step: 2 * time.Second,
@@ -112,7 +116,6 @@ var testTimeouts = Timeouts{Send: 2 * time.Second, PacerWait: time.Minute, Step:
 // streams and a Sender over a fake message sender.
 type senderFixture struct {
 	js     jetstream.JetStream
-	cfg    *config.Config
 	m      *Metrics
 	logs   *syncbuf.Buffer
 	client *fakeSender
@@ -120,7 +123,7 @@ type senderFixture struct {
 }
 
 type senderSetup struct {
-	tune     func(*config.Config)
+	tune     func(*SenderOptions)
 	timeouts Timeouts
 	wrapKV   func(KV) KV // wraps the ledger's bucket
 	before   func(*senderFixture)
@@ -132,19 +135,12 @@ func newSenderFixture(t *testing.T, client *fakeSender, setup senderSetup) *send
 	t.Helper()
 	ctx := context.Background()
 	js := natstest.JetStream(t)
-	c := config.Default()
-	c.Delivery.Workers = 16
-	c.Delivery.MaxAttempts = 5
-	c.Delivery.Backoff = config.Backoff{Initial: config.Duration(50 * time.Millisecond), Max: config.Duration(200 * time.Millisecond)}
-	if setup.tune != nil {
-		setup.tune(&c)
-	}
-	for _, sc := range []jetstream.StreamConfig{broker.EventsStreamConfig(&c), OutboxStreamConfig(&c), DLQStreamConfig(&c)} {
+	for _, sc := range testTopology.Streams() {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			t.Fatal(err)
 		}
 	}
-	f := &senderFixture{js: js, cfg: &c, m: NewMetrics(prometheus.NewRegistry()), logs: &syncbuf.Buffer{}, client: client}
+	f := &senderFixture{js: js, m: NewMetrics(prometheus.NewRegistry()), logs: &syncbuf.Buffer{}, client: client}
 	timeouts := setup.timeouts
 	if timeouts == (Timeouts{}) {
 		timeouts = testTimeouts
@@ -154,9 +150,15 @@ func newSenderFixture(t *testing.T, client *fakeSender, setup senderSetup) *send
 	if setup.sender != nil {
 		ms = setup.sender
 	}
-	f.s, err = newSender(ctx, js, &c, SenderOptions{Client: ms, Timeouts: timeouts, Replica: "test",
+	opts := SenderOptions{Topology: testTopology, Workers: 16, Client: ms, Timeouts: timeouts, Replica: "test",
+		Policy: Policy{MaxAttempts: 5, OnUncertain: "resend",
+			Backoff: func(attempt int) time.Duration { return Backoff(50*time.Millisecond, 200*time.Millisecond, attempt) }},
 		Log: zerolog.New(f.logs), Metrics: f.m,
-		Contacts: ContactsOptions{Finder: setup.contacts, FindByExternalID: true, TTL: time.Hour, NegativeTTL: time.Minute}})
+		Contacts: ContactsOptions{Finder: setup.contacts, FindByExternalID: true, TTL: time.Hour, NegativeTTL: time.Minute}}
+	if setup.tune != nil {
+		setup.tune(&opts)
+	}
+	f.s, err = newSender(ctx, js, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +186,7 @@ func testJob(rule, dedupe string) *Job {
 
 func (f *senderFixture) publish(t *testing.T, job *Job) {
 	t.Helper()
-	m, err := jobMsg(NamesFor(f.cfg), job)
+	m, err := JobMsg(testTopology, job)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,9 +203,36 @@ func (f *senderFixture) deadLetters(reason string) int {
 	return int(testutil.ToFloat64(f.m.DeadLetters.WithLabelValues(reason)))
 }
 
+// deadLetterEntries reads every dead letter in the stream, oldest first.
+func (f *senderFixture) deadLetterEntries(t *testing.T) []DeadLetter {
+	t.Helper()
+	ctx := context.Background()
+	s, err := f.js.Stream(ctx, testTopology.DLQ.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []DeadLetter
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			continue // deleted
+		}
+		var d DeadLetter
+		if err := json.Unmarshal(m.Data, &d); err != nil {
+			t.Fatalf("dead letter %d: %v", seq, err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
 // outboxEmpty reports whether every job was acked.
 func (f *senderFixture) outboxEmpty() bool {
-	s, err := f.js.Stream(context.Background(), NamesFor(f.cfg).Outbox)
+	s, err := f.js.Stream(context.Background(), testTopology.Outbox.Name)
 	if err != nil {
 		return false
 	}
@@ -248,7 +277,7 @@ func TestSenderLease(t *testing.T) {
 			client := &fakeSender{}
 			job := testJob("leased", "1")
 			f := newSenderFixture(t, client, senderSetup{
-				tune: func(c *config.Config) { c.Delivery.OnUncertain = policy },
+				tune: func(o *SenderOptions) { o.Policy.OnUncertain = policy },
 				before: func(f *senderFixture) {
 					// Another replica's request is on its way, under a 5 s lease.
 					if _, err := f.s.ledger.markPending(context.Background(), job.Key, "other#1", 1, 5*time.Second, 0); err != nil {
@@ -318,55 +347,6 @@ func TestSenderRecordsBeforeAck(t *testing.T) {
 	}
 	if c := client.count(job.Key); c != 1 {
 		t.Errorf("sent %d times", c)
-	}
-}
-
-// A dead letter replayed that fails again is a new dead letter, listed.
-func TestSenderReplayFailingAgainIsListed(t *testing.T) {
-	tests := []struct {
-		name   string
-		reason string
-		err    error
-	}{
-		{"permanent", ReasonPermanent, &intercom.Error{StatusCode: 422, Errors: []intercom.ErrorDetail{{Code: "parameter_invalid", Message: "no"}}}},
-		{"attempts exhausted", ReasonExhausted, &intercom.Error{StatusCode: 503}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			client := &fakeSender{answer: func(intercom.Message) error { return tt.err }}
-			f := newSenderFixture(t, client, senderSetup{tune: func(c *config.Config) { c.Delivery.MaxAttempts = 2 }})
-			f.publish(t, testJob("fails", "1"))
-			poll.For(t, 30*time.Second, "the first dead letter", func() bool { return f.deadLetters(tt.reason) == 1 })
-			ctx := context.Background()
-			q, err := OpenDLQ(ctx, f.js, f.cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			first, err := q.List(ctx, Filter{})
-			if err != nil || len(first) != 1 {
-				t.Fatalf("before the replay: %d entries, %v", len(first), err)
-			}
-			for replay := 1; replay <= 2; replay++ {
-				if n, err := q.Replay(ctx, Filter{}, nil); err != nil || n != 1 {
-					t.Fatalf("replay %d: %d, %v", replay, n, err)
-				}
-				poll.For(t, 30*time.Second, "the dead letter of the replay", func() bool { return f.deadLetters(tt.reason) == 1+replay })
-				poll.For(t, 30*time.Second, "the replayed job acked", f.outboxEmpty)
-				got, err := q.List(ctx, Filter{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(got) != 1 || got[0].Seq == first[0].Seq || got[0].Job == nil || !got[0].Job.Replay || got[0].Reason != tt.reason {
-					t.Fatalf("after replay %d: %+v; want one new entry with the replayed job", replay, got)
-				}
-				first = got
-			}
-			_, calls := client.snapshot()
-			if want := 3 * 2; tt.reason == ReasonExhausted && calls != want {
-				t.Errorf("%d requests; want %d (2 attempts each for the job and its 2 replays)", calls, want)
-			}
-		})
 	}
 }
 

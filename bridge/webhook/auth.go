@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -63,68 +64,108 @@ type AuthConfig struct {
 	Tolerance time.Duration
 }
 
-// Validate reports every problem in c at once, joined with errors.Join.
-// It never includes a secret in the error text.
-func (c AuthConfig) Validate() error {
-	var errs []error
-	add := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("webhook auth: "+format, args...))
-	}
+// Problem is one thing wrong with an AuthConfig: Key is the setting
+// ("scheme", "secret", "encoding"; "" for the whole block), Msg says what
+// is wrong. It never contains a secret.
+type Problem struct {
+	Key, Msg string
+}
 
+func (p Problem) Error() string {
+	if p.Key == "" {
+		return "webhook auth: " + p.Msg
+	}
+	return "webhook auth: " + p.Key + ": " + p.Msg
+}
+
+// Schemes lists the scheme names, as the config file spells them.
+var Schemes = []Scheme{SchemeStandardWebhooks, SchemeHMACSHA256, SchemeBearer, SchemeNone}
+
+func schemeList() string {
+	names := make([]string, len(Schemes))
+	for i, s := range Schemes {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
+
+// Problems lists everything wrong with c; the config file reports each
+// at its key, NewVerifier refuses c if there is any.
+func (c AuthConfig) Problems() []Problem {
+	var out []Problem
+	add := func(key, format string, args ...any) {
+		out = append(out, Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
 	scheme := Scheme(c.Scheme)
 	switch scheme {
 	case SchemeStandardWebhooks, SchemeHMACSHA256, SchemeBearer:
 		if len(c.Secrets) == 0 {
-			add("scheme %s needs at least one secret", scheme)
+			add("secret", "is required for scheme %s", scheme)
 		}
 		for i, s := range c.Secrets {
 			if err := validateSecret(scheme, s); err != nil {
-				add("secrets[%d]: %v", i, err)
+				add(fmt.Sprintf("secrets[%d]", i), "%v", err)
 			}
 		}
 	case SchemeNone:
 		// A secret next to "none" means the operator expected the secret to
 		// be checked; failing loudly beats silently accepting everyone.
 		if len(c.Secrets) > 0 {
-			add("scheme none must not have secrets")
+			add("", "scheme none takes no secret")
 		}
 	case "":
 		// An empty scheme is refused so that an unauthenticated endpoint
 		// only ever exists because someone wrote "none".
-		add("scheme is required (standard-webhooks, hmac-sha256, bearer or none)")
+		add("scheme", "is required: one of %s (none must be written out)", schemeList())
 	default:
-		add("unknown scheme %q (want standard-webhooks, hmac-sha256, bearer or none)", c.Scheme)
+		add("scheme", "unknown scheme %q (want one of %s)", c.Scheme, schemeList())
 	}
-
 	if scheme == SchemeHMACSHA256 {
 		if c.Header != "" && !validHeaderName(c.Header) {
-			add("header %q is not a valid HTTP header name", c.Header)
+			add("header", "%q is not a valid HTTP header name", c.Header)
 		}
 		switch c.Encoding {
 		case "", EncodingHex, EncodingBase64:
 		default:
-			add("unknown encoding %q (want hex or base64)", c.Encoding)
+			add("encoding", "unknown encoding %q (want hex or base64)", c.Encoding)
 		}
 	} else {
-		if c.Header != "" {
-			add("header is only used by scheme hmac-sha256")
-		}
-		if c.Prefix != "" {
-			add("prefix is only used by scheme hmac-sha256")
-		}
-		if c.Encoding != "" {
-			add("encoding is only used by scheme hmac-sha256")
+		for _, k := range []struct{ key, value string }{{"header", c.Header}, {"prefix", c.Prefix}, {"encoding", c.Encoding}} {
+			if k.value != "" {
+				add(k.key, "is only used by scheme hmac-sha256")
+			}
 		}
 	}
-
 	if scheme == SchemeStandardWebhooks {
 		if c.Tolerance < 0 {
-			add("tolerance must not be negative")
+			add("tolerance", "must not be negative")
 		}
 	} else if c.Tolerance != 0 {
-		add("tolerance is only used by scheme standard-webhooks")
+		add("tolerance", "is only used by scheme standard-webhooks")
+	}
+	return out
+}
+
+// Validate reports every problem in c at once, joined with errors.Join.
+func (c AuthConfig) Validate() error {
+	var errs []error
+	for _, p := range c.Problems() {
+		errs = append(errs, p)
 	}
 	return errors.Join(errs...)
+}
+
+// WithDefaults fills what c leaves out: the hmac-sha256 header and
+// encoding, the standard-webhooks tolerance.
+func (c AuthConfig) WithDefaults() AuthConfig {
+	switch Scheme(c.Scheme) {
+	case SchemeHMACSHA256:
+		c.Header = cmp.Or(c.Header, DefaultHMACHeader)
+		c.Encoding = cmp.Or(c.Encoding, EncodingHex)
+	case SchemeStandardWebhooks:
+		c.Tolerance = cmp.Or(c.Tolerance, DefaultTolerance)
+	}
+	return c
 }
 
 func validateSecret(scheme Scheme, s string) error {

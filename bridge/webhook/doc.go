@@ -1,8 +1,12 @@
-// Package webhook holds the request-level checks the bridge's HTTP layer
-// runs on an incoming webhook before it publishes the event to JetStream:
-// authenticating the sender (Verifier), recognising CloudEvents
-// (ParseCloudEvent) and bounding the JSON it will hand to the rules engine
-// (CheckJSON).
+// Package webhook authenticates the senders of webhooks: one Verifier per
+// scheme, configured by an AuthConfig, whose Problems the config file
+// reports at their keys.
+//
+// It owns the schemes and their defaults and imports none of the bridge's
+// packages. A new scheme is two files: its verifier (a Verifier, and a
+// HeaderChecker when it can refuse a request from its headers alone), and
+// its case in AuthConfig.Problems, WithDefaults and NewVerifier with a
+// Scheme constant; the config file's auth block carries it as it is.
 //
 // Everything here works on an http.Header and a body that has already been
 // read (and size-limited) by the caller, and takes the current time as an

@@ -78,11 +78,11 @@ sources: [{name: shop, webhook: {auth: {scheme: none}}}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.Open(context.Background(), cfg, zerolog.Nop())
+	b, err := broker.Open(context.Background(), cfg.BrokerOptions(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.EnsureStream(context.Background(), broker.EventsStreamConfig(cfg)); err != nil {
+	if _, err := b.EnsureStream(context.Background(), cfg.Topology().Events); err != nil {
 		t.Fatal(err)
 	}
 	b.Close()

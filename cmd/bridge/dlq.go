@@ -17,13 +17,14 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/dlq"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 )
 
 // dlqReasons are the values -reason accepts.
 var dlqReasons = []string{
 	pipeline.ReasonPermanent, pipeline.ReasonExhausted, pipeline.ReasonUncertain,
-	pipeline.ReasonRender, pipeline.ReasonInvalidEvent, pipeline.ReasonUnreadable,
+	pipeline.ReasonRender, pipeline.ReasonInvalidEvent, dlq.ReasonUnreadable,
 }
 
 // runDLQ lists, shows, replays or purges dead letters.
@@ -77,8 +78,8 @@ func newDLQFlags(name, usage string, filter bool, stderr io.Writer) *dlqFlags {
 
 // filter builds the filter from the flags and the IDs in args; the error is
 // a usage error.
-func (f *dlqFlags) filter() (pipeline.Filter, error) {
-	var flt pipeline.Filter
+func (f *dlqFlags) filter() (dlq.Filter, error) {
+	var flt dlq.Filter
 	if f.rule != nil {
 		flt.Rule = *f.rule
 	}
@@ -116,16 +117,16 @@ func parseDLQIDs(args []string) ([]uint64, error) {
 }
 
 // openDLQ connects to the NATS of the bridge configured in path.
-func openDLQ(ctx context.Context, path string) (*pipeline.DLQ, func(), error) {
+func openDLQ(ctx context.Context, path string) (*dlq.DLQ, func(), error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := broker.Dial(ctx, cfg, zerolog.Nop())
+	b, err := broker.Dial(ctx, cfg.BrokerOptions(), zerolog.Nop())
 	if err != nil {
 		return nil, nil, err
 	}
-	q, err := pipeline.OpenDLQ(ctx, b.JS, cfg)
+	q, err := dlq.Open(ctx, b.JS, cfg.Topology())
 	if err != nil {
 		b.Close()
 		return nil, nil, err
@@ -167,7 +168,7 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if *asJSON {
 		if entries == nil {
-			entries = []pipeline.Entry{}
+			entries = []dlq.Entry{}
 		}
 		if err := writeJSON(stdout, entries, ""); err != nil {
 			return dlqFailed(f.fs, stderr, err)
@@ -186,7 +187,7 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RULE\tREASON\tCOUNT\tOLDEST\tNEWEST")
 	total := 0
-	for _, s := range pipeline.Summarize(entries) {
+	for _, s := range dlq.Summarize(entries) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", dlqDash(s.Rule), s.Reason, s.Count, dlqAge(now.Sub(s.Oldest)), dlqAge(now.Sub(s.Newest)))
 		total += s.Count
 	}
@@ -204,7 +205,7 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // dlqShownEntry is an entry as dlq show prints it: the stored fields, its age,
 // and an unreadable event's bytes as text when they are text.
 type dlqShownEntry struct {
-	pipeline.Entry
+	dlq.Entry
 	Age     string `json:"age"`
 	RawText string `json:"raw_text,omitempty"`
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/dlq"
 	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/internal/natstest"
@@ -43,12 +44,12 @@ sources: [{name: shop, webhook: {auth: {scheme: none}}}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.Open(context.Background(), cfg, zerolog.Nop())
+	b, err := broker.Open(context.Background(), cfg.BrokerOptions(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	for _, sc := range []jetstream.StreamConfig{broker.EventsStreamConfig(cfg), pipeline.OutboxStreamConfig(cfg), pipeline.DLQStreamConfig(cfg)} {
+	for _, sc := range cfg.Topology().Streams() {
 		if _, err := b.EnsureStream(context.Background(), sc); err != nil {
 			t.Fatal(err)
 		}
@@ -205,7 +206,7 @@ func TestDLQList(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d", code)
 		}
-		var entries []pipeline.Entry
+		var entries []dlq.Entry
 		if err := json.Unmarshal([]byte(out), &entries); err != nil {
 			t.Fatalf("%v:\n%s", err, out)
 		}
@@ -277,13 +278,13 @@ func TestDLQShow(t *testing.T) {
 func TestDLQReplay(t *testing.T) {
 	e := newDLQEnv(t)
 	p, x, r, i := e.seed(t)
-	names := pipeline.NamesFor(e.cfg)
+	names := e.cfg.Topology()
 
 	code, out, errOut := e.run("replay", "-rule", "order-paid", "-reason", "permanent")
 	if code != 0 || dlqLines(out)[0] != "replayed 1 dead letter" || errOut != "" {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	if n := e.count(t, names.Outbox); n != 1 {
+	if n := e.count(t, names.Outbox.Name); n != 1 {
 		t.Errorf("outbox holds %d, want 1", n)
 	}
 
@@ -291,7 +292,7 @@ func TestDLQReplay(t *testing.T) {
 	if code, out, errOut := e.run("replay", fmt.Sprint(r)); code != 0 || out != "replayed 1 dead letter\n" {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	if n := e.count(t, e.cfg.EventsStream()); n != 1 {
+	if n := e.count(t, e.cfg.Topology().Events.Name); n != 1 {
 		t.Errorf("events stream holds %d, want 1", n)
 	}
 
@@ -301,7 +302,7 @@ func TestDLQReplay(t *testing.T) {
 		!strings.Contains(errOut, fmt.Sprintf("bridge dlq replay: 1 entry has no job or event and cannot be replayed (%d); inspect with dlq show and purge them", i)) {
 		t.Errorf("exit %d\n%s%s", code, out, errOut)
 	}
-	if n := e.count(t, names.Outbox); n != 2 {
+	if n := e.count(t, names.Outbox.Name); n != 2 {
 		t.Errorf("outbox holds %d, want 2", n)
 	}
 	// Replayed entries are gone from the DLQ.
@@ -323,7 +324,7 @@ func TestDLQReplay(t *testing.T) {
 		if code != 0 || !slices.Equal(dlqLines(out), want) {
 			t.Errorf("exit %d\n%s%s", code, out, errOut)
 		}
-		if n := e.count(t, pipeline.NamesFor(e.cfg).Outbox); n != 25 {
+		if n := e.count(t, e.cfg.Topology().Outbox.Name); n != 25 {
 			t.Errorf("outbox holds %d, want 25", n)
 		}
 	})
@@ -332,7 +333,7 @@ func TestDLQReplay(t *testing.T) {
 func TestDLQPurge(t *testing.T) {
 	e := newDLQEnv(t)
 	_, _, r, i := e.seed(t)
-	dlq := pipeline.NamesFor(e.cfg).DLQ
+	dlqStream := e.cfg.Topology().DLQ.Name
 	steps := []struct {
 		name    string
 		args    []string
@@ -354,7 +355,7 @@ func TestDLQPurge(t *testing.T) {
 			if code != s.code || (s.out != "" && out != s.out) || !strings.Contains(errOut, s.wantErr) {
 				t.Errorf("exit %d (want %d)\nstdout %q (want %q)\nstderr %q (want %q)", code, s.code, out, s.out, errOut, s.wantErr)
 			}
-			if n := e.count(t, dlq); n != s.left {
+			if n := e.count(t, dlqStream); n != s.left {
 				t.Errorf("%d left, want %d", n, s.left)
 			}
 		})

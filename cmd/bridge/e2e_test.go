@@ -36,8 +36,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/config"
-	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/bridge/webhook"
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/intercom/intercomtest"
@@ -137,7 +137,7 @@ type e2eEnv struct {
 	ic    *intercomtest.Server
 	nc    *nats.Conn
 	js    jetstream.JetStream
-	names pipeline.Names
+	names broker.Topology
 
 	// natsURL is the nats.url of the bridges: the server's, unless a test
 	// puts credentials in it.
@@ -217,12 +217,12 @@ delivery: {workers: %d, backoff: {initial: 100ms, max: 1s}}
 	if err := os.WriteFile(b.config, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if e.names.Events == "" {
+	if e.names.Events.Name == "" {
 		cfg, err := config.Load(b.config)
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.names = pipeline.NamesFor(cfg)
+		e.names = cfg.Topology()
 	}
 	t.Cleanup(func() {
 		if b.running() {
@@ -488,7 +488,7 @@ func (e *e2eEnv) allArrived(n int) bool {
 func (e *e2eEnv) settled() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return natstest.Idle(ctx, e.js, [2]string{e.names.Events, e.names.MatchConsumer}, [2]string{e.names.Outbox, e.names.SendConsumer})
+	return natstest.Idle(ctx, e.js, [2]string{e.names.Events.Name, e.names.MatchConsumer}, [2]string{e.names.Outbox.Name, e.names.SendConsumer})
 }
 
 // settle waits until both stages have nothing left, and logs how long that
@@ -507,7 +507,7 @@ func (e *e2eEnv) pipelineState() string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var out []string
-	for _, c := range [][2]string{{e.names.Events, e.names.MatchConsumer}, {e.names.Outbox, e.names.SendConsumer}} {
+	for _, c := range [][2]string{{e.names.Events.Name, e.names.MatchConsumer}, {e.names.Outbox.Name, e.names.SendConsumer}} {
 		cons, err := e.js.Consumer(ctx, c[0], c[1])
 		if err != nil {
 			out = append(out, c[1]+": "+err.Error())
@@ -528,7 +528,7 @@ func (e *e2eEnv) pipelineState() string {
 func (e *e2eEnv) pendingKeys() ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kv, err := e.js.KeyValue(ctx, e.names.Sent)
+	kv, err := e.js.KeyValue(ctx, e.names.Sent.Bucket)
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/dlq"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/intercom"
 )
@@ -97,7 +98,7 @@ func (e *e2eEnv) faultBridge(name string, s faultSettings) *e2eBridge {
 
 // faultDeadLetters lists the dead-letter stream of b's config, over the
 // test's own NATS connection.
-func (e *e2eEnv) faultDeadLetters(b *e2eBridge) []pipeline.Entry {
+func (e *e2eEnv) faultDeadLetters(b *e2eBridge) []dlq.Entry {
 	t := e.t
 	t.Helper()
 	cfg, err := config.Load(b.config)
@@ -106,11 +107,11 @@ func (e *e2eEnv) faultDeadLetters(b *e2eBridge) []pipeline.Entry {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	q, err := pipeline.OpenDLQ(ctx, e.js, cfg)
+	q, err := dlq.Open(ctx, e.js, cfg.Topology())
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries, err := q.List(ctx, pipeline.Filter{})
+	entries, err := q.List(ctx, dlq.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func (e *e2eEnv) faultDeadLetters(b *e2eBridge) []pipeline.Entry {
 }
 
 // faultDLQSummary describes dead letters by reason, for logs.
-func faultDLQSummary(entries []pipeline.Entry) string {
+func faultDLQSummary(entries []dlq.Entry) string {
 	if len(entries) == 0 {
 		return "none"
 	}
@@ -778,7 +779,7 @@ func TestFaultReplayFailingAgain(t *testing.T) {
 		}
 		return string(out)
 	}
-	listed := func() []pipeline.Entry { return e.faultDeadLetters(b) }
+	listed := func() []dlq.Entry { return e.faultDeadLetters(b) }
 
 	e.ic.FailNext(1, http.StatusUnprocessableEntity)
 	stop := make(chan struct{})

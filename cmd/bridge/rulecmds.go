@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/intercom-bridge/bridge/bridge"
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/intercom"
@@ -110,7 +109,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			return 1
 		}
 		paths = append(paths, cfg.Rules.Paths...)
-		opts = bridge.RuleOptions(cfg)
+		opts = cfg.RuleOptions()
 		if *defaultAdmin != "" {
 			opts.DefaultAdminID = *defaultAdmin
 		}

@@ -1,4 +1,4 @@
-package pipeline
+package dlq
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
-	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/event"
+	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/internal/natstest"
 	"github.com/intercom-bridge/bridge/rules"
 )
@@ -24,15 +24,15 @@ import (
 // letters of every kind.
 type dlqFixture struct {
 	js   jetstream.JetStream
-	cfg  *config.Config
+	top  broker.Topology
 	q    *DLQ
 	now  time.Time
 	seqs map[string]uint64 // name of a dead letter below -> its ID
 }
 
-func dlqJob(rule, dedupe string) *Job {
-	return &Job{
-		Key: DeliveryKey(rule, dedupe), Rule: rule, EventID: "ev-" + dedupe, Source: "shop", DedupeKey: dedupe,
+func dlqJob(rule, dedupe string) *pipeline.Job {
+	return &pipeline.Job{
+		Key: pipeline.DeliveryKey(rule, dedupe), Rule: rule, EventID: "ev-" + dedupe, Source: "shop", DedupeKey: dedupe,
 		Message: rules.Message{
 			MessageType: "email", Subject: "Thanks", Body: "<p>Hi & welcome</p>", Template: "plain",
 			From: rules.Admin{Type: "admin", ID: "394051"}, To: []rules.Recipient{{Type: "user", UserID: "u-" + dedupe}},
@@ -41,50 +41,52 @@ func dlqJob(rule, dedupe string) *Job {
 	}
 }
 
+// testTopology is a bridge's with the config file's defaults.
+var testTopology = broker.NewTopology(broker.TopologyOptions{Prefix: "bridge", Replicas: 1,
+	EventsMaxAge: time.Hour, Duplicates: 10 * time.Minute, DedupeWindow: time.Hour, ContactsTTL: time.Hour})
+
 func newDLQFixture(t *testing.T) *dlqFixture {
 	t.Helper()
 	ctx := context.Background()
 	js := natstest.JetStream(t)
-	c := config.Default()
-	cfg := &c
-	for _, sc := range []jetstream.StreamConfig{broker.EventsStreamConfig(cfg), OutboxStreamConfig(cfg)} {
+	top := testTopology
+	for _, sc := range []jetstream.StreamConfig{top.Events, top.Outbox} {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			t.Fatal(err)
 		}
 	}
-	q, err := OpenDLQ(ctx, js, cfg)
+	q, err := Open(ctx, js, top)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &dlqFixture{js: js, cfg: cfg, q: q, now: time.Now().UTC(), seqs: map[string]uint64{}}
+	f := &dlqFixture{js: js, top: top, q: q, now: time.Now().UTC(), seqs: map[string]uint64{}}
 
-	w := &deadLetters{js: js, subject: NamesFor(cfg).DLQSubject}
 	env := &event.Envelope{ID: "ev-7", Source: "shop", Subject: "orders.7.paid", Time: f.now.Add(-time.Hour),
 		Headers: map[string]string{"x-request-id": "r7"}, Data: json.RawMessage(`{"order_id":7}`)}
 	letters := []struct {
 		name string
-		d    DeadLetter
+		d    pipeline.DeadLetter
 	}{
-		{"paid-permanent", DeadLetter{Reason: ReasonPermanent, Error: "422 parameter_invalid: to.user_id", Rule: "order-paid",
+		{"paid-permanent", pipeline.DeadLetter{Reason: pipeline.ReasonPermanent, Error: "422 parameter_invalid: to.user_id", Rule: "order-paid",
 			EventID: "ev-1", Source: "shop", Key: "order-paid/1", Status: 422, Code: "parameter_invalid", Job: dlqJob("order-paid", "1"), At: f.now.Add(-time.Hour)}},
-		{"paid-exhausted", DeadLetter{Reason: ReasonExhausted, Error: "503 after 12 attempts", Rule: "order-paid",
+		{"paid-exhausted", pipeline.DeadLetter{Reason: pipeline.ReasonExhausted, Error: "503 after 12 attempts", Rule: "order-paid",
 			EventID: "ev-2", Source: "shop", Key: "order-paid/2", Attempts: 12, Job: dlqJob("order-paid", "2"), At: f.now.Add(-48 * time.Hour)}},
-		{"trial-render", DeadLetter{Reason: ReasonRender, Error: `template: map has no entry for key "customer"`, Rule: "trial.ending",
+		{"trial-render", pipeline.DeadLetter{Reason: pipeline.ReasonRender, Error: `template: map has no entry for key "customer"`, Rule: "trial.ending",
 			EventID: "ev-7", Source: "shop", Event: env, At: f.now.Add(-10 * time.Minute)}},
-		{"invalid", DeadLetter{Reason: ReasonInvalidEvent, Error: "billing.x: the payload is not JSON", Source: "billing",
-			Raw: &RawEvent{Subject: "billing.x", Data: []byte("not json")}, At: f.now.Add(-5 * time.Minute)}},
+		{"invalid", pipeline.DeadLetter{Reason: pipeline.ReasonInvalidEvent, Error: "billing.x: the payload is not JSON", Source: "billing",
+			Raw: &pipeline.RawEvent{Subject: "billing.x", Data: []byte("not json")}, At: f.now.Add(-5 * time.Minute)}},
 		// Same subject token as trial.ending: the rule filter must not mix them.
-		{"trial-underscore", DeadLetter{Reason: ReasonPermanent, Error: "403", Rule: "trial_ending",
+		{"trial-underscore", pipeline.DeadLetter{Reason: pipeline.ReasonPermanent, Error: "403", Rule: "trial_ending",
 			EventID: "ev-9", Source: "shop", Key: "trial_ending/9", Job: dlqJob("trial_ending", "9"), At: f.now.Add(-2 * time.Minute)}},
 	}
 	for _, l := range letters {
-		if err := w.write(ctx, &l.d, "TEST:"+l.name); err != nil {
+		if err := pipeline.WriteDeadLetter(ctx, js, top, &l.d, "TEST:"+l.name); err != nil {
 			t.Fatal(err)
 		}
 		f.seqs[l.name] = f.lastSeq(t)
 	}
 	// Something that is not a dead letter at all.
-	if _, err := js.Publish(ctx, NamesFor(cfg).DLQSubject+".junk", []byte("garbage")); err != nil {
+	if _, err := js.Publish(ctx, top.DLQSubject+".junk", []byte("garbage")); err != nil {
 		t.Fatal(err)
 	}
 	f.seqs["junk"] = f.lastSeq(t)
@@ -129,13 +131,13 @@ func TestDLQList(t *testing.T) {
 		{"rule with a dot", Filter{Rule: "trial.ending"}, []string{"trial-render"}},
 		{"rule sharing the subject token", Filter{Rule: "trial_ending"}, []string{"trial-underscore"}},
 		{"unknown rule", Filter{Rule: "nope"}, nil},
-		{"reason", Filter{Reason: ReasonPermanent}, []string{"paid-permanent", "trial-underscore"}},
+		{"reason", Filter{Reason: pipeline.ReasonPermanent}, []string{"paid-permanent", "trial-underscore"}},
 		{"unreadable", Filter{Reason: ReasonUnreadable}, []string{"junk"}},
-		{"rule and reason", Filter{Rule: "order-paid", Reason: ReasonExhausted}, []string{"paid-exhausted"}},
+		{"rule and reason", Filter{Rule: "order-paid", Reason: pipeline.ReasonExhausted}, []string{"paid-exhausted"}},
 		{"since", Filter{Since: 24 * time.Hour}, []string{"paid-permanent", "trial-render", "invalid", "trial-underscore", "junk"}},
 		{"since, short", Filter{Since: 7 * time.Minute}, []string{"invalid", "trial-underscore", "junk"}},
 		{"ids", Filter{IDs: f.ids("trial-render", "paid-permanent", "trial-render")}, []string{"paid-permanent", "trial-render"}},
-		{"ids and reason", Filter{IDs: f.ids("trial-render", "paid-permanent"), Reason: ReasonRender}, []string{"trial-render"}},
+		{"ids and reason", Filter{IDs: f.ids("trial-render", "paid-permanent"), Reason: pipeline.ReasonRender}, []string{"trial-render"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,7 +167,7 @@ func TestDLQGet(t *testing.T) {
 		check func(t *testing.T, e *Entry)
 	}{
 		{"paid-permanent", func(t *testing.T, e *Entry) {
-			if e.Reason != ReasonPermanent || e.Rule != "order-paid" || e.Status != 422 || e.Code != "parameter_invalid" ||
+			if e.Reason != pipeline.ReasonPermanent || e.Rule != "order-paid" || e.Status != 422 || e.Code != "parameter_invalid" ||
 				e.Job == nil || e.Job.Message.Body != "<p>Hi & welcome</p>" || !e.At.Equal(f.now.Add(-time.Hour)) {
 				t.Errorf("entry = %+v", e)
 			}
@@ -225,12 +227,12 @@ func TestSummarize(t *testing.T) {
 	}
 	got := Summarize(entries)
 	want := []Summary{
-		{Rule: "", Reason: ReasonInvalidEvent, Count: 1, Oldest: f.now.Add(-5 * time.Minute), Newest: f.now.Add(-5 * time.Minute)},
+		{Rule: "", Reason: pipeline.ReasonInvalidEvent, Count: 1, Oldest: f.now.Add(-5 * time.Minute), Newest: f.now.Add(-5 * time.Minute)},
 		{Rule: "", Reason: ReasonUnreadable, Count: 1},
-		{Rule: "order-paid", Reason: ReasonExhausted, Count: 1, Oldest: f.now.Add(-48 * time.Hour), Newest: f.now.Add(-48 * time.Hour)},
-		{Rule: "order-paid", Reason: ReasonPermanent, Count: 1, Oldest: f.now.Add(-time.Hour), Newest: f.now.Add(-time.Hour)},
-		{Rule: "trial.ending", Reason: ReasonRender, Count: 1, Oldest: f.now.Add(-10 * time.Minute), Newest: f.now.Add(-10 * time.Minute)},
-		{Rule: "trial_ending", Reason: ReasonPermanent, Count: 1, Oldest: f.now.Add(-2 * time.Minute), Newest: f.now.Add(-2 * time.Minute)},
+		{Rule: "order-paid", Reason: pipeline.ReasonExhausted, Count: 1, Oldest: f.now.Add(-48 * time.Hour), Newest: f.now.Add(-48 * time.Hour)},
+		{Rule: "order-paid", Reason: pipeline.ReasonPermanent, Count: 1, Oldest: f.now.Add(-time.Hour), Newest: f.now.Add(-time.Hour)},
+		{Rule: "trial.ending", Reason: pipeline.ReasonRender, Count: 1, Oldest: f.now.Add(-10 * time.Minute), Newest: f.now.Add(-10 * time.Minute)},
+		{Rule: "trial_ending", Reason: pipeline.ReasonPermanent, Count: 1, Oldest: f.now.Add(-2 * time.Minute), Newest: f.now.Add(-2 * time.Minute)},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d groups, want %d: %+v", len(got), len(want), got)
@@ -248,7 +250,7 @@ func TestSummarize(t *testing.T) {
 	t.Run("counts and bounds", func(t *testing.T) {
 		t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 		mk := func(rule, reason string, at time.Duration) Entry {
-			return Entry{DeadLetter: DeadLetter{Rule: rule, Reason: reason, At: t0.Add(at)}}
+			return Entry{DeadLetter: pipeline.DeadLetter{Rule: rule, Reason: reason, At: t0.Add(at)}}
 		}
 		got := Summarize([]Entry{mk("b", "x", 3), mk("a", "y", 1), mk("b", "x", 1), mk("b", "x", 2), mk("a", "x", 0)})
 		want := []Summary{
@@ -316,7 +318,7 @@ func TestDLQReplay(t *testing.T) {
 		}
 
 		// The jobs are in the outbox, marked as replays, each with its own id.
-		outbox := f.streamMsgs(t, NamesFor(f.cfg).Outbox)
+		outbox := f.streamMsgs(t, f.top.Outbox.Name)
 		wantJobs := map[string]struct{ subject, entry string }{ // job key -> where, and from which entry
 			"order-paid/1":   {"bridge.outbox.order-paid", "paid-permanent"},
 			"order-paid/2":   {"bridge.outbox.order-paid", "paid-exhausted"},
@@ -324,7 +326,7 @@ func TestDLQReplay(t *testing.T) {
 		}
 		var gotKeys []string
 		for _, m := range outbox {
-			var job Job
+			var job pipeline.Job
 			if err := json.Unmarshal(m.Data, &job); err != nil {
 				t.Fatal(err)
 			}
@@ -345,7 +347,7 @@ func TestDLQReplay(t *testing.T) {
 		}
 
 		// The event of the render error is back in the events stream.
-		events := f.streamMsgs(t, f.cfg.EventsStream())
+		events := f.streamMsgs(t, f.top.Events.Name)
 		if len(events) != 1 {
 			t.Fatalf("events stream holds %d messages, want 1", len(events))
 		}
@@ -386,8 +388,8 @@ func TestDLQReplay(t *testing.T) {
 		unreplayed int
 	}{
 		{"by rule", func(*dlqFixture) Filter { return Filter{Rule: "order-paid"} }, 2, 2, 0, []string{"trial-render", "invalid", "trial-underscore", "junk"}, 0},
-		{"by reason", func(*dlqFixture) Filter { return Filter{Reason: ReasonRender} }, 1, 0, 1, []string{"paid-permanent", "paid-exhausted", "invalid", "trial-underscore", "junk"}, 0},
-		{"by age", func(*dlqFixture) Filter { return Filter{Since: 24 * time.Hour, Reason: ReasonPermanent} }, 2, 2, 0, []string{"paid-exhausted", "trial-render", "invalid", "junk"}, 0},
+		{"by reason", func(*dlqFixture) Filter { return Filter{Reason: pipeline.ReasonRender} }, 1, 0, 1, []string{"paid-permanent", "paid-exhausted", "invalid", "trial-underscore", "junk"}, 0},
+		{"by age", func(*dlqFixture) Filter { return Filter{Since: 24 * time.Hour, Reason: pipeline.ReasonPermanent} }, 2, 2, 0, []string{"paid-exhausted", "trial-render", "invalid", "junk"}, 0},
 		{"by id", func(f *dlqFixture) Filter { return Filter{IDs: f.ids("trial-underscore", "invalid")} }, 1, 1, 0,
 			[]string{"paid-permanent", "paid-exhausted", "trial-render", "invalid", "junk"}, 1},
 		{"nothing matches", func(*dlqFixture) Filter { return Filter{Rule: "nope"} }, 0, 0, 0, []string{"paid-permanent", "paid-exhausted", "trial-render", "invalid", "trial-underscore", "junk"}, 0},
@@ -406,10 +408,10 @@ func TestDLQReplay(t *testing.T) {
 			if n != tt.replayed {
 				t.Errorf("replayed %d, want %d", n, tt.replayed)
 			}
-			if got := len(f.streamMsgs(t, NamesFor(f.cfg).Outbox)); got != tt.outbox {
+			if got := len(f.streamMsgs(t, f.top.Outbox.Name)); got != tt.outbox {
 				t.Errorf("outbox holds %d, want %d", got, tt.outbox)
 			}
-			if got := len(f.streamMsgs(t, f.cfg.EventsStream())); got != tt.events {
+			if got := len(f.streamMsgs(t, f.top.Events.Name)); got != tt.events {
 				t.Errorf("events stream holds %d, want %d", got, tt.events)
 			}
 			left, err := f.q.List(ctx, Filter{})
@@ -437,17 +439,17 @@ func TestDLQReplay(t *testing.T) {
 				}
 			}
 		}
-		if got := len(f.streamMsgs(t, NamesFor(f.cfg).Outbox)); got != 1 {
+		if got := len(f.streamMsgs(t, f.top.Outbox.Name)); got != 1 {
 			t.Errorf("outbox holds %d jobs, want 1", got)
 		}
-		if got := len(f.streamMsgs(t, f.cfg.EventsStream())); got != 1 {
+		if got := len(f.streamMsgs(t, f.top.Events.Name)); got != 1 {
 			t.Errorf("events stream holds %d events, want 1", got)
 		}
 		// The replay itself still completes and deletes the entry.
 		if n, err := f.q.Replay(ctx, Filter{IDs: f.ids("paid-permanent")}, nil); n != 1 || err != nil {
 			t.Errorf("Replay = %d, %v", n, err)
 		}
-		if got := len(f.streamMsgs(t, NamesFor(f.cfg).Outbox)); got != 1 {
+		if got := len(f.streamMsgs(t, f.top.Outbox.Name)); got != 1 {
 			t.Errorf("outbox holds %d jobs, want 1", got)
 		}
 		if _, err := f.q.Get(ctx, f.seqs["paid-permanent"]); !errors.Is(err, ErrNotFound) {
@@ -457,7 +459,7 @@ func TestDLQReplay(t *testing.T) {
 
 	t.Run("no outbox stream", func(t *testing.T) {
 		f := newDLQFixture(t)
-		if err := f.js.DeleteStream(ctx, NamesFor(f.cfg).Outbox); err != nil {
+		if err := f.js.DeleteStream(ctx, f.top.Outbox.Name); err != nil {
 			t.Fatal(err)
 		}
 		n, err := f.q.Replay(ctx, Filter{Rule: "order-paid"}, nil)
@@ -481,7 +483,7 @@ func TestDLQPurge(t *testing.T) {
 		{"everything", func(*dlqFixture) Filter { return Filter{} }, 6, nil},
 		{"by rule", func(*dlqFixture) Filter { return Filter{Rule: "order-paid"} }, 2,
 			[]string{"trial-render", "invalid", "trial-underscore", "junk"}},
-		{"by reason", func(*dlqFixture) Filter { return Filter{Reason: ReasonPermanent} }, 2,
+		{"by reason", func(*dlqFixture) Filter { return Filter{Reason: pipeline.ReasonPermanent} }, 2,
 			[]string{"paid-exhausted", "trial-render", "invalid", "junk"}},
 		{"by age", func(*dlqFixture) Filter { return Filter{Since: 30 * time.Minute} }, 4,
 			[]string{"paid-permanent", "paid-exhausted"}},
@@ -519,8 +521,7 @@ func TestDLQPurge(t *testing.T) {
 		if _, err := f.q.Purge(ctx, Filter{}); err != nil {
 			t.Fatal(err)
 		}
-		w := &deadLetters{js: f.js, subject: NamesFor(f.cfg).DLQSubject}
-		if err := w.write(ctx, &DeadLetter{Reason: ReasonPermanent, Rule: "late", Key: "late/1"}, "TEST:late"); err != nil {
+		if err := pipeline.WriteDeadLetter(ctx, f.js, f.top, &pipeline.DeadLetter{Reason: pipeline.ReasonPermanent, Rule: "late", Key: "late/1"}, "TEST:late"); err != nil {
 			t.Fatal(err)
 		}
 		left, err := f.q.List(ctx, Filter{})
@@ -533,7 +534,7 @@ func TestDLQPurge(t *testing.T) {
 	})
 }
 
-func TestOpenDLQ(t *testing.T) {
+func TestOpen(t *testing.T) {
 	srv := natstest.Start(t)
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
@@ -544,12 +545,11 @@ func TestOpenDLQ(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := config.Default()
-	c.NATS.Prefix = "acme"
+	acme := broker.NewTopology(broker.TopologyOptions{Prefix: "acme", Replicas: 1})
 	ctx := context.Background()
 	// Twice: the second open finds the stream as it is.
 	for range 2 {
-		q, err := OpenDLQ(ctx, js, &c)
+		q, err := Open(ctx, js, acme)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,10 @@
-package pipeline
+// Package dlq reads, replays and purges the dead-letter stream: what
+// `bridge dlq` works on, beside a running bridge or on its stopped store.
+//
+// It owns the reading side of dead letters; the pipeline writes them
+// (pipeline.DeadLetter is the format). It imports broker (the topology)
+// and pipeline (the format, and jobs to replay), never the service.
+package dlq
 
 import (
 	"cmp"
@@ -14,7 +20,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/broker"
+	"github.com/intercom-bridge/bridge/bridge/pipeline"
 )
 
 // ReasonUnreadable marks a dead-letter stream message that is not a
@@ -31,28 +38,27 @@ var ErrNotFound = errors.New("no such dead letter")
 type DLQ struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	cfg    *config.Config
-	names  Names
+	names  broker.Topology
 }
 
-// OpenDLQ returns the dead-letter stream of cfg's bridge, creating it (or
-// updating it to DLQStreamConfig) when needed.
-func OpenDLQ(ctx context.Context, js jetstream.JetStream, cfg *config.Config) (*DLQ, error) {
-	sc := DLQStreamConfig(cfg)
+// Open returns the dead-letter stream of a bridge with topology t,
+// creating it (or updating it to t.DLQ) when needed.
+func Open(ctx context.Context, js jetstream.JetStream, t broker.Topology) (*DLQ, error) {
+	sc := t.DLQ
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	s, err := js.CreateOrUpdateStream(cctx, sc)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s (subjects %v): JetStream refused the configuration: %w", sc.Name, sc.Subjects, err)
 	}
-	return &DLQ{js: js, stream: s, cfg: cfg, names: NamesFor(cfg)}, nil
+	return &DLQ{js: js, stream: s, names: t}, nil
 }
 
 // Entry is one dead letter and its sequence in the stream, which is its ID
 // on the command line.
 type Entry struct {
 	Seq uint64 `json:"id"`
-	DeadLetter
+	pipeline.DeadLetter
 }
 
 // Filter selects dead letters; the zero Filter selects all of them. The
@@ -96,14 +102,14 @@ func (q *DLQ) List(ctx context.Context, f Filter) ([]Entry, error) {
 	}
 	info, err := q.stream.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", q.names.DLQ, err)
+		return nil, fmt.Errorf("stream %s: %w", q.names.DLQ.Name, err)
 	}
 	if info.State.Msgs == 0 {
 		return nil, nil
 	}
 	cc := jetstream.OrderedConsumerConfig{InactiveThreshold: time.Minute}
 	if f.Rule != "" {
-		cc.FilterSubjects = []string{q.names.DLQSubject + "." + subjectToken(f.Rule)}
+		cc.FilterSubjects = []string{q.names.DLQSubjectFor(f.Rule)}
 	}
 	if f.Since > 0 {
 		start := cutoff.Add(-sinceSlack)
@@ -111,11 +117,11 @@ func (q *DLQ) List(ctx context.Context, f Filter) ([]Entry, error) {
 	}
 	cons, err := q.stream.OrderedConsumer(ctx, cc)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", q.names.DLQ, err)
+		return nil, fmt.Errorf("stream %s: %w", q.names.DLQ.Name, err)
 	}
 	it, err := cons.Messages()
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", q.names.DLQ, err)
+		return nil, fmt.Errorf("stream %s: %w", q.names.DLQ.Name, err)
 	}
 	defer it.Stop()
 	ci := cons.CachedInfo()
@@ -132,7 +138,7 @@ func (q *DLQ) List(ctx context.Context, f Filter) ([]Entry, error) {
 			// deleted since (a concurrent replay or purge): ask again.
 			ci, err := cons.Info(ctx)
 			if err != nil {
-				return nil, fmt.Errorf("stream %s: %w", q.names.DLQ, err)
+				return nil, fmt.Errorf("stream %s: %w", q.names.DLQ.Name, err)
 			}
 			if ci.NumPending == 0 {
 				return out, nil
@@ -140,11 +146,11 @@ func (q *DLQ) List(ctx context.Context, f Filter) ([]Entry, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("stream %s: %w", q.names.DLQ, err)
+			return nil, fmt.Errorf("stream %s: %w", q.names.DLQ.Name, err)
 		}
 		meta, err := msg.Metadata()
 		if err != nil {
-			return nil, fmt.Errorf("stream %s: %w", q.names.DLQ, err)
+			return nil, fmt.Errorf("stream %s: %w", q.names.DLQ.Name, err)
 		}
 		e := decodeEntry(meta.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data(), meta.Timestamp)
 		if f.match(&e, cutoff) {
@@ -200,7 +206,7 @@ func decodeEntry(seq uint64, subject string, h nats.Header, data []byte, stored 
 		if err != nil {
 			msg += ": " + err.Error()
 		}
-		e.DeadLetter = DeadLetter{Reason: ReasonUnreadable, Error: msg, Raw: &RawEvent{Subject: subject, Header: h, Data: data}}
+		e.DeadLetter = pipeline.DeadLetter{Reason: ReasonUnreadable, Error: msg, Raw: &pipeline.RawEvent{Subject: subject, Header: h, Data: data}}
 	}
 	if e.At.IsZero() {
 		e.At = stored.UTC()
@@ -330,16 +336,16 @@ func (q *DLQ) republish(ctx context.Context, e *Entry) (bool, error) {
 		job := *e.Job
 		job.Replay = true
 		var err error
-		if m, err = jobMsg(q.names, &job); err != nil {
+		if m, err = pipeline.JobMsg(q.names, &job); err != nil {
 			return false, fmt.Errorf("dead letter %d: %w", e.Seq, err)
 		}
-		stream = q.names.Outbox
+		stream = q.names.Outbox.Name
 	case e.Event != nil && e.Event.Source != "":
 		var err error
-		if m, err = e.Event.Msg(q.cfg.WebhookSubject(e.Event.Source)); err != nil {
+		if m, err = e.Event.Msg(q.names.SourceSubject(e.Event.Source)); err != nil {
 			return false, fmt.Errorf("dead letter %d: %w", e.Seq, err)
 		}
-		stream = q.names.Events
+		stream = q.names.Events.Name
 	default:
 		return false, nil
 	}
@@ -379,14 +385,14 @@ func (q *DLQ) Purge(ctx context.Context, f Filter) (int, error) {
 	if f.IsZero() {
 		info, err := q.stream.Info(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("stream %s: %w", q.names.DLQ, err)
+			return 0, fmt.Errorf("stream %s: %w", q.names.DLQ.Name, err)
 		}
 		if info.State.Msgs == 0 {
 			return 0, nil
 		}
 		// Up to the last entry seen: one written meanwhile is kept.
 		if err := q.stream.Purge(ctx, jetstream.WithPurgeSequence(info.State.LastSeq+1)); err != nil {
-			return 0, fmt.Errorf("stream %s: purge: %w", q.names.DLQ, err)
+			return 0, fmt.Errorf("stream %s: purge: %w", q.names.DLQ.Name, err)
 		}
 		return int(info.State.Msgs), nil
 	}
