@@ -352,9 +352,9 @@ func toRendered(d rules.Delivery, version string, contacts contactList) (rendere
 // runRender prints the Intercom request bodies an event would produce, or
 // with -explain what every rule did with it.
 func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("render", "-rules PATH -event FILE [flags]", stderr)
+	fs := newFlagSet("render", "-rules PATH|-config FILE -event FILE [flags]", stderr)
 	var rulePathsFlag stringsFlag
-	fs.Var(&rulePathsFlag, "rules", "rule file or directory (repeatable)")
+	fs.Var(&rulePathsFlag, "rules", "rule file or directory (repeatable; default with -config: its rules.paths)")
 	configPath := fs.String("config", "", "configuration `file` of the service the rules run in: its sources, subjects, default admin and Intercom version")
 	eventFile := fs.String("event", "", "JSON payload `file` of the event (- for standard input)")
 	source := fs.String("source", "", "the event's source name")
@@ -371,7 +371,7 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
-	if len(rulePathsFlag) == 0 || *eventFile == "" {
+	if (len(rulePathsFlag) == 0 && *configPath == "") || *eventFile == "" {
 		fs.Usage()
 		return 2
 	}
@@ -396,6 +396,9 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		printErrors(stderr, err)
 		return 1
+	}
+	if len(rulePathsFlag) == 0 {
+		rulePathsFlag = cfg.Rules.Paths
 	}
 	ruleFiles, _, err := rules.Discover(rulePathsFlag)
 	if err != nil {
