@@ -96,7 +96,7 @@ func (r *reloader) reload(trigger string) error {
 	}
 	hash := set.Hash()
 	if hash == r.current {
-		r.log.Debug().Str("trigger", trigger).Str("hash", shortHash(hash)).Msg("rules unchanged; nothing to reload")
+		r.log.Info().Str("trigger", trigger).Str("hash", shortHash(hash)).Msg(unchanged(set.Len()))
 		if r.setLastError(nil) != nil {
 			// A broken edit was reverted: valid again, nothing to swap.
 			r.m.RulesReloadSuccess.Set(1)
@@ -110,7 +110,7 @@ func (r *reloader) reload(trigger string) error {
 	r.setLastError(nil)
 	r.m.SetRules(set.Len(), hash)
 	r.log.Info().Str("trigger", trigger).Int("rules", set.Len()).Str("hash", shortHash(hash)).
-		Str("previous_hash", shortHash(prev)).Dur("took", time.Since(start)).Msg("rules reloaded")
+		Str("previous_hash", shortHash(prev)).Dur("took_ms", time.Since(start)).Msg("rules reloaded")
 	return nil
 }
 
@@ -407,4 +407,12 @@ func ignoredRuleFileName(base string) bool {
 // hiddenName reports a name rules.Discover skips.
 func hiddenName(base string) bool {
 	return strings.HasPrefix(base, ".") || strings.HasPrefix(base, "#")
+}
+
+// unchanged is the line for a reload that found the rules as they were.
+func unchanged(n int) string {
+	if n == 1 {
+		return "rules unchanged (1 rule)"
+	}
+	return fmt.Sprintf("rules unchanged (%d rules)", n)
 }

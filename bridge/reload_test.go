@@ -340,12 +340,12 @@ func TestReloadUnchangedContentDoesNotApply(t *testing.T) {
 	}
 	var unchanged bool
 	for _, l := range h.logs.lines(t) {
-		if l["level"] == "debug" && strings.Contains(l["message"].(string), "unchanged") {
+		if l["level"] == "info" && l["message"] == "rules unchanged (1 rule)" {
 			unchanged = true
 		}
 	}
 	if !unchanged {
-		t.Error("no debug log line for the unchanged reload")
+		t.Errorf("no info line \"rules unchanged (1 rule)\" for the unchanged reload:\n%v", h.logs.lines(t))
 	}
 }
 

@@ -343,6 +343,29 @@ func TestDryRunSendsNothing(t *testing.T) {
 	if !strings.Contains(h.logs.String(), `"message":"dry run: would send"`) || !strings.Contains(h.logs.String(), `"subject":"Thanks for order 11"`) {
 		t.Errorf("the request is not logged:\n%s", tail(h.logs.String(), 10))
 	}
+	if !strings.Contains(h.logs.String(), `"body":"<p>Hi Ed, we got`) || strings.Contains(h.logs.String(), `\u003c`) {
+		t.Errorf("the logged body is not as written (HTML-escaped?):\n%s", tail(h.logs.String(), 10))
+	}
+}
+
+// TestReadableOutput: what people read (an error answer, the access log)
+// is JSON without HTML escapes, with durations named by their unit.
+func TestReadableOutput(t *testing.T) {
+	h := newHarness(t, nil)
+	resp, err := http.Post("http://"+h.svc.WebhookAddr()+"/nowhere", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `{"error":"no such endpoint: webhooks are received at POST /hooks/<source>"}` + "\n"; resp.StatusCode != http.StatusNotFound || string(body) != want {
+		t.Errorf("404 answer %d %q, want %q", resp.StatusCode, body, want)
+	}
+	h.webhook("msg_readable", map[string]any{"type": "order.paid", "order": 21, "user": "u-21", "name": "Di", "amount": 10})
+	h.waitFor("the access log line", func() bool { return strings.Contains(h.logs.String(), `"event_id":"msg_readable"`) })
+	if logs := h.logs.String(); !strings.Contains(logs, `"duration_ms":`) || strings.Contains(logs, `"duration":`) {
+		t.Errorf("the access log's duration does not say its unit:\n%s", tail(logs, 5))
+	}
 }
 
 func TestReplayResendsOnce(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -152,7 +153,7 @@ func parseFile(f File, opts Options, errs *ErrorList) []*Rule {
 	src := newSource(f.Name, f.Data)
 	doc, err := parseYAML(f.Data)
 	if err != nil {
-		errs.add(yamlErrorPos(f, err), "%s", yamlErrorMsg(err))
+		*errs = append(*errs, YAMLError(f, err))
 		return nil
 	}
 	if doc == nil { // an empty file holds no rules
@@ -197,34 +198,63 @@ func parseYAML(data []byte) (doc *yaml.Node, err error) {
 	return root.Content[0], nil
 }
 
-// yamlErrorPos finds the line in a yaml.v3 error ("yaml: line 3: ...").
-// The parser counts some lines from zero; for the most common mistake, a
-// tab in the indentation, the position is found in the file instead.
-func yamlErrorPos(f File, err error) Pos {
-	msg := err.Error()
-	if strings.Contains(msg, "tab character") {
-		for i, line := range strings.Split(string(f.Data), "\n") {
-			indent := line[:len(line)-len(strings.TrimLeft(line, " \t"))]
-			if j := strings.IndexByte(indent, '\t'); j >= 0 {
-				return Pos{File: f.Name, Line: i + 1, Col: j + 1}
+// YAMLError places a yaml.v3 syntax error ("yaml: line 3: ...") at the
+// line that is wrong, as "invalid YAML: ...". The parser names the line
+// before the construct it was reading (it counts those from zero), and for
+// a block collection that construct starts above the wrong line; the most
+// common mistake, a tab in the indentation, is found in the file instead.
+func YAMLError(f File, err error) *Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if n, after, ok := strings.Cut(rest, ": "); ok {
+			if _, scanErr := fmt.Sscan(n, &line); scanErr == nil {
+				msg = after
 			}
 		}
 	}
-	if i := strings.Index(msg, "line "); i >= 0 {
-		var line int
-		if _, scanErr := fmt.Sscanf(msg[i:], "line %d", &line); scanErr == nil {
-			return Pos{File: f.Name, Line: line, Col: 1}
+	lines := strings.Split(string(f.Data), "\n")
+	if strings.Contains(msg, "tab character") {
+		for i, text := range lines {
+			indent := text[:len(text)-len(strings.TrimLeft(text, " \t"))]
+			if j := strings.IndexByte(indent, '\t'); j >= 0 {
+				return &Error{Pos: Pos{File: f.Name, Line: i + 1, Col: j + 1}, Msg: "invalid YAML: " + msg}
+			}
 		}
 	}
-	return Pos{File: f.Name, Line: 1, Col: 1}
+	pos := Pos{File: f.Name, Line: max(line, 1), Col: 1}
+	if strings.HasPrefix(msg, "did not find expected ") && slices.Contains(parserErrors, strings.TrimPrefix(msg, "did not find expected ")) {
+		pos.Line = line + 1
+		pos.Line, pos.Col = misfit(lines, pos.Line, msg)
+	}
+	return &Error{Pos: pos, Msg: "invalid YAML: " + msg}
 }
 
-func yamlErrorMsg(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if i := strings.Index(msg, "line "); i == 0 {
-		if j := strings.Index(msg, ": "); j >= 0 {
-			msg = msg[j+2:]
+// parserErrors end the yaml.v3 parser's messages "did not find expected
+// ...": those count lines from zero. The scanner's count from one.
+var parserErrors = []string{"<document start>", "node content", "key", "'-' indicator", "',' or ']'", "',' or '}'"}
+
+// misfit finds, from the line where a block mapping or sequence starts,
+// the first line at its indentation that does not belong to it: a list
+// item in a mapping, a key in a list. It returns the line and its column.
+func misfit(lines []string, start int, msg string) (int, int) {
+	if start > len(lines) {
+		return start, 1
+	}
+	indentOf := func(s string) int { return len(s) - len(strings.TrimLeft(s, " ")) }
+	want := indentOf(lines[start-1])
+	isKey, isItem := strings.HasSuffix(msg, "key"), strings.HasSuffix(msg, "'-' indicator")
+	for i := start; (isKey || isItem) && i < len(lines); i++ {
+		text := strings.TrimSpace(lines[i])
+		if text == "" || strings.HasPrefix(text, "#") || indentOf(lines[i]) > want {
+			continue
+		}
+		if indentOf(lines[i]) < want {
+			break
+		}
+		if item := strings.HasPrefix(text, "- ") || text == "-"; item == isKey {
+			return i + 1, want + 1
 		}
 	}
-	return "invalid YAML: " + msg
+	return start, indentOf(lines[start-1]) + 1
 }

@@ -73,7 +73,7 @@ func ParseTests(f File) (*TestFile, error) {
 	tf := &TestFile{Name: f.Name}
 	doc, err := parseYAML(f.Data)
 	if err != nil {
-		errs.add(yamlErrorPos(f, err), "%s", yamlErrorMsg(err))
+		errs = append(errs, YAMLError(f, err))
 		return nil, errs
 	}
 	if doc == nil {

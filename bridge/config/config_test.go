@@ -95,8 +95,9 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown key", "http:\n  listen: :8080\n  colour: red\n", "c.yaml:3:3: http.colour: unknown key (known keys here: body_idle_timeout, listen, max_body_bytes, max_connections, max_inflight_bytes, max_json_depth)"},
 		{"unknown key in a source", "sources:\n  - name: a\n    webhook: {auth: {scheme: none}, secret: x}\n", "c.yaml:3:37: sources[0].webhook.secret: unknown key (known keys here: auth, headers, id, subject)"},
 		{"duplicate key", "log: {level: info}\nlog: {level: debug}\n", "c.yaml:2:1: log: duplicate key (first at line 1)"},
-		{"wrong type", "delivery:\n  workers: many\n", "c.yaml:2: cannot unmarshal !!str `many` into int"},
-		{"bad duration", "delivery:\n  dedupe_window: forever\n", `c.yaml:2: invalid duration "forever"`},
+		{"wrong type", "delivery:\n  workers: many\n", `c.yaml:2:12: delivery.workers: wants a whole number, not "many"`},
+		{"bad duration", "delivery:\n  dedupe_window: forever\n", `c.yaml:2:18: delivery.dedupe_window: invalid duration "forever" (use units s, m, h, d: 90s, 10m, 7d)`},
+		{"a list for a mapping", "http: [a]\n", "c.yaml:1:7: http: wants a mapping, not a list"},
 		{"bad level", "log:\n  level: loud\n", `c.yaml:2:10: log.level: must be debug, info, warn or error, not "loud"`},
 		{"scheme missing", "sources:\n  - name: a\n    webhook:\n      auth: {secret: s}\n", "c.yaml:4:13: sources[0].webhook.auth.scheme: is required: one of standard-webhooks, hmac-sha256, bearer, none (none must be written out)"},
 		{"scheme unknown", "sources:\n  - name: a\n    webhook: {auth: {scheme: hmac, secret: s}}\n", `c.yaml:3:30: sources[0].webhook.auth.scheme: unknown scheme "hmac" (want one of standard-webhooks, hmac-sha256, bearer, none)`},
@@ -126,6 +127,60 @@ func TestLoadErrors(t *testing.T) {
 				}
 			}
 			t.Errorf("want a line starting\n  %s\ngot\n  %s", tc.want, strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		})
+	}
+}
+
+// TestLoadReportsEveryProblem: one run shows every problem of the file,
+// each at its place, whatever kind the others are; a value already
+// reported (an unset variable) is not reported again by the checks.
+func TestLoadReportsEveryProblem(t *testing.T) {
+	src := `log: {level: loud}
+http:
+  colour: red
+  max_body_bytes: lots
+delivery:
+  dedupe_window: forever
+  backoff: {initial: soon}
+  on_uncertain: maybe
+intercom:
+  default_admin_id: ${ADMIN}
+`
+	_, err := Parse("c.yaml", []byte(src), env(nil))
+	want := []string{
+		`c.yaml:1:14: log.level: must be debug, info, warn or error, not "loud"`,
+		"c.yaml:3:3: http.colour: unknown key (known keys here: body_idle_timeout, listen, max_body_bytes, max_connections, max_inflight_bytes, max_json_depth)",
+		`c.yaml:4:19: http.max_body_bytes: wants a whole number, not "lots"`,
+		`c.yaml:6:18: delivery.dedupe_window: invalid duration "forever" (use units s, m, h, d: 90s, 10m, 7d)`,
+		`c.yaml:7:22: delivery.backoff.initial: invalid duration "soon" (use units s, m, h, d: 90s, 10m, 7d)`,
+		`c.yaml:8:17: delivery.on_uncertain: must be resend or dead_letter, not "maybe"`,
+		"c.yaml:10:21: environment variable ADMIN is not set",
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("got\n%v\nwant\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+// TestSyntaxErrorLine: a YAML syntax error points at the line that is
+// wrong, not at the line before the construct the parser was reading.
+func TestSyntaxErrorLine(t *testing.T) {
+	tests := []struct {
+		name, src, want string
+	}{
+		{"unquoted variable in a flow mapping", "log: {level: info}\nsources:\n  - name: shop\n    webhook:\n      auth: {scheme: standard-webhooks, secret: ${SHOP_SECRET}}\n",
+			`c.yaml:5:49: invalid YAML: did not find expected ',' or '}': a ${VAR} inside {...} or [...] must be quoted: "${VAR}"`},
+		{"unclosed list", "log: {level: info}\nrules:\n  paths: [rules\n  watch: true\n", "c.yaml:3:3: invalid YAML: did not find expected ',' or ']'"},
+		{"key in a list", "log: {level: info}\nrules:\n  paths:\n    - rules\n    watch: true\n", "c.yaml:5:5: invalid YAML: did not find expected '-' indicator"},
+		{"item in a mapping", "log: {level: info}\nhttp:\n  listen: :8080\n  - max_body_bytes: 1\n", "c.yaml:4:3: invalid YAML: did not find expected key"},
+		{"indented too little", "log: {level: info}\nhttp:\n  listen: :8080\n max_body_bytes: 1\n", "c.yaml:4:2: invalid YAML: did not find expected key"},
+		{"a colon in a value", "log: {level: info}\nhttp:\n  listen: a: b\n", "c.yaml:3:1: invalid YAML: mapping values are not allowed in this context"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("c.yaml", []byte(tc.src), env(nil))
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("got\n  %v\nwant\n  %s", err, tc.want)
+			}
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -27,13 +28,18 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse is Load for a file already read, with the environment given.
+//
+// Every problem is collected before any is reported: unset variables,
+// unknown and duplicate keys, values of the wrong type and invalid values,
+// so that one run of bridge validate shows them all. A value whose problem
+// was found while reading it is not reported again by the checks after.
 func Parse(path string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
-	l := &loader{file: path, pos: map[string]rules.Pos{}, fallbacks: map[string]string{}}
+	l := &loader{file: path, pos: map[string]rules.Pos{}, fallbacks: map[string]string{}, byLine: map[int][]*yaml.Node{}, paths: map[*yaml.Node]string{}}
 	cfg := Default()
 	cfg.path = path
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		l.add(l.lineOf(err.Error()), "invalid YAML: %s", stripYAMLPrefix(err.Error()))
+		l.errs = append(l.errs, syntaxError(path, data, err))
 		return nil, l.errs
 	}
 	if len(doc.Content) == 0 { // an empty file: all defaults
@@ -42,34 +48,55 @@ func Parse(path string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	root := doc.Content[0]
 	l.expand(root, lookupEnv)
 	l.checkKeys(root, reflect.TypeOf(cfg), "")
-	if len(l.errs) > 0 {
-		l.errs.Sort()
-		return nil, l.errs
-	}
 	if err := root.Decode(&cfg); err != nil {
 		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			for _, msg := range te.Errors {
-				l.add(l.lineOf(msg), "%s", stripYAMLPrefix(msg))
-			}
-		} else {
+		if !errors.As(err, &te) {
 			l.add(l.lineOf(err.Error()), "%s", stripYAMLPrefix(err.Error()))
+			l.errs.Sort()
+			return nil, l.errs
 		}
-		l.errs.Sort()
-		return nil, l.errs
+		for _, msg := range te.Errors {
+			if strings.Contains(msg, "already defined at line") {
+				continue // checkKeys reported the duplicate key
+			}
+			pos, path := l.valueAt(msg)
+			l.add(pos, "%s", typeMessage(path, stripYAMLPrefix(msg)))
+		}
 	}
 	return finish(l, &cfg)
+}
+
+// syntaxError is a YAML syntax error at the line that is wrong. A ${VAR}
+// unquoted inside {...} or [...] is the likeliest cause of a flow
+// collection that does not end where it should: its { reads as YAML.
+func syntaxError(path string, data []byte, err error) *rules.Error {
+	e := rules.YAMLError(rules.File{Name: path, Data: data}, err)
+	if !strings.Contains(e.Msg, "did not find expected ',' or") {
+		return e
+	}
+	lines := strings.Split(string(data), "\n")
+	for i := e.Pos.Line - 1; i >= 0 && i < len(lines); i++ {
+		if j := strings.Index(lines[i], "${"); j >= 0 && j > 0 && !strings.ContainsAny(lines[i][j-1:j], `"'`) {
+			e.Pos.Line, e.Pos.Col = i+1, j+1
+			e.Msg += `: a ${VAR} inside {...} or [...] must be quoted: "${VAR}"`
+			break
+		}
+	}
+	return e
 }
 
 func finish(l *loader, cfg *Config) (*Config, error) {
 	cfg.fallbacks = l.fallbacks
 	cfg.applySourceDefaults()
 	cfg.resolvePaths()
-	for _, fe := range cfg.readSecretFiles() {
-		l.errs = append(l.errs, &rules.Error{Pos: l.where(fe.Path), Msg: fe.Error()})
+	reported := map[rules.Pos]bool{}
+	for _, e := range l.errs {
+		reported[e.Pos] = true
 	}
-	for _, fe := range cfg.Validate() {
-		l.errs = append(l.errs, &rules.Error{Pos: l.where(fe.Path), Msg: fe.Error()})
+	for _, fe := range append(cfg.readSecretFiles(), cfg.Validate()...) {
+		if pos := l.where(fe.Path); !reported[pos] {
+			l.errs = append(l.errs, &rules.Error{Pos: pos, Msg: fe.Error()})
+		}
 	}
 	if len(l.errs) > 0 {
 		l.errs.Sort()
@@ -139,8 +166,10 @@ func (c *Config) resolvePaths() {
 type loader struct {
 	file      string
 	errs      rules.ErrorList
-	pos       map[string]rules.Pos // key path -> position of its value
-	fallbacks map[string]string    // value taken from a ${VAR:-fallback} -> VAR
+	pos       map[string]rules.Pos  // key path -> position of its value
+	byLine    map[int][]*yaml.Node  // line -> the values that start on it
+	paths     map[*yaml.Node]string // value -> its key path
+	fallbacks map[string]string     // value taken from a ${VAR:-fallback} -> VAR
 }
 
 func (l *loader) add(pos rules.Pos, format string, args ...any) {
@@ -162,6 +191,52 @@ func (l *loader) lineOf(msg string) rules.Pos {
 		fmt.Sscan(m[1], &line)
 	}
 	return rules.Pos{File: l.file, Line: max(line, 1)}
+}
+
+// valueAt places a decoder message ("line 5: cannot unmarshal !!str `abc`
+// into int") at the value it is about, the one on its line whose text it
+// quotes, else the line's first, and returns that value's key path.
+func (l *loader) valueAt(msg string) (rules.Pos, string) {
+	pos, path := l.lineOf(msg), ""
+	text := stripYAMLPrefix(msg)
+	for i, n := range l.byLine[pos.Line] {
+		quoted := n.Kind == yaml.ScalarNode && (strings.Contains(text, "`"+n.Value+"`") || strings.Contains(text, strconv.Quote(n.Value)))
+		collection := (n.Kind == yaml.SequenceNode && strings.Contains(text, "!!seq")) || (n.Kind == yaml.MappingNode && strings.Contains(text, "!!map"))
+		if i == 0 || quoted || (collection && l.paths[n] != "") {
+			pos, path = l.at(n), l.paths[n]
+		}
+	}
+	return pos, path
+}
+
+var unmarshalRe = regexp.MustCompile("^cannot unmarshal !!(\\w+) (`[^`]*` )?into (\\S+)$")
+
+// typeMessage names the key of a decoder message and, for "cannot
+// unmarshal !!str `many` into int", says what the key wants instead.
+func typeMessage(path, msg string) string {
+	if path == "" {
+		return msg
+	}
+	m := unmarshalRe.FindStringSubmatch(msg)
+	if m == nil {
+		return path + ": " + msg
+	}
+	want := "a " + m[3]
+	switch {
+	case strings.HasPrefix(m[3], "int"), strings.HasPrefix(m[3], "uint"):
+		want = "a whole number"
+	case m[3] == "bool":
+		want = "true or false"
+	case strings.HasPrefix(m[3], "[]"):
+		want = "a list"
+	case strings.HasPrefix(m[3], "config."), strings.HasPrefix(m[3], "map["):
+		want = "a mapping"
+	}
+	got := map[string]string{"seq": "a list", "map": "a mapping", "null": "nothing"}[m[1]]
+	if got == "" {
+		got = strconv.Quote(strings.Trim(m[2], "` "))
+	}
+	return fmt.Sprintf("%s: wants %s, not %s", path, want, got)
 }
 
 func stripYAMLPrefix(msg string) string {
@@ -236,6 +311,8 @@ func (l *loader) checkKeys(n *yaml.Node, t reflect.Type, path string) {
 		t = t.Elem()
 	}
 	l.pos[path] = l.at(n)
+	l.byLine[n.Line] = append(l.byLine[n.Line], n)
+	l.paths[n] = path
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {

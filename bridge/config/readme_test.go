@@ -55,3 +55,18 @@ func TestReadmeNATSListener(t *testing.T) {
 		t.Errorf("without credentials: %v", err)
 	}
 }
+
+// TestReadmeNATSSources: the README's NATS sources load, one of each mode.
+func TestReadmeNATSSources(t *testing.T) {
+	cfg, err := Parse("c.yaml", []byte(readmeYAML(t, "### NATS subjects")), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var modes []string
+	for _, s := range cfg.Sources {
+		modes = append(modes, string(s.Kind()))
+	}
+	if strings.Join(modes, " ") != "capture bind core" {
+		t.Errorf("modes %v, want capture, bind and core", modes)
+	}
+}

@@ -209,7 +209,7 @@ func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	} else {
 		ev = ev.Str("event_id", eventID).Bool("duplicate", dup)
 	}
-	ev.Dur("duration", w.now().Sub(start)).Msg("webhook")
+	ev.Dur("duration_ms", w.now().Sub(start)).Msg("webhook") // zerolog writes durations in ms
 }
 
 // serve handles one request and returns the status it answered, and the
@@ -384,10 +384,14 @@ func (src *webhookSource) keepHeader(name string) bool {
 	return !hopHeaders[name]
 }
 
+// writeJSON answers v as JSON, with < > & as they are: the answers are read
+// by people ("POST /hooks/<source>"), and their type is JSON, not HTML.
 func writeJSON(rw http.ResponseWriter, status int, v any) {
 	rw.Header().Set("Content-Type", "application/json")
 	rw.WriteHeader(status)
-	json.NewEncoder(rw).Encode(v)
+	enc := json.NewEncoder(rw)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
 }
 
 func writeError(rw http.ResponseWriter, status int, msg string) {

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -235,7 +236,7 @@ func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zero
 		ack(h.msg)
 		return d.outcome, nil
 	case stepDefer:
-		log.Debug().Str("why", d.cause).Dur("again_in", d.delay).Msg("in flight elsewhere; put back")
+		log.Debug().Str("why", d.cause).Dur("again_in_ms", d.delay).Msg("in flight elsewhere; put back")
 		h.msg.NakWithDelay(d.delay)
 		return d.outcome, nil
 	case stepDeadLetter:
@@ -249,7 +250,7 @@ func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zero
 			return "", fmt.Errorf("throttle: %w", err)
 		}
 		if !ok {
-			log.Info().Str("throttle_key", job.Throttle.Key).Dur("per", job.Throttle.Per).Msg("throttled")
+			log.Info().Str("throttle_key", job.Throttle.Key).Str("per", job.Throttle.Per.String()).Msg("throttled")
 			ack(h.msg)
 			return OutcomeThrottled, nil
 		}
@@ -342,7 +343,7 @@ func (s *Sender) conclude(msg jetstream.Msg, job *Job, a decision, attempt int, 
 		return s.fail(ctx, msg, job, attempt, a, err, origin)
 	default: // stepRetry
 		delay := jitter(a.delay)
-		log.Warn().Err(err).Int("attempt", attempt).Bool("uncertain", a.ledger == markAmbiguous).Dur("retry_in", delay).Msg("send failed; will retry")
+		log.Warn().Err(err).Int("attempt", attempt).Bool("uncertain", a.ledger == markAmbiguous).Dur("retry_in_ms", delay).Msg("send failed; will retry")
 		msg.NakWithDelay(delay)
 		return a.outcome, nil
 	}
@@ -470,12 +471,16 @@ func Backoff(initial, maxDelay time.Duration, attempt int) time.Duration {
 // jitter spreads retries of a burst out: a delay between d/2 and d.
 func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
 
-// dryRunSend logs the request that would be sent.
+// dryRunSend logs the request that would be sent, its HTML as it is (not
+// \u003cp\u003e): the line is there to be read.
 func (s *Sender) dryRunSend(msg jetstream.Msg, job *Job, log zerolog.Logger) string {
-	body, _ := json.Marshal(job.Message)
-	ev := log.Info().RawJSON("request", body)
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false)
+	enc.Encode(job.Message)
+	ev := log.Info().RawJSON("request", bytes.TrimRight(body.Bytes(), "\n"))
 	if job.Throttle != nil {
-		ev = ev.Str("throttle_key", job.Throttle.Key).Dur("throttle_per", job.Throttle.Per)
+		ev = ev.Str("throttle_key", job.Throttle.Key).Str("throttle_per", job.Throttle.Per.String())
 	}
 	ev.Msg("dry run: would send")
 	ack(msg)

@@ -14,7 +14,7 @@ import (
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("check", "-config FILE", stderr)
 	configPath := fs.String("config", "config.yaml", "configuration `file`")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
 	cfg, err := config.Load(*configPath)
@@ -30,7 +30,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	if failed > 0 {
-		fmt.Fprintf(stdout, "%d checks failed\n", failed)
+		fmt.Fprintf(stdout, "%s failed\n", plural(failed, "check"))
 		return 1
 	}
 	return 0

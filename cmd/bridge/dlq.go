@@ -32,18 +32,21 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	sub := map[string]func(context.Context, []string, io.Writer, io.Writer) int{
 		"list": runDLQList, "show": runDLQShow, "replay": runDLQReplay, "purge": runDLQPurge,
 	}
+	if len(args) > 1 && args[0] == "help" { // bridge dlq help list
+		args = append(args[1:2], "-h")
+	}
 	if len(args) > 0 {
 		if run, ok := sub[args[0]]; ok {
 			return run(ctx, args[1:], stdout, stderr)
 		}
 	}
-	code := 2
+	code, w := 2, stderr
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help") {
-		code = 0
+		code, w = 0, stdout
 	} else if len(args) > 0 {
 		fmt.Fprintf(stderr, "bridge dlq: unknown command %q\n\n", args[0])
 	}
-	fmt.Fprint(stderr, `Usage: bridge dlq <command> [-config FILE] [flags]
+	fmt.Fprint(w, `Usage: bridge dlq <command> [-config FILE] [flags]
 
 Commands:
   list    [-rule R] [-reason X] [-since D] [-json]        dead letters by rule and reason, then one line each
@@ -106,9 +109,6 @@ func parseDLQIDs(args []string) ([]uint64, error) {
 	for _, a := range args {
 		id, err := strconv.ParseUint(a, 10, 64)
 		if err != nil || id == 0 {
-			if strings.HasPrefix(a, "-") {
-				return nil, fmt.Errorf("flag %s after an ID: put the flags first", a)
-			}
 			return nil, fmt.Errorf("%q is not a dead letter ID (the first column of 'bridge dlq list')", a)
 		}
 		ids = append(ids, id)
@@ -123,6 +123,10 @@ func openDLQ(ctx context.Context, path string) (*dlq.DLQ, func(), error) {
 		return nil, nil, err
 	}
 	b, err := broker.Dial(ctx, cfg.BrokerOptions(), zerolog.Nop())
+	if err != nil && cfg.NATS.URL != "" {
+		// The error names the address tried; say what it most likely means.
+		return nil, nil, fmt.Errorf("%w: is that NATS server running, and reachable from here?", err)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -150,7 +154,7 @@ func dlqFailed(fs *flag.FlagSet, stderr io.Writer, err error) int {
 func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newDLQFlags("list", "[-config FILE] [-rule R] [-reason X] [-since D] [-json] [ID...]", true, stderr)
 	asJSON := f.fs.Bool("json", false, "print the entries as JSON")
-	if code, ok := parseFlags(f.fs, args); !ok {
+	if code, ok := parseFlags(f.fs, args, stdout); !ok {
 		return code
 	}
 	flt, err := f.filter()
@@ -192,7 +196,7 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		total += s.Count
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "%s\n\n", dlqPlural(total, "dead letter"))
+	fmt.Fprintf(stdout, "%s\n\n", plural(total, "dead letter"))
 	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tAGE\tRULE\tREASON\tEVENT\tERROR")
 	for _, e := range entries {
@@ -212,7 +216,7 @@ type dlqShownEntry struct {
 
 func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newDLQFlags("show", "[-config FILE] ID...", false, stderr)
-	if code, ok := parseFlags(f.fs, args); !ok {
+	if code, ok := parseFlags(f.fs, args, stdout); !ok {
 		return code
 	}
 	ids, err := parseDLQIDs(f.fs.Args())
@@ -247,7 +251,7 @@ func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newDLQFlags("replay", "[-config FILE] [-rule R] [-reason X] [-since D] [ID...]", true, stderr)
-	if code, ok := parseFlags(f.fs, args); !ok {
+	if code, ok := parseFlags(f.fs, args, stdout); !ok {
 		return code
 	}
 	flt, err := f.filter()
@@ -269,7 +273,7 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 	n, err := q.Replay(ctx, flt, progress)
-	fmt.Fprintf(stdout, "replayed %s\n", dlqPlural(n, "dead letter"))
+	fmt.Fprintf(stdout, "replayed %s\n", plural(n, "dead letter"))
 	if err != nil {
 		return dlqFailed(f.fs, stderr, err)
 	}
@@ -279,7 +283,7 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func runDLQPurge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newDLQFlags("purge", "[-config FILE] [-rule R] [-reason X] [-since D] [-yes] [ID...]", true, stderr)
 	yes := f.fs.Bool("yes", false, "purge every dead letter when no filter or ID is given")
-	if code, ok := parseFlags(f.fs, args); !ok {
+	if code, ok := parseFlags(f.fs, args, stdout); !ok {
 		return code
 	}
 	flt, err := f.filter()
@@ -295,7 +299,7 @@ func runDLQPurge(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	defer closeFn()
 	n, err := q.Purge(ctx, flt)
-	fmt.Fprintf(stdout, "purged %s\n", dlqPlural(n, "dead letter"))
+	fmt.Fprintf(stdout, "purged %s\n", plural(n, "dead letter"))
 	if err != nil {
 		return dlqFailed(f.fs, stderr, err)
 	}
@@ -334,11 +338,4 @@ func dlqDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func dlqPlural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }

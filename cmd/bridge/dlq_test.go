@@ -374,7 +374,7 @@ func TestDLQUsage(t *testing.T) {
 		wantErr string
 	}{
 		{"no command", nil, 2, "Usage: bridge dlq <command>"},
-		{"help", []string{"-h"}, 0, "Usage: bridge dlq <command>"},
+		{"help", []string{"-h"}, 0, "Usage: bridge dlq <command>"}, // on stdout, as every help
 		{"unknown command", []string{"drop"}, 2, `bridge dlq: unknown command "drop"`},
 		{"command help", []string{"list", "-h"}, 0, "Usage: bridge dlq list"},
 		{"unknown flag", []string{"list", "-bogus"}, 2, "flag provided but not defined: -bogus"},
@@ -382,7 +382,7 @@ func TestDLQUsage(t *testing.T) {
 		{"bad age", []string{"replay", "-since", "yesterday"}, 2, `bridge dlq replay: -since: want a positive age such as 90m, 24h or 7d, got "yesterday"`},
 		{"negative age", []string{"purge", "-since", "-1h"}, 2, "-since: want a positive age"},
 		{"bad id", []string{"replay", "x1"}, 2, `bridge dlq replay: "x1" is not a dead letter ID`},
-		{"flag after id", []string{"purge", "3", "-yes"}, 2, "flag -yes after an ID: put the flags first"},
+		{"a dash after --", []string{"purge", "--", "-yes"}, 2, `"-yes" is not a dead letter ID`},
 		{"show without ids", []string{"show"}, 2, "bridge dlq show: name the IDs to show"},
 		{"show zero", []string{"show", "0"}, 2, `"0" is not a dead letter ID`},
 		{"no config", []string{"list", "-config", filepath.Join(t.TempDir(), "missing.yaml")}, 1, "bridge dlq list: config: open"},
@@ -390,13 +390,16 @@ func TestDLQUsage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var code int
-			var errOut string
+			var stdout, errOut string
 			if len(tt.args) == 0 || tt.args[0] == "-h" || tt.args[0] == "drop" {
 				var out, eb bytes.Buffer
 				code = runDLQ(context.Background(), tt.args, &out, &eb)
-				errOut = eb.String()
+				stdout, errOut = out.String(), eb.String()
 			} else {
-				code, _, errOut = e.run(tt.args...)
+				code, stdout, errOut = e.run(tt.args...)
+			}
+			if slices.Contains(tt.args, "-h") {
+				errOut = stdout // help is asked for: it is the output
 			}
 			if code != tt.code || !strings.Contains(errOut, tt.wantErr) {
 				t.Errorf("exit %d (want %d), stderr:\n%s\nwant it to contain %q", code, tt.code, errOut, tt.wantErr)
@@ -406,8 +409,8 @@ func TestDLQUsage(t *testing.T) {
 	t.Run("listed in bridge help", func(t *testing.T) {
 		var out, errOut bytes.Buffer
 		run([]string{"help"}, &out, &errOut)
-		if !strings.Contains(errOut.String(), "dlq            list, show, replay or purge dead letters") {
-			t.Errorf("help:\n%s", errOut.String())
+		if !strings.Contains(out.String(), "dlq            list, show, replay or purge dead letters") {
+			t.Errorf("help:\n%s", out.String())
 		}
 	})
 }

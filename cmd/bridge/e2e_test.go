@@ -863,3 +863,65 @@ func TestE2ESIGHUPReloadsRules(t *testing.T) {
 		t.Fatalf("the bridge exited on SIGHUP: %v", b.state)
 	}
 }
+
+// TestE2ERenderTestRunParity: one event of a webhook source, through
+// bridge render, bridge test and the running service, meets the same rule
+// with the same subject and gives the same body.
+func TestE2ERenderTestRunParity(t *testing.T) {
+	e := newE2E(t)
+	b := e.newBridge("bridge", "warn", false)
+	rule := `rules:
+  - name: by-subject
+    on: {sources: [shop], subjects: ["bridge.in.shop"]}
+    message:
+      type: inapp
+      to: {type: user, user_id: '{{ .event.user }}'}
+      body: '<p>{{ .subject }}: event {{ .event.n }}</p>'
+`
+	want := "<p>bridge.in.shop: event 5</p>"
+	cases := `tests:
+  - name: a shop event
+    source: shop
+    event: {n: 5, user: u-5}
+    expect: [{rule: by-subject, body: "` + want + `"}]
+`
+	writeFile(t, filepath.Join(e.dir, "rules.yaml"), rule)
+	writeFile(t, filepath.Join(e.dir, "tests", "shop.test.yaml"), cases)
+	payload := eventBody(5)
+	writeFile(t, filepath.Join(e.dir, "event.json"), string(payload))
+	cli := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(e.bin, args...)
+		cmd.Dir = e.dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("bridge %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+
+	var rendered []struct {
+		Rule    string `json:"rule"`
+		Request struct {
+			Body string `json:"body"`
+		} `json:"request"`
+	}
+	if err := json.Unmarshal([]byte(cli("render", "-config", b.config, "-event", "event.json", "-source", "shop")), &rendered); err != nil {
+		t.Fatal(err)
+	}
+	if len(rendered) != 1 || rendered[0].Rule != "by-subject" || rendered[0].Request.Body != want {
+		t.Errorf("render: %+v, want by-subject with body %q", rendered, want)
+	}
+	if out := cli("test", "-config", b.config, "rules.yaml", "tests/shop.test.yaml"); !strings.Contains(out, "1 passed, 0 failed") {
+		t.Errorf("test:\n%s", out)
+	}
+
+	b.start()
+	if status, body := b.webhook("msg_parity", e2eSecret, time.Now(), payload); status != http.StatusAccepted {
+		t.Fatalf("webhook: %d %s", status, body)
+	}
+	e.waitFor(20*time.Second, func() string { return "the message" }, func() bool { return len(e.ic.Messages()) >= 1 })
+	if got := e.ic.Messages()[0].Body; got != want {
+		t.Errorf("run sent body %q, want %q as render and test", got, want)
+	}
+}

@@ -41,21 +41,32 @@ func main() {
 
 // run is main without os.Exit, so tests can call it in-process.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "-h", "-help", "--help":
+		usage(stdout)
 		return 0
+	case "help": // bridge help CMD is bridge CMD -h
+		if len(rest) == 0 {
+			usage(stdout)
+			return 0
+		}
+		name, rest = rest[0], append(rest[1:], "-h")
+	case "-version", "--version":
+		name = "version"
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	for _, c := range commands() {
-		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
+		if c.name == name {
+			return c.run(ctx, rest, stdout, stderr)
 		}
 	}
-	fmt.Fprintf(stderr, "bridge: unknown command %q\n\n", args[0])
+	fmt.Fprintf(stderr, "bridge: unknown command %q\n\n", name)
 	usage(stderr)
 	return 2
 }
@@ -69,4 +80,12 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'bridge <command> -h' for the flags of a command.")
+}
+
+// plural writes a count with its noun: "1 rule", "2 rules".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -1,47 +1,27 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/internal/contactsfile"
 	"github.com/intercom-bridge/bridge/rules"
 )
-
-// newFlagSet returns a flag set that reports to stderr and does not exit.
-func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: bridge %s %s\n\nFlags:\n", name, usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args and returns the exit code to use when parsing
-// ended the command (-h: 0, a bad flag: 2).
-func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
-		}
-		return 2, false
-	}
-	return 0, true
-}
 
 // printErrors writes an error, one line per rule file problem.
 func printErrors(w io.Writer, err error) {
@@ -56,16 +36,32 @@ func printErrors(w io.Writer, err error) {
 }
 
 // rulePaths discovers rule and test files. A test file named on its own
-// brings in the rules of its directory.
+// brings in the rules of its directory, but not the other tests there:
+// `bridge test dir/a.test.yaml` runs a.test.yaml's cases only.
 func rulePaths(paths []string) (ruleFiles, testFiles []string, err error) {
-	expanded := make([]string, 0, len(paths))
+	ruleFiles, testFiles, err = rules.Discover(paths)
+	if err != nil {
+		return nil, nil, err
+	}
+	var dirs []string
 	for _, p := range paths {
-		expanded = append(expanded, p)
 		if rules.IsTestFile(p) {
-			expanded = append(expanded, filepath.Dir(p))
+			dirs = append(dirs, filepath.Dir(p))
 		}
 	}
-	return rules.Discover(expanded)
+	if len(dirs) == 0 {
+		return ruleFiles, testFiles, nil
+	}
+	beside, _, err := rules.Discover(dirs)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, f := range beside {
+		if !slices.Contains(ruleFiles, f) {
+			ruleFiles = append(ruleFiles, f)
+		}
+	}
+	return ruleFiles, testFiles, nil
 }
 
 func loadTests(testFiles []string) ([]*rules.TestFile, error) {
@@ -96,24 +92,17 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs := newFlagSet("validate", "[-config FILE] [flags] [PATH...]", stderr)
 	configPath := fs.String("config", "", "configuration `file` to check, with the rules it names")
 	defaultAdmin := fs.String("default-admin", "", "admin `id` for rules that set no message.from")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
 	paths := fs.Args()
-	version := intercom.DefaultVersion
-	opts := rules.Options{DefaultAdminID: *defaultAdmin}
-	if *configPath != "" {
-		cfg, err := config.Load(*configPath)
-		if err != nil {
-			printErrors(stderr, err)
-			return 1
-		}
+	cfg, opts, err := configRules(*configPath, *defaultAdmin, "")
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
+	}
+	if cfg != nil {
 		paths = append(paths, cfg.Rules.Paths...)
-		opts = cfg.RuleOptions()
-		if *defaultAdmin != "" {
-			opts.DefaultAdminID = *defaultAdmin
-		}
-		version = cfg.Intercom.Version
 		// Weak settings work, so they do not fail the check; each is worth
 		// a look.
 		for _, w := range cfg.Warnings() {
@@ -143,12 +132,12 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	for _, r := range set.Rules() {
 		for _, f := range r.Recipients() {
-			if note := lookupNote(f, version); note != "" {
+			if note := lookupNote(f, opts.IntercomVersion); note != "" {
 				fmt.Fprintf(stdout, "%s: note: rule %s: %s\n", f.Pos, r.Name, note)
 			}
 		}
 	}
-	fmt.Fprintf(stdout, "ok: %d rules in %d files, %d test files\n", set.Len(), len(ruleFiles), len(testFiles))
+	fmt.Fprintf(stdout, "ok: %s in %s, %s\n", plural(set.Len(), "rule"), plural(len(ruleFiles), "file"), plural(len(testFiles), "test file"))
 	return 0
 }
 
@@ -180,16 +169,16 @@ func lookupNote(f rules.RecipientForm, version string) string {
 // the differences of each failure, and a summary.
 func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("test", "[flags] PATH...", stderr)
+	configPath := fs.String("config", "", "configuration `file` of the service the rules run in: its sources, subjects, default admin and Intercom version")
 	defaultAdmin := fs.String("default-admin", "", "admin `id` for rules that set no message.from")
 	runPattern := fs.String("run", "", "run only the cases whose \"file: name\" matches this `regexp`")
 	verbose := fs.Bool("v", false, "print passing cases too")
-	version := fs.String("version", intercom.DefaultVersion, "the Intercom-Version expected requests are written for")
-	if code, ok := parseFlags(fs, args); !ok {
+	version := fs.String("version", "", "the Intercom-Version expected requests are written for (default: the config's, else "+intercom.DefaultVersion+")")
+	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
-	if err := intercom.ValidateVersion(*version); err != nil {
-		fmt.Fprintf(stderr, "-version: %s\n", strings.TrimPrefix(err.Error(), "intercom: "))
-		return 2
+	if code := checkVersionFlag(*version, stderr); code != 0 {
+		return code
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
@@ -203,13 +192,17 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
+	cfg, opts, err := configRules(*configPath, *defaultAdmin, *version)
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
+	}
 	ruleFiles, testFiles, err := rulePaths(fs.Args())
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	set, err := rules.LoadFiles(ruleFiles, rules.Options{DefaultAdminID: *defaultAdmin,
-		NoRecipientLists: !intercom.Capabilities(*version).RecipientLists, IntercomVersion: *version})
+	set, err := rules.LoadFiles(ruleFiles, opts)
 	if err != nil {
 		printErrors(stderr, err)
 		return 1
@@ -219,17 +212,22 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printErrors(stderr, err)
 		return 1
 	}
-	passed, failed := 0, 0
+	passed, failed, found := 0, 0, 0
 	for _, tf := range tests {
+		found += len(tf.Cases)
 		var contacts contactList
 		for _, c := range tf.Contacts {
 			contacts = append(contacts, intercom.Contact{ID: c.ID, Role: c.Role, ExternalID: c.ExternalID, Email: c.Email})
 		}
 		request := func(m rules.Message) ([]byte, error) {
-			v, err := wireFor(*version, m, contacts)
+			v, err := wireFor(opts.IntercomVersion, m, contacts)
 			return v.Request, err
 		}
 		for _, tc := range rules.FilterCases(tf, filter) {
+			if err := serviceSubject(cfg, &tc.Event); err != nil {
+				fmt.Fprintf(stderr, "%s: %s: %v\n", tc.Pos, tc.Name, err)
+				return 1
+			}
 			res := tc.Run(set, request)
 			if res.Passed() {
 				passed++
@@ -245,9 +243,13 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	if passed+failed == 0 {
+	switch {
+	case found == 0:
 		fmt.Fprintln(stderr, "no rule tests found (*.test.yaml)")
 		return 1
+	case passed+failed == 0: // as go test -run: a filter that matches nothing is not a failure
+		fmt.Fprintf(stdout, "no tests match -run %s\n", *runPattern)
+		return 0
 	}
 	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
 	if failed > 0 {
@@ -256,16 +258,68 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// headerFlags collects repeated -header name=value flags.
-type headerFlags map[string]string
-
-func (h headerFlags) String() string { return "" }
-func (h headerFlags) Set(s string) error {
-	name, value, ok := strings.Cut(s, "=")
-	if !ok || name == "" {
-		return fmt.Errorf("want name=value, got %q", s)
+// checkVersionFlag checks an Intercom-Version given with -version; "" is
+// the default. It returns the exit code of a usage error, or 0.
+func checkVersionFlag(version string, stderr io.Writer) int {
+	if version == "" {
+		return 0
 	}
-	h[strings.ToLower(name)] = value
+	if err := intercom.ValidateVersion(version); err != nil {
+		fmt.Fprintf(stderr, "-version: %s\n", strings.TrimPrefix(err.Error(), "intercom: "))
+		return 2
+	}
+	return 0
+}
+
+// configRules loads the config at path, when there is one, and returns the
+// rule options the service would use with it: its sources, default admin
+// and Intercom-Version. A -default-admin or -version given on the command
+// line wins; without a config they are all there is.
+func configRules(path, defaultAdmin, version string) (*config.Config, rules.Options, error) {
+	var cfg *config.Config
+	opts := rules.Options{}
+	if path != "" {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			return nil, opts, err
+		}
+		opts = cfg.RuleOptions()
+	}
+	if defaultAdmin != "" {
+		opts.DefaultAdminID = defaultAdmin
+	}
+	if version != "" || opts.IntercomVersion == "" {
+		opts.IntercomVersion = cmp.Or(version, intercom.DefaultVersion)
+		opts.NoRecipientLists = !intercom.Capabilities(opts.IntercomVersion).RecipientLists
+	}
+	return cfg, opts, nil
+}
+
+// serviceSubject gives an event of a webhook source the subject the service
+// would store it under, when the command line names none: the source's
+// subject expression, else <prefix>.in.<source>. So a rule's on.subjects
+// sees in render and test what it sees in run. Without a config, or for a
+// NATS source (whose subject is whatever it was published on), the event
+// keeps the subject it has.
+func serviceSubject(cfg *config.Config, ev *rules.Event) error {
+	if cfg == nil || ev.Subject != "" || ev.Source == "" {
+		return nil
+	}
+	for _, s := range cfg.Sources {
+		if s.Name != ev.Source || s.Webhook == nil {
+			continue
+		}
+		expr, err := event.CompileExpr(s.Webhook.Subject)
+		if err != nil {
+			return fmt.Errorf("source %s: subject: %w", s.Name, err)
+		}
+		def := cfg.Topology().SourceSubject(s.Name)
+		subject, err := expr.Eval(ev.Headers, ev.Data, s.Name, def)
+		if err != nil {
+			return fmt.Errorf("source %s: subject: %w", s.Name, err)
+		}
+		ev.Subject = cmp.Or(subject, def)
+	}
 	return nil
 }
 
@@ -297,30 +351,35 @@ func toRendered(d rules.Delivery, version string, contacts contactList) (rendere
 // runRender prints the Intercom request bodies an event would produce, or
 // with -explain what every rule did with it.
 func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("render", "-rules PATH -event FILE [flags]", stderr)
+	fs := newFlagSet("render", "-rules PATH|-config FILE -event FILE [flags]", stderr)
 	var rulePathsFlag stringsFlag
-	fs.Var(&rulePathsFlag, "rules", "rule file or directory (repeatable)")
+	fs.Var(&rulePathsFlag, "rules", "rule file or directory (repeatable; default with -config: its rules.paths)")
+	configPath := fs.String("config", "", "configuration `file` of the service the rules run in: its sources, subjects, default admin and Intercom version")
 	eventFile := fs.String("event", "", "JSON payload `file` of the event (- for standard input)")
 	source := fs.String("source", "", "the event's source name")
-	subject := fs.String("subject", "", "the event's NATS subject")
+	subject := fs.String("subject", "", "the event's NATS subject (default with -config, for a webhook source: the one the service gives it)")
 	id := fs.String("id", "render-1", "the event id")
 	ceType := fs.String("type", "", "the event's CloudEvents type")
-	at := fs.String("time", "", "the event's time, RFC 3339 (default now)")
+	at := fs.String("time", "", "the event's time, RFC 3339 or unix seconds (default now)")
 	headers := headerFlags{}
 	fs.Var(headers, "header", "a header as `name=value` (repeatable)")
 	defaultAdmin := fs.String("default-admin", "", "admin `id` for rules that set no message.from")
 	explain := fs.Bool("explain", false, "say what every rule did with the event")
-	version := fs.String("version", intercom.DefaultVersion, "the Intercom-Version the request is written for")
+	version := fs.String("version", "", "the Intercom-Version the request is written for (default: the config's, else "+intercom.DefaultVersion+")")
 	contactsFile := fs.String("contacts", "", "JSON or YAML `file` of contacts to look recipients up in: [{id, role, external_id, email}, ...]")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
-	if len(rulePathsFlag) == 0 || *eventFile == "" {
+	if (len(rulePathsFlag) == 0 && *configPath == "") || *eventFile == "" {
 		fs.Usage()
 		return 2
 	}
-	if err := intercom.ValidateVersion(*version); err != nil {
-		fmt.Fprintf(stderr, "-version: %s\n", strings.TrimPrefix(err.Error(), "intercom: "))
+	if code := checkVersionFlag(*version, stderr); code != 0 {
+		return code
+	}
+	when, err := parseTimeFlag(*at)
+	if err != nil {
+		fmt.Fprintf(stderr, "-time: %v\n", err)
 		return 2
 	}
 	var contacts contactList
@@ -332,13 +391,20 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		contacts = list
 	}
+	cfg, opts, err := configRules(*configPath, *defaultAdmin, *version)
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
+	}
+	if len(rulePathsFlag) == 0 {
+		rulePathsFlag = cfg.Rules.Paths
+	}
 	ruleFiles, _, err := rules.Discover(rulePathsFlag)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	set, err := rules.LoadFiles(ruleFiles, rules.Options{DefaultAdminID: *defaultAdmin,
-		NoRecipientLists: !intercom.Capabilities(*version).RecipientLists, IntercomVersion: *version})
+	set, err := rules.LoadFiles(ruleFiles, opts)
 	if err != nil {
 		printErrors(stderr, err)
 		return 1
@@ -358,15 +424,15 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "%s: invalid JSON: %v\n", *eventFile, err)
 		return 1
 	}
-	when := time.Now().UTC()
-	if *at != "" {
-		if when, err = time.Parse(time.RFC3339, *at); err != nil {
-			fmt.Fprintf(stderr, "-time: %v\n", err)
-			return 2
-		}
-	}
 	ev := &rules.Event{ID: *id, Source: *source, Subject: *subject, Type: *ceType, Headers: headers, Data: data, Time: when}
+	if err := serviceSubject(cfg, ev); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
 	if *explain {
+		// A rule that fails for the event fails the command, as without
+		// -explain.
+		code := 0
 		for _, x := range set.Explain(ev) {
 			fmt.Fprintf(stdout, "%s (%s): %s", x.Rule, x.Pos, x.Outcome)
 			switch x.Outcome {
@@ -374,10 +440,11 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 				fmt.Fprintf(stdout, ": %s", x.Reason)
 			case rules.Failed:
 				fmt.Fprintf(stdout, ": %v", x.Err)
+				code = 1
 			}
 			fmt.Fprintln(stdout)
 			if x.Delivery != nil {
-				r, err := toRendered(*x.Delivery, *version, contacts)
+				r, err := toRendered(*x.Delivery, opts.IntercomVersion, contacts)
 				if err == nil {
 					err = writeJSON(stdout, r, "    ")
 				}
@@ -387,12 +454,12 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 				}
 			}
 		}
-		return 0
+		return code
 	}
 	res := set.Evaluate(ev)
 	out := make([]renderedDelivery, 0, len(res.Deliveries))
 	for _, d := range res.Deliveries {
-		r, err := toRendered(d, *version, contacts)
+		r, err := toRendered(d, opts.IntercomVersion, contacts)
 		if err != nil {
 			fmt.Fprintf(stderr, "rule %s: %v\n", d.Rule, err)
 			return 1
@@ -412,11 +479,19 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return 0
 }
 
-// stringsFlag collects a repeatable string flag.
-type stringsFlag []string
-
-func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
-func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+// parseTimeFlag reads -time: RFC 3339 or unix seconds; "" is now.
+func parseTimeFlag(s string) (time.Time, error) {
+	if s == "" {
+		return time.Now().UTC(), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if sec, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(sec, 0).UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: use RFC 3339 (2026-03-14T10:00:00Z) or unix seconds (1773482400)", s)
+}
 
 // writeJSON prints v indented, with HTML left as it is: a body is meant to
 // be read.

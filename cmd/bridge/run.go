@@ -17,7 +17,7 @@ import (
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", "-config FILE", stderr)
 	configPath := fs.String("config", "config.yaml", "configuration `file`")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
 	// SIGHUP is taken from the start, watching or not: its default action

@@ -338,7 +338,7 @@ func TestSecurityExampleConfigRefusesPublishedSecret(t *testing.T) {
 		addr := freeAddr(t)
 		_, _, done := exampleBridge(t, "BRIDGE_HTTP_LISTEN="+addr)
 		waitPort(t, addr, done)
-		script := readmeBlock(t, "The same with curl, signing by hand:")
+		script := readmeBlock(t, "The same with curl, signing by hand,")
 		script = strings.ReplaceAll(script, "http://127.0.0.1:8080", "http://"+addr)
 		dir := t.TempDir()
 		order := `{"type":"order.paid","order_id":1001,"amount":149.5,"currency":"EUR","customer":{"id":"u-42","first_name":"Ada"}}`

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
@@ -23,7 +25,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	source := fs.String("source", "", "webhook source `name`")
 	id := fs.String("id", "", "event `id` (webhook-id); default: a new one")
 	target := fs.String("url", "", "bridge base `URL`; default: http://<http.listen>")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
 	if *source == "" || fs.NArg() != 1 {
@@ -74,8 +76,12 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		fmt.Fprintf(stderr, "bridge send: no bridge is listening at %s: start it with bridge run -config %s, or name its address with -url\n", base, *configPath)
+		return 1
+	}
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintf(stderr, "bridge send: %v\n", err)
 		return 1
 	}
 	defer resp.Body.Close()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -60,5 +61,50 @@ sources:
 	if code := runSend(context.Background(), []string{"-config", cfgPath, "-source", "nope", "-url", srv.URL, filepath.Join(dir, "event.json")}, &out, &errOut); code != 1 ||
 		!strings.Contains(errOut.String(), `no webhook source "nope"`) {
 		t.Errorf("unknown source: exit %d: %s", code, errOut.String())
+	}
+}
+
+// TestNotRunning: a command that needs a running bridge says so when none
+// answers, and names the address it tried, instead of a raw Go error.
+func TestNotRunning(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := ln.Addr().String()
+	ln.Close() // nobody listens here now
+	cfgPath := filepath.Join(dir, "bridge.yaml")
+	writeFile(t, cfgPath, `
+http: {listen: "`+free+`"}
+nats: {url: "nats://`+free+`", connect_timeout: 200ms}
+sources: [{name: shop, webhook: {auth: {scheme: none}}}]
+`)
+	writeFile(t, filepath.Join(dir, "event.json"), `{"type":"order.paid"}`)
+	writeFile(t, filepath.Join(dir, "rules", "r.yaml"), "rules: []\n")
+	tests := []struct {
+		name string
+		run  func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+		args []string
+		want []string
+	}{
+		{"send", runSend, []string{"-config", cfgPath, "-source", "shop", filepath.Join(dir, "event.json")},
+			[]string{"bridge send: no bridge is listening at http://" + free + ": start it with bridge run -config " + cfgPath + ", or name its address with -url"}},
+		{"check", runCheck, []string{"-config", cfgPath},
+			[]string{"cannot connect to nats://" + free + " (is the bridge running, with nats.listen, or the NATS server of nats.url?)", "\n1 check failed\n"}},
+		{"dlq", runDLQ, []string{"list", "-config", cfgPath},
+			[]string{"could not connect to nats://" + free + " within 200ms: is that NATS server running, and reachable from here?"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := tt.run(context.Background(), tt.args, &out, &errOut)
+			got := out.String() + errOut.String()
+			for _, want := range tt.want {
+				if code != 1 || !strings.Contains(got, want) {
+					t.Errorf("exit %d, output:\n%s\nwant it to contain %q", code, got, want)
+				}
+			}
+		})
 	}
 }
