@@ -368,18 +368,6 @@ func TestReloadSetCurrentMakesFirstReloadANoop(t *testing.T) {
 	}
 }
 
-func TestReloadIgnoredNames(t *testing.T) {
-	for name, want := range map[string]bool{
-		"rules.yaml": true, "rules.yml": true, "rules.test.yaml": false, "rules.yaml.tmp": false,
-		".rules.yaml.swp": false, "rules.yaml~": false, "#rules.yaml#": false, ".#rules.yaml": false,
-		"notes.txt": false, "rules.json": false,
-	} {
-		if got := isRuleFileName(name) && !ignoredRuleFileName(name); got != want {
-			t.Errorf("%q counts as a rule file: %v, want %v", name, got, want)
-		}
-	}
-}
-
 // TestReloadOnKubernetesConfigMapUpdate mounts rules the way a ConfigMap
 // volume does (rules.yaml -> ..data/rules.yaml, ..data -> ..<timestamp>)
 // and updates them the way the kubelet does: a new timestamped directory,
