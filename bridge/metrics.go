@@ -1,6 +1,9 @@
 package bridge
 
 import (
+	"cmp"
+	"runtime"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -9,8 +12,11 @@ import (
 // answers and the rules in force. The pipeline and the sources register
 // their own on the same registry.
 type serviceMetrics struct {
-	IntercomDuration  *prometheus.HistogramVec // code
-	IntercomRemaining prometheus.Gauge
+	IntercomDuration *prometheus.HistogramVec // code
+	// IntercomRemaining has no labels; its one series appears with the
+	// first X-RateLimit-Remaining Intercom sends, so that no made-up 0
+	// reads as "no headroom".
+	IntercomRemaining *prometheus.GaugeVec
 	IntercomTokenOK   prometheus.Gauge
 
 	RulesLoaded         prometheus.Gauge
@@ -27,12 +33,22 @@ func newRegistry() *prometheus.Registry {
 	return r
 }
 
+// registerBuildInfo adds bridge_build_info, 1 with the version of the
+// binary, of Go, and the Intercom-Version the bridge speaks, as
+// Prometheus' own build_info does.
+func registerBuildInfo(reg prometheus.Registerer, version, intercomVersion string) {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bridge_build_info",
+		Help: "1, with the bridge's version, Go's and the Intercom-Version it sends."}, []string{"version", "goversion", "intercom_version"})
+	g.WithLabelValues(cmp.Or(version, "unknown"), runtime.Version(), intercomVersion).Set(1)
+	reg.MustRegister(g)
+}
+
 func newServiceMetrics(reg prometheus.Registerer) *serviceMetrics {
 	m := &serviceMetrics{
 		IntercomDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "bridge_intercom_request_duration_seconds",
 			Help: "Intercom API requests by HTTP status (0: no answer).", Buckets: prometheus.DefBuckets}, []string{"code"}),
-		IntercomRemaining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_intercom_ratelimit_remaining",
-			Help: "X-RateLimit-Remaining of Intercom's last answer."}),
+		IntercomRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bridge_intercom_ratelimit_remaining",
+			Help: "X-RateLimit-Remaining of Intercom's last answer; absent until Intercom sent one."}, nil),
 		IntercomTokenOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_intercom_token_ok",
 			Help: "0 after Intercom rejected the token (401), else 1."}),
 		RulesLoaded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_rules_loaded",

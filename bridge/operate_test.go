@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,9 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
@@ -101,25 +106,30 @@ func TestMetricsMoveAsEventsFlow(t *testing.T) {
 	})
 	_, body := getURL(t, "http://"+h.svc.AdminAddr()+"/metrics")
 	for series, want := range map[string]float64{
-		`bridge_events_received_total{source="shop"}`:                 4,
+		`bridge_events_received_total{source="shop"}`: 4,
+		`bridge_events_received_total{source="crm"}`:  1, // captured: counted by stage 1
+		`bridge_ready`: 1,
 		`bridge_webhook_requests_total{code="202",source="shop"}`:     4,
 		`bridge_rule_matches_total{rule="order-thanks"}`:              3,
 		`bridge_rule_errors_total{rule="order-thanks"}`:               1,
 		`bridge_deliveries_total{outcome="sent",rule="order-thanks"}`: 3,
 		`bridge_deliveries_total{outcome="sent",rule="lead-welcome"}`: 1,
 		`bridge_dead_letters_total{reason="render"}`:                  1,
-		`bridge_rules_loaded`:                                         4,
-		`bridge_intercom_request_duration_seconds_count{code="200"}`:  6, // 4 messages, 2 look-ups
-		`bridge_contact_lookups_total{outcome="miss"}`:                2, // user u, contact c
-		`bridge_contact_lookups_total{outcome="hit"}`:                 2, // u again, twice
-		`bridge_delivery_latency_seconds_count`:                       4,
-		`bridge_intercom_token_ok`:                                    1,
-		`bridge_rules_last_reload_successful`:                         1,
-		`bridge_outbox_pending`:                                       0,
+		`bridge_rules_loaded`: 4,
+		`bridge_intercom_request_duration_seconds_count{code="200"}`: 6, // 4 messages, 2 look-ups
+		`bridge_contact_lookups_total{outcome="miss"}`:               2, // user u, contact c
+		`bridge_contact_lookups_total{outcome="hit"}`:                2, // u again, twice
+		`bridge_delivery_latency_seconds_count`:                      4,
+		`bridge_intercom_token_ok`:                                   1,
+		`bridge_rules_last_reload_successful`:                        1,
+		`bridge_outbox_pending`:                                      0,
 	} {
 		if got := metricValue(t, body, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)
 		}
+	}
+	if metricValue(t, body, "bridge_intercom_ratelimit_remaining") <= 0 {
+		t.Error("bridge_intercom_ratelimit_remaining is not Intercom's X-RateLimit-Remaining")
 	}
 	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "bridge_rules_hash{hash="} {
 		if !strings.Contains(body, name) {
@@ -129,6 +139,54 @@ func TestMetricsMoveAsEventsFlow(t *testing.T) {
 	if strings.Contains(body, h.ic.Token()) || strings.Contains(body, secret) {
 		t.Error("/metrics shows a secret")
 	}
+}
+
+// Before the first event every series whose labels are known exists at
+// 0, so that increase() alerts fire on the first dead letter; what only
+// Intercom can say is absent until it has said it.
+func TestMetricsBeforeTheFirstEvent(t *testing.T) {
+	h := newHarness(t, nil)
+	_, body := getURL(t, "http://"+h.svc.AdminAddr()+"/metrics")
+	for _, series := range []string{
+		`bridge_dead_letters_total{reason="permanent"} 0`,
+		`bridge_dead_letters_total{reason="contact_not_found"} 0`,
+		`bridge_deliveries_total{outcome="dead_letter",rule="order-thanks"} 0`,
+		`bridge_deliveries_total{outcome="sent",rule="lead-welcome"} 0`,
+		`bridge_rule_errors_total{rule="order-thanks"} 0`,
+		`bridge_events_received_total{source="crm"} 0`,
+		`bridge_events_received_total{source="shop"} 0`,
+		`bridge_events_invalid_total{source="shop"} 0`,
+		`bridge_contact_lookups_total{outcome="error"} 0`,
+		`bridge_ready 1`,
+		`bridge_build_info{goversion="` + runtime.Version() + `",intercom_version="` + h.cfg.Intercom.Version + `",version="test"} 1`,
+	} {
+		if !strings.Contains(body, "\n"+series+"\n") {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
+	if strings.Contains(body, "bridge_intercom_ratelimit_remaining ") {
+		t.Error("bridge_intercom_ratelimit_remaining is shown before Intercom sent a header")
+	}
+
+	// Events that cannot be read are counted under their source, whether
+	// the bridge stored them (a webhook, bind or core source) or the
+	// stream captured them.
+	nc, err := nats.Connect(h.nats.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	for _, subject := range []string{"crm.broken", h.cfg.Topology().SourceSubject("shop")} {
+		if _, err := js.Publish(context.Background(), subject, []byte("not json")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitFor("the invalid events counted by source", func() bool {
+		_, body := getURL(t, "http://"+h.svc.AdminAddr()+"/metrics")
+		return metricValue(t, body, `bridge_events_invalid_total{source="crm"}`) == 1 &&
+			metricValue(t, body, `bridge_events_invalid_total{source="shop"}`) == 1
+	})
 }
 
 func TestReloadKeepsRulesOnErrorAndDropsNothing(t *testing.T) {

@@ -45,6 +45,7 @@ type Service struct {
 	registry *prometheus.Registry
 	metrics  *serviceMetrics
 	pipeline *pipeline.Metrics
+	ingest   *ingest.Metrics
 	broker   *broker.Broker
 	rules    atomic.Pointer[rules.Set]
 	dryRun   bool
@@ -76,7 +77,17 @@ func LoadRules(cfg *config.Config) (*rules.Set, error) {
 // stages, the sources, and the webhook and admin listeners. Stop undoes it.
 func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Options) (_ *Service, err error) {
 	reg := newRegistry()
-	s := &Service{cfg: cfg, log: log, registry: reg, metrics: newServiceMetrics(reg), pipeline: pipeline.NewMetrics(reg)}
+	s := &Service{cfg: cfg, log: log, registry: reg, metrics: newServiceMetrics(reg), pipeline: pipeline.NewMetrics(reg),
+		ingest: ingest.NewMetrics(reg)}
+	registerBuildInfo(reg, opts.Version, cfg.Intercom.Version)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bridge_ready",
+		Help: "1 while /readyz answers 200, else 0 (its body says why)."}, func() float64 {
+		if s.readiness().Ready {
+			return 1
+		}
+		return 0
+	}))
+	s.ingest.Precreate(cfg.SourceNames())
 	defer func() {
 		if err != nil {
 			s.Stop(context.Background())
@@ -137,10 +148,10 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 		return nil, err
 	}
 	if s.matcher, err = pipeline.StartMatcher(topoCtx, s.broker.JS, pipeline.MatcherOptions{
-		Topology: top, Decoder: decoder, Rules: s.rules.Load, Log: log, Metrics: s.pipeline}); err != nil {
+		Topology: top, Decoder: decoder, Rules: s.rules.Load, Log: log, Metrics: s.pipeline, Received: s.ingest.EventsReceived}); err != nil {
 		return nil, err
 	}
-	sourceMetrics := ingest.NewMetrics(reg)
+	sourceMetrics := s.ingest
 	sources := cfg.IngestSources()
 	if s.sources, err = ingest.StartNATSSources(topoCtx, top, sources, s.broker.Conn, s.broker.JS, log, sourceMetrics); err != nil {
 		return nil, err
@@ -171,7 +182,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 // startReloader reloads the rules when reload says so, and on changes to
 // the rule files when rules.watch is on.
 func (s *Service) startReloader(set *rules.Set, reload <-chan struct{}) {
-	s.reloader = newReloader(func() (*rules.Set, error) { return LoadRules(s.cfg) }, s.rules.Store, s.log, s.metrics)
+	s.reloader = newReloader(func() (*rules.Set, error) { return LoadRules(s.cfg) }, s.applyRules, s.log, s.metrics)
 	s.reloader.SetCurrent(set)
 	var paths []string
 	if s.cfg.Rules.Watch {
@@ -215,9 +226,19 @@ func (s *Service) serve(ln net.Listener, h http.Handler, name string) *http.Serv
 }
 
 func (s *Service) setRules(set *rules.Set) {
-	s.rules.Store(set)
+	s.applyRules(set)
 	s.metrics.SetRules(set.Len(), set.Hash())
 	s.log.Info().Int("rules", set.Len()).Str("hash", set.Hash()[:12]).Msg("rules loaded")
+}
+
+// applyRules puts set in force and makes its rules' series exist.
+func (s *Service) applyRules(set *rules.Set) {
+	s.rules.Store(set)
+	names := make([]string, 0, set.Len())
+	for _, r := range set.Rules() {
+		names = append(names, r.Name)
+	}
+	s.pipeline.Precreate(names, s.cfg.SourceNames())
 }
 
 // contactFinder is what looks recipients up: the client, or a sender given
@@ -243,7 +264,7 @@ func (s *Service) tokenRefused() {
 func (s *Service) observeIntercom(o intercom.Observation) {
 	s.metrics.IntercomDuration.WithLabelValues(strconv.Itoa(o.StatusCode)).Observe(o.Duration.Seconds())
 	if o.RateLimitRemaining >= 0 {
-		s.metrics.IntercomRemaining.Set(float64(o.RateLimitRemaining))
+		s.metrics.IntercomRemaining.WithLabelValues().Set(float64(o.RateLimitRemaining))
 	}
 	if o.StatusCode >= 200 && o.StatusCode < 300 && s.tokenRejected.Swap(false) {
 		s.metrics.IntercomTokenOK.Set(1)

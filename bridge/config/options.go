@@ -77,7 +77,8 @@ func (c *Config) WebhookOptions() ingest.WebhookOptions {
 // Decoder reads stored events back: it knows the capture sources by
 // their subjects.
 func (c *Config) Decoder() (*event.Decoder, error) {
-	d := &event.Decoder{Stream: c.Topology().Events.Name}
+	top := c.Topology()
+	d := &event.Decoder{Stream: top.Events.Name, In: top.SourceSubject("")}
 	for _, s := range c.Sources {
 		if s.Kind() != ingest.KindCapture {
 			continue

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -71,7 +72,23 @@ type Capture struct {
 // Decoder turns messages stored in the events stream into envelopes.
 type Decoder struct {
 	Stream   string
+	In       string // <prefix>.in., the subjects' start of the sources the bridge stores itself
 	Captures []Capture
+}
+
+// Source names the source a stored message belongs to by its subject: the
+// one of <prefix>.in.<source>, or the capture source whose subjects match;
+// "" when none does.
+func (d *Decoder) Source(subject string) string {
+	if d.In != "" && strings.HasPrefix(subject, d.In) {
+		return strings.TrimPrefix(subject, d.In)
+	}
+	for _, c := range d.Captures {
+		if slices.ContainsFunc(c.Subjects, func(p string) bool { return rules.SubjectMatches(p, subject) }) {
+			return c.Name
+		}
+	}
+	return ""
 }
 
 // Decode returns the envelope of a stored message: its own for a message

@@ -16,12 +16,19 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		EventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_events_received_total",
-			Help: "Events stored in the events stream, by source (a sender's retry of a stored event is not counted again)."}, []string{"source"}),
+			Help: "Events received, by source: stored by a webhook, bind or core source, or first read by stage 1 from a capture source's subjects (a sender's retry of a stored event is not counted again)."}, []string{"source"}),
 		WebhookRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_webhook_requests_total",
 			Help: "Webhook requests answered, by source (\"\" when unknown) and HTTP status."}, []string{"source", "code"}),
 	}
 	reg.MustRegister(m.EventsReceived, m.WebhookRequests)
 	return m
+}
+
+// Precreate makes each source's series exist at 0 before its first event.
+func (m *Metrics) Precreate(sources []string) {
+	for _, s := range sources {
+		m.EventsReceived.WithLabelValues(s)
+	}
 }
 
 // orNew returns m, or metrics registered nowhere when m is nil.

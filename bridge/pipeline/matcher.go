@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
@@ -20,13 +21,14 @@ import (
 // (shared by replicas), evaluates the current rules, and stores one job per
 // match in the outbox before it acks the event.
 type Matcher struct {
-	js      jetstream.JetStream
-	names   broker.Topology
-	decoder *event.Decoder
-	rules   func() *rules.Set
-	dlq     *deadLetters
-	log     zerolog.Logger
-	m       *Metrics
+	js       jetstream.JetStream
+	names    broker.Topology
+	decoder  *event.Decoder
+	rules    func() *rules.Set
+	dlq      *deadLetters
+	log      zerolog.Logger
+	m        *Metrics
+	received *prometheus.CounterVec // nil: not counted
 
 	cons    jetstream.Consumer
 	workers *workers
@@ -49,12 +51,16 @@ type MatcherOptions struct {
 	Rules   func() *rules.Set
 	Log     zerolog.Logger
 	Metrics *Metrics
+	// Received, when set, counts the events of capture sources by source
+	// (bridge_events_received_total): the events stream stores them
+	// itself, so stage 1 is the first of the bridge to see them.
+	Received *prometheus.CounterVec
 }
 
 // StartMatcher starts stage 1.
 func StartMatcher(ctx context.Context, js jetstream.JetStream, o MatcherOptions) (*Matcher, error) {
 	names := o.Topology
-	mt := &Matcher{js: js, names: names, decoder: o.Decoder, rules: o.Rules, log: o.Log, m: o.Metrics,
+	mt := &Matcher{js: js, names: names, decoder: o.Decoder, rules: o.Rules, log: o.Log, m: o.Metrics, received: o.Received,
 		dlq: &deadLetters{js: js, topology: names}, stop: make(chan struct{})}
 	events, err := streamOf(ctx, js, names.Events.Name)
 	if err != nil {
@@ -131,7 +137,7 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 		ev, err = env.Rules()
 	}
 	if err != nil {
-		source := ""
+		source := mt.decoder.Source(msg.Subject())
 		if env != nil {
 			source = env.Source
 		}
@@ -142,6 +148,9 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 			Raw:     &RawEvent{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}}, origin)
 	}
 
+	if mt.received != nil && meta.NumDelivered == 1 && msg.Headers().Get(event.EnvelopeHeader) == "" {
+		mt.received.WithLabelValues(ev.Source).Inc() // a captured subject's event, seen first here
+	}
 	res := mt.rules().Evaluate(ev)
 	futures := make([]jetstream.PubAckFuture, 0, len(res.Deliveries))
 	jobs := make([]*Job, 0, len(res.Deliveries))

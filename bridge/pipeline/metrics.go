@@ -42,6 +42,38 @@ type Metrics struct {
 	LedgerBytes    prometheus.Gauge
 }
 
+// Outcomes, Reasons and LookupOutcomes list the label values, so that each
+// series exists at 0 before its first event (see Precreate).
+var (
+	Outcomes = []string{OutcomeSent, OutcomeDuplicate, OutcomeThrottled, OutcomeDeadLetter, OutcomeRetry,
+		OutcomeRateLimited, OutcomeInFlight, OutcomeUncertainResend, OutcomeAmbiguousAnswer, OutcomeDryRun}
+	Reasons        = []string{ReasonPermanent, ReasonExhausted, ReasonUncertain, ReasonRender, ReasonContactNotFound, ReasonInvalidEvent}
+	LookupOutcomes = []string{LookupHit, LookupMiss, LookupNotFound, LookupError}
+)
+
+// Precreate makes every series whose labels are known at load exist at 0:
+// per rule, per source, per reason and outcome. An alert on increase()
+// then fires on the first dead letter, not on the second. Called again on
+// a reload, for the rules it adds.
+func (m *Metrics) Precreate(ruleNames, sources []string) {
+	for _, r := range ruleNames {
+		m.RuleMatches.WithLabelValues(r)
+		m.RuleErrors.WithLabelValues(r)
+		for _, o := range Outcomes {
+			m.Deliveries.WithLabelValues(r, o)
+		}
+	}
+	for _, s := range sources {
+		m.EventsInvalid.WithLabelValues(s)
+	}
+	for _, r := range Reasons {
+		m.DeadLetters.WithLabelValues(r)
+	}
+	for _, o := range LookupOutcomes {
+		m.ContactLookups.WithLabelValues(o)
+	}
+}
+
 // NewMetrics creates the pipeline's metrics and registers them on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
@@ -65,9 +97,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		ContactLookupDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bridge_contact_lookup_duration_seconds",
 			Help: "Contact look-ups that asked Intercom, pacer wait included.", Buckets: prometheus.DefBuckets}),
 		EventsPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_events_pending",
-			Help: "Events stored but not yet matched."}),
+			Help: "Stage 1's backlog: events stored and not yet matched, those being matched included (from JetStream's consumer info)."}),
 		OutboxPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_outbox_pending",
-			Help: "Messages waiting in the outbox, including those being sent."}),
+			Help: "Stage 2's backlog: messages waiting in the outbox, those being sent included (from JetStream's stream info)."}),
 		OutboxOldestAge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_outbox_oldest_age_seconds",
 			Help: "Age of the oldest message waiting in the outbox."}),
 		StreamMessages: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bridge_stream_messages",

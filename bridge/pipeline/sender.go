@@ -141,11 +141,14 @@ func (s *Sender) Stop() {
 func (s *Sender) monitor() {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
+	for first := true; ; first = false {
+		// At once, then every tick: the gauges exist from the start.
+		if !first {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
 		}
 		// The outbox is a work queue: a sent job leaves it, so its first
 		// message is the oldest job not yet done.

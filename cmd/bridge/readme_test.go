@@ -56,7 +56,6 @@ func TestReadmeBlocksAccountedFor(t *testing.T) {
 		"bridge dlq list":                 "illustrative: a synopsis, [brackets] and all; TestDLQ* run each command",
 		"docker build":                    "illustrative: needs Docker",
 		"livenessProbe:":                  "illustrative: Kubernetes, not the bridge's",
-		"- alert: BridgeNotReady":         "illustrative: Prometheus rules, not the bridge's",
 		"go test -race ./...":             "illustrative: what .ci/run runs",
 	}
 	data, err := os.ReadFile("../../README.md")
