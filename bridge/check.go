@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/intercom"
 )
@@ -102,7 +103,7 @@ func checkNATS(ctx context.Context, cfg *config.Config) []CheckResult {
 	}
 	nc, err := nats.Connect(url, nats.Name("intercom-bridge check"), nats.Timeout(cfg.NATS.Connect.D()))
 	if err != nil {
-		return []CheckResult{{Name: "nats", Status: "fail", Detail: fmt.Sprintf("cannot connect to %s (is the bridge running, with nats.listen, or the NATS server of nats.url?): %v", url, err)}}
+		return []CheckResult{{Name: "nats", Status: "fail", Detail: fmt.Sprintf("cannot connect to %s (is the bridge running, with nats.listen, or the NATS server of nats.url?): %v", broker.RedactURLs(url), err)}}
 	}
 	defer nc.Close()
 	res := []CheckResult{{Name: "nats", Status: "ok", Detail: "connected to " + nc.ConnectedUrlRedacted()}}

@@ -291,7 +291,7 @@ func (b *Broker) connectExternal(ctx context.Context, n Options) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline.C:
-			return fmt.Errorf("nats: could not connect to %s within %s", redactURLs(n.URL), n.ConnectTimeout)
+			return fmt.Errorf("nats: could not connect to %s within %s", RedactURLs(n.URL), n.ConnectTimeout)
 		case <-tick.C:
 		}
 	}
@@ -387,8 +387,9 @@ func (l serverLogger) limited(ev *zerolog.Event, format string, v []any) {
 	ev.Msgf(format, v...)
 }
 
-// redactURLs hides the passwords of a comma-separated list of URLs.
-func redactURLs(list string) string {
+// RedactURLs hides the passwords of a comma-separated list of URLs, for
+// messages that name the server tried.
+func RedactURLs(list string) string {
 	parts := strings.Split(list, ",")
 	for i, p := range parts {
 		if u, err := url.Parse(strings.TrimSpace(p)); err == nil {

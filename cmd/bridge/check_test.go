@@ -105,3 +105,24 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// A NATS server check cannot reach is named, without the password of
+// nats.url.
+func TestCheckNATSUnreachableHidesPassword(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "bridge.yaml")
+	writeFile(t, cfgPath, `
+nats: {url: "nats://bridge:Pa55-w0rd@127.0.0.1:1", connect_timeout: 500ms}
+rules: {paths: [rules]}
+`)
+	writeFile(t, filepath.Join(dir, "rules/r.yaml"), "rules: []\n")
+	var out, errOut bytes.Buffer
+	code := runCheck(context.Background(), []string{"-config", cfgPath}, &out, &errOut)
+	got := out.String() + errOut.String()
+	if code != 1 || !strings.Contains(got, "cannot connect to nats://bridge:xxxxx@127.0.0.1:1") {
+		t.Errorf("exit %d:\n%s", code, got)
+	}
+	if strings.Contains(got, "Pa55-w0rd") {
+		t.Errorf("the password is printed:\n%s", got)
+	}
+}
