@@ -336,7 +336,7 @@ func TestSecurityExampleConfigRefusesPublishedSecret(t *testing.T) {
 	})
 	t.Run("loopback: the README's curl recipe", func(t *testing.T) {
 		addr := freeAddr(t)
-		_, _, done := exampleBridge(t, "BRIDGE_HTTP_LISTEN="+addr)
+		_, logs, done := exampleBridge(t, "BRIDGE_HTTP_LISTEN="+addr)
 		waitPort(t, addr, done)
 		script := readmeBlock(t, "The same with curl, signing by hand,")
 		script = strings.ReplaceAll(script, "http://127.0.0.1:8080", "http://"+addr)
@@ -349,8 +349,18 @@ func TestSecurityExampleConfigRefusesPublishedSecret(t *testing.T) {
 		cmd.Dir = dir
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "HTTP/1.1 202") {
-			t.Errorf("the curl recipe: %v\n%s", err, out)
+			t.Fatalf("the curl recipe: %v\n%s", err, out)
 		}
+		// Not only stored: the rule's message goes out (logged, in the
+		// example's dry run), for the recipe's own order.
+		poll.For(t, 30*time.Second, "the message of order 1002", func() bool {
+			for line := range strings.SplitSeq(logs.String(), "\n") {
+				if strings.Contains(line, "dry run: would send") && strings.Contains(line, `"delivery_key":"order-paid-thanks/1002"`) {
+					return true
+				}
+			}
+			return false
+		})
 	})
 }
 
