@@ -295,18 +295,34 @@ func configRules(path, defaultAdmin, version string) (*config.Config, rules.Opti
 	return cfg, opts, nil
 }
 
-// serviceSubject gives an event of a webhook source the subject the service
-// would store it under, when the command line names none: the source's
-// subject expression, else <prefix>.in.<source>. So a rule's on.subjects
-// sees in render and test what it sees in run. Without a config, or for a
-// NATS source (whose subject is whatever it was published on), the event
-// keeps the subject it has.
+// serviceSubject makes an event of a webhook source what the service
+// would store: its headers only those the source keeps (its headers list;
+// never credentials or signatures), and, when the command line names
+// none, the subject the service would store it under: the source's
+// subject expression, else <prefix>.in.<source>. So a rule sees in render
+// and test what it sees in run. Without a config, or for a NATS source
+// (whose subject is whatever it was published on), the event stays as it
+// is.
 func serviceSubject(cfg *config.Config, ev *rules.Event) error {
-	if cfg == nil || ev.Subject != "" || ev.Source == "" {
+	if cfg == nil || ev.Source == "" {
 		return nil
 	}
 	for _, s := range cfg.Sources {
 		if s.Name != ev.Source || s.Webhook == nil {
+			continue
+		}
+		all := make(map[string][]string, len(ev.Headers))
+		for k, v := range ev.Headers {
+			all[k] = []string{v}
+		}
+		var keep func(string) bool
+		if len(s.Webhook.Headers) > 0 {
+			keep = func(name string) bool {
+				return slices.ContainsFunc(s.Webhook.Headers, func(h string) bool { return strings.EqualFold(h, name) })
+			}
+		}
+		ev.Headers = event.Headers(all, keep)
+		if ev.Subject != "" {
 			continue
 		}
 		expr, err := event.CompileExpr(s.Webhook.Subject)
