@@ -535,16 +535,7 @@ func TestDLQPurge(t *testing.T) {
 }
 
 func TestOpen(t *testing.T) {
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t)
 	acme := broker.NewTopology(broker.TopologyOptions{Prefix: "acme", Replicas: 1})
 	ctx := context.Background()
 	// Twice: the second open finds the stream as it is.
