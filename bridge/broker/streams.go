@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -18,7 +19,7 @@ func (b *Broker) EnsureStream(ctx context.Context, sc jetstream.StreamConfig) (j
 	var s jetstream.Stream
 	err := Retry(ctx, "stream "+sc.Name, func(ctx context.Context) error {
 		var err error
-		s, err = b.JS.CreateOrUpdateStream(ctx, sc)
+		s, err = createOrUpdateStream(ctx, b.JS, sc)
 		return err
 	})
 	if err == nil {
@@ -35,6 +36,22 @@ func (b *Broker) EnsureStream(ctx context.Context, sc jetstream.StreamConfig) (j
 	return nil, fmt.Errorf("stream %s (subjects %v): JetStream refused the configuration%s: %w", sc.Name, sc.Subjects, exists, err)
 }
 
+// createOrUpdateStream creates the stream, or updates it to sc when it
+// exists with another configuration. It asks to create first, rather than
+// to update first as jetstream's CreateOrUpdateStream does: on a cluster
+// (nats-server 2.15), an update that reaches JetStream while another
+// replica's create of the same stream is being proposed leaves both
+// requests unanswered, and each replica lost a whole try's timeout per
+// stream, past nats.connect_timeout in all; identical creates are all
+// answered.
+func createOrUpdateStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.CreateStream(ctx, sc)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.UpdateStream(ctx, sc)
+	}
+	return s, err
+}
+
 // StreamDiff says how have differs from want in the settings the bridge
 // sets, "" when it does not.
 func StreamDiff(have, want jetstream.StreamConfig) string {
@@ -49,7 +66,8 @@ func StreamDiff(have, want jetstream.StreamConfig) string {
 	add("storage", have.Storage, want.Storage)
 	add("replicas", max(have.Replicas, 1), max(want.Replicas, 1))
 	add("max_age", have.MaxAge, want.MaxAge)
-	add("max_bytes", have.MaxBytes, want.MaxBytes)
+	// No limit is -1 as JetStream stores it, 0 as a config may ask for it.
+	add("max_bytes", max(have.MaxBytes, 0), max(want.MaxBytes, 0))
 	add("duplicates", have.Duplicates, want.Duplicates)
 	add("discard", have.Discard, want.Discard)
 	return strings.Join(diffs, ", ")

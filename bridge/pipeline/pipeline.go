@@ -19,6 +19,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -61,10 +62,18 @@ func kvKey(s string) string {
 }
 
 // ensureBucket creates or updates a KV bucket, retrying what passes by
-// itself (a cluster starting, see broker.Retry) while ctx lasts.
+// itself (a cluster starting, see broker.Retry) while ctx lasts. It asks to
+// create first and updates only a bucket that exists with another
+// configuration, as broker.EnsureStream does for streams: replicas starting
+// together on a cluster then send only identical creates, which JetStream
+// answers, and no update racing another replica's create, which it leaves
+// unanswered.
 func ensureBucket(ctx context.Context, js jetstream.JetStream, kc jetstream.KeyValueConfig) (kv jetstream.KeyValue, err error) {
 	err = broker.Retry(ctx, "bucket "+kc.Bucket, func(ctx context.Context) (err error) {
-		kv, err = js.CreateOrUpdateKeyValue(ctx, kc)
+		kv, err = js.CreateKeyValue(ctx, kc)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.UpdateKeyValue(ctx, kc)
+		}
 		return err
 	})
 	return kv, err

@@ -133,20 +133,40 @@ type e2eEnv struct {
 	t     *testing.T
 	bin   string
 	dir   string
-	nats  *natstest.Server
+	nats  *natstest.Server // the first of servers
 	ic    *intercomtest.Server
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	names broker.Topology
 
-	// natsURL is the nats.url of the bridges: the server's, unless a test
+	// servers are the NATS servers: one, or the nodes of a cluster.
+	servers []*natstest.Server
+	// clientURL lists every server's client URL, comma-separated: the
+	// test's own connections move to another node when one goes away.
+	clientURL string
+	// natsURL is the nats.url of the bridges: clientURL, unless a test
 	// puts credentials in it.
 	natsURL string
+	// replicas is the bridges' nats.events.replicas.
+	replicas int
 }
 
 func newE2E(t *testing.T) *e2eEnv {
 	t.Helper()
-	e := &e2eEnv{t: t, bin: e2eBinary(t), dir: t.TempDir()}
+	return newE2EOn(t, natstest.Start(t))
+}
+
+// newE2EOn is newE2E on NATS servers the caller started: one, or the nodes
+// of a cluster, which the bridges and the test's connections all list.
+func newE2EOn(t *testing.T, servers ...*natstest.Server) *e2eEnv {
+	t.Helper()
+	e := &e2eEnv{t: t, bin: e2eBinary(t), dir: t.TempDir(), servers: servers, nats: servers[0], replicas: 1}
+	urls := make([]string, len(servers))
+	for i, s := range servers {
+		urls[i] = s.ClientURL()
+	}
+	e.clientURL = strings.Join(urls, ",")
+	e.natsURL = e.clientURL
 	e.ic = intercomtest.NewServer(intercomtest.WithPermissive(true))
 	t.Cleanup(e.ic.Close)
 	e.ic.AddAdmin(e2eAdminID, "Wash", "wash@example.com")
@@ -157,9 +177,7 @@ func newE2E(t *testing.T) *e2eEnv {
 		u := fmt.Sprintf("u-%d", i)
 		e.ic.AddContact(intercom.Contact{ID: u, Role: intercom.RecipientUser, ExternalID: u})
 	}
-	e.nats = natstest.Start(t)
-	e.natsURL = e.nats.ClientURL()
-	nc, err := nats.Connect(e.nats.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(e.clientURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +221,7 @@ func (e *e2eEnv) newBridge(name, level string, admin bool) *e2eBridge {
 	src := fmt.Sprintf(`# end-to-end test config for %s
 log: {level: %s}
 data_dir: %q
-nats: {url: %q}
+nats: {url: %q, events: {replicas: %d}}
 http: {listen: %q}
 admin: {listen: %q}
 sources:
@@ -212,7 +230,7 @@ sources:
 intercom: {base_url: %q, token: %q, default_admin_id: %q, rate_limit_per_minute: 60000, timeout: 5s}
 rules: {paths: [rules.yaml], watch: false}
 delivery: {workers: %d, backoff: {initial: 100ms, max: 1s}}
-`, name, level, filepath.Join(e.dir, "data-"+name), e.natsURL, b.httpAddr, b.adminAddr, e2eSecret,
+`, name, level, filepath.Join(e.dir, "data-"+name), e.natsURL, e.replicas, b.httpAddr, b.adminAddr, e2eSecret,
 		e.ic.URL(), e.ic.Token(), e2eAdminID, e2eWorkers)
 	if err := os.WriteFile(b.config, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
@@ -239,6 +257,14 @@ delivery: {workers: %d, backoff: {initial: 100ms, max: 1s}}
 // start runs the bridge and waits until its webhook port accepts
 // connections.
 func (b *e2eBridge) start() {
+	b.env.t.Helper()
+	b.launch()
+	b.waitListening()
+}
+
+// launch starts the bridge's process without waiting for it, so that a
+// test can start several at the same moment.
+func (b *e2eBridge) launch() {
 	t := b.env.t
 	t.Helper()
 	if b.running() {
@@ -265,11 +291,16 @@ func (b *e2eBridge) start() {
 		b.state = cmd.ProcessState
 		close(done)
 	}()
+}
+
+// waitListening waits until the webhook port of the bridge launch started
+// accepts connections: the bridge opens it once its start is done.
+func (b *e2eBridge) waitListening() {
+	t := b.env.t
+	t.Helper()
 	opened := poll.Until(30*time.Second, func() bool {
-		select {
-		case <-done:
-			t.Fatalf("%s exited while starting (%v):\n%s", b.name, cmd.ProcessState, b.tail(30))
-		default:
+		if !b.running() {
+			t.Fatalf("%s exited while starting (%v):\n%s", b.name, b.state, b.tail(30))
 		}
 		return dialable(b.httpAddr)
 	})
@@ -331,27 +362,53 @@ func (b *e2eBridge) logCount(s string) int {
 // webhook posts payload to /hooks/shop, signed with secret, and returns
 // the status and the answer.
 func (b *e2eBridge) webhook(id, secret string, ts time.Time, payload []byte) (int, []byte) {
-	t := b.env.t
-	t.Helper()
+	b.env.t.Helper()
+	resp, body, err := b.webhookAnswer(id, secret, ts, payload, 0)
+	if err != nil {
+		b.env.t.Fatal(err)
+	}
+	return resp.StatusCode, body
+}
+
+// webhookAnswer is webhook with the whole answer, headers too, and an
+// error instead of a failed test when no answer came within timeout (0: no
+// limit).
+func (b *e2eBridge) webhookAnswer(id, secret string, ts time.Time, payload []byte, timeout time.Duration) (*http.Response, []byte, error) {
 	sig, err := webhook.SignStandard(secret, id, ts, payload)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, fmt.Errorf("signing webhook %s: %w", id, err)
 	}
 	req, err := http.NewRequest(http.MethodPost, "http://"+b.httpAddr+"/hooks/shop", bytes.NewReader(payload))
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, fmt.Errorf("webhook %s: %w", id, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Webhook-Id", id)
 	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(ts.Unix(), 10))
 	req.Header.Set("Webhook-Signature", sig)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Timeout: timeout}).Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, fmt.Errorf("%s: webhook %s: %w", b.name, id, err)
 	}
 	defer resp.Body.Close()
+	// An answer cut short is still an answer: its status is what counts.
 	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, body
+	return resp, body, nil
+}
+
+// readyz returns the status and the body of the bridge's /readyz.
+func (b *e2eBridge) readyz() (int, string) {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + b.adminAddr + "/readyz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, fmt.Sprintf("reading /readyz: %v", err)
+	}
+	return resp.StatusCode, string(body)
 }
 
 // sentMetric reads bridge_deliveries_total{outcome="sent"} from the admin
@@ -400,7 +457,7 @@ type publisher struct {
 func (e *e2eEnv) publish(from, to int, pace time.Duration, stop <-chan struct{}) *publisher {
 	t := e.t
 	t.Helper()
-	nc, err := nats.Connect(e.nats.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(e.clientURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,9 +580,10 @@ func (e *e2eEnv) pipelineState() string {
 	return strings.Join(out, "; ")
 }
 
-// pendingKeys returns the delivery keys whose ledger entry is "pending":
-// right after a kill, the sends that may have reached Intercom unrecorded.
-func (e *e2eEnv) pendingKeys() ([]string, error) {
+// pendingKeys returns the delivery keys whose ledger entry is "pending",
+// each with its owner ("<replica>#<attempt>"): right after a kill, the
+// sends that may have reached Intercom unrecorded.
+func (e *e2eEnv) pendingKeys() (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	kv, err := e.js.KeyValue(ctx, e.names.Sent.Bucket)
@@ -537,7 +595,7 @@ func (e *e2eEnv) pendingKeys() ([]string, error) {
 		return nil, err
 	}
 	defer w.Stop()
-	var keys []string
+	keys := map[string]string{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -549,12 +607,13 @@ func (e *e2eEnv) pendingKeys() ([]string, error) {
 			var v struct {
 				State string `json:"state"`
 				Key   string `json:"key"`
+				Owner string `json:"owner"`
 			}
 			if err := json.Unmarshal(entry.Value(), &v); err != nil {
 				return nil, fmt.Errorf("ledger entry %s: %v", entry.Key(), err)
 			}
 			if v.State == "pending" {
-				keys = append(keys, v.Key)
+				keys[v.Key] = v.Owner
 			}
 		}
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/dlq"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/intercom"
+	"github.com/intercom-bridge/bridge/internal/poll"
 )
 
 // faultSettings are the intercom and delivery settings of a fault test's
@@ -292,54 +293,139 @@ func (e *e2eEnv) faultStatuses() map[int]int {
 	return by
 }
 
-// killRun is what a run with kills measured.
-type killRun struct {
-	bridge   *e2eBridge
-	pending  map[string]bool // delivery keys pending in the ledger right after a kill
-	bound    int             // their number, summed over the kills: the most duplicates allowed
-	lastKill time.Duration   // since the start
-	allIn    time.Duration   // since the start, when every event had arrived
+// fault is one fault of a run: once the fake has received at messages,
+// inject runs. It returns the delivery keys it found pending in the ledger
+// at the fault, with their owners: the sends whose outcome the fault may
+// have hidden, which bound the duplicates (nil for a fault that hides
+// none).
+type fault struct {
+	name   string
+	at     int
+	inject func() map[string]string
 }
 
-// runWithKills publishes n events at a steady pace, SIGKILLs the bridge
-// when the fake has received each count in killAt and restarts it, then
-// waits for every event and for both stages to settle. Jobs a killed
-// process held come back after the consumers' ack waits.
+// faultRun is what a run with faults measured.
+type faultRun struct {
+	pending   map[string]bool // delivery keys pending in the ledger at a fault
+	bound     int             // their number, summed over the faults: the most duplicates allowed
+	begin     time.Time
+	injected  []injected    // one per fault, in order
+	lastFault time.Duration // since the start
+	allIn     time.Duration // since the start, when every event had arrived
+}
+
+// injected is the moment of one fault of a run.
+type injected struct {
+	at        time.Time
+	published int // events acked by the stream before it (0..published-1)
+}
+
+// runFaults publishes n events, one every pace, to the bridges running,
+// injects each fault in turn, then waits for every event and for both
+// stages to settle. Work a fault interrupted comes back after the
+// consumers' ack waits.
+func (e *e2eEnv) runFaults(t *testing.T, n int, pace time.Duration, faults []fault, wait time.Duration) faultRun {
+	t.Helper()
+	r := faultRun{pending: map[string]bool{}, begin: time.Now()}
+	stop := make(chan struct{})
+	defer close(stop)
+	pub := e.publish(0, n, pace, stop)
+	for _, f := range faults {
+		e.waitFor(wait, e.progress(n), func() bool { return len(e.ic.Messages()) >= f.at })
+		r.injected = append(r.injected, injected{at: time.Now(), published: int(pub.acked.Load())})
+		keys := f.inject()
+		r.lastFault = time.Since(r.begin)
+		r.bound += len(keys)
+		for k := range keys {
+			r.pending[k] = true
+		}
+		t.Logf("%s at %v: fake had %d messages, %d published; %d keys pending in the ledger",
+			f.name, r.lastFault.Round(time.Millisecond), len(e.ic.Messages()), pub.acked.Load(), len(keys))
+	}
+	e.faultWaitPublished(pub, n, wait)
+	t.Logf("published %d events in %v (%d publish retries)", n, time.Since(r.begin).Round(time.Millisecond), pub.retries.Load())
+	e.waitFor(wait, e.progress(n), func() bool { return e.allArrived(n) })
+	r.allIn = time.Since(r.begin)
+	e.settle(wait)
+	t.Logf("all %d arrived %v after the start (%v after the last fault); %d messages, %d requests at the fake",
+		n, r.allIn.Round(time.Millisecond), (r.allIn - r.lastFault).Round(time.Millisecond), len(e.ic.Messages()), len(e.ic.Requests()))
+	return r
+}
+
+// checkFaultRun fails t for an event lost or a message to an unknown
+// recipient, and for a duplicate the run's faults do not explain: there
+// may be no more than the keys pending at the faults, each duplicated
+// event's key must be one of them, and each duplicate must have been
+// logged as an uncertain resend by one of bridges.
+func (e *e2eEnv) checkFaultRun(t *testing.T, n int, r faultRun, bridges ...*e2eBridge) (lost, dups int) {
+	t.Helper()
+	lost, dups, unknown := e.tally(n)
+	resends := 0
+	for _, b := range bridges {
+		resends += b.logCount("sending again (on_uncertain: resend)")
+	}
+	t.Logf("lost=%d duplicated=%d bound=%d (keys pending at the %d faults); unknown=%d; %d uncertain resends logged",
+		lost, dups, r.bound, len(r.injected), unknown, resends)
+	if lost != 0 || unknown != 0 {
+		t.Errorf("lost %d events; %d messages for unknown recipients", lost, unknown)
+	}
+	if dups > r.bound {
+		t.Errorf("%d duplicates, more than the %d keys pending at the faults", dups, r.bound)
+	}
+	if dups > resends {
+		t.Errorf("%d duplicates but only %d uncertain resends logged", dups, resends)
+	}
+	var unexplained []int
+	for i, c := range e.faultPerEvent(n) {
+		if c > 1 && !r.pending[fmt.Sprintf("%s/%d", e2eRule, i)] {
+			unexplained = append(unexplained, i)
+		}
+	}
+	slices.Sort(unexplained)
+	if len(unexplained) > 0 {
+		t.Errorf("events sent twice whose key was not pending at any fault: %v", unexplained)
+	}
+	return lost, dups
+}
+
+// killRun is what a run with kills of one bridge measured.
+type killRun struct {
+	faultRun
+	bridge *e2eBridge
+}
+
+// runWithKills runs one bridge and n events at a steady pace; it SIGKILLs
+// the bridge when the fake has received each count in killAt, reads the
+// keys left pending, and restarts it.
 func (e *e2eEnv) runWithKills(t *testing.T, n int, killAt []int, wait time.Duration) killRun {
 	t.Helper()
 	e.ic.SetDelay(5 * time.Millisecond) // sends are in flight when a kill lands
-	r := killRun{bridge: e.newBridge("bridge", "warn", true), pending: map[string]bool{}}
-	r.bridge.start()
-	stop := make(chan struct{})
-	defer close(stop)
-	begin := time.Now()
-	pub := e.publish(0, n, 3*time.Millisecond, stop)
+	b := e.newBridge("bridge", "warn", true)
+	b.start()
+	var faults []fault
 	for i, at := range killAt {
-		e.waitFor(wait, e.progress(n), func() bool { return len(e.ic.Messages()) >= at })
-		r.bridge.kill()
-		r.lastKill = time.Since(begin)
-		keys, err := e.pendingKeys()
-		if err != nil {
-			t.Fatalf("reading the ledger after kill %d: %v", i+1, err)
-		}
-		r.bound += len(keys)
-		for _, k := range keys {
-			r.pending[k] = true
-		}
-		t.Logf("kill %d at %v: fake had %d messages, %d published; %d keys pending in the ledger",
-			i+1, r.lastKill.Round(time.Millisecond), len(e.ic.Messages()), pub.acked.Load(), len(keys))
-		restart := time.Now()
-		r.bridge.start()
-		t.Logf("restart %d: webhook port open after %v", i+1, time.Since(restart).Round(time.Millisecond))
+		faults = append(faults, fault{name: fmt.Sprintf("kill %d", i+1), at: at, inject: func() map[string]string {
+			b.kill()
+			keys := e.pendingAfterFault(wait)
+			restart := time.Now()
+			b.start()
+			t.Logf("restart %d: webhook port open after %v", i+1, time.Since(restart).Round(time.Millisecond))
+			return keys
+		}})
 	}
-	e.faultWaitPublished(pub, n, wait)
-	t.Logf("published %d events in %v (%d publish retries)", n, time.Since(begin).Round(time.Millisecond), pub.retries.Load())
-	e.waitFor(wait, e.progress(n), func() bool { return e.allArrived(n) })
-	r.allIn = time.Since(begin)
-	e.settle(wait)
-	t.Logf("all %d arrived %v after the start (%v after the last kill); %d messages, %d requests at the fake",
-		n, r.allIn.Round(time.Millisecond), (r.allIn - r.lastKill).Round(time.Millisecond), len(e.ic.Messages()), len(e.ic.Requests()))
-	return r
+	return killRun{faultRun: e.runFaults(t, n, 3*time.Millisecond, faults, wait), bridge: b}
+}
+
+// pendingAfterFault reads the keys pending in the ledger, retrying while
+// NATS does not answer (a node that went away, a leader being elected).
+func (e *e2eEnv) pendingAfterFault(timeout time.Duration) map[string]string {
+	e.t.Helper()
+	var keys map[string]string
+	var err error
+	if !poll.Until(timeout, func() bool { keys, err = e.pendingKeys(); return err == nil }) {
+		e.t.Fatalf("reading the ledger after a fault: %v", err)
+	}
+	return keys
 }
 
 // TestFaultKillNineTwice: SIGKILL the bridge twice while 1,000 NATS events
@@ -349,19 +435,9 @@ func TestFaultKillNineTwice(t *testing.T) {
 	const n = 1000
 	e := newE2E(t)
 	r := e.runWithKills(t, n, []int{300, 700}, 120*time.Second)
-	lost, dups, unknown := e.tally(n)
-	workerBound := 2 * e2eWorkers * 2
-	resends := r.bridge.logCount("sending again (on_uncertain: resend)")
-	t.Logf("lost %d, duplicates %d (bound: %d keys pending at the kills; coarse bound 2 x %d workers x 2 kills = %d); %d uncertain resends logged",
-		lost, dups, r.bound, e2eWorkers, workerBound, resends)
-	if lost != 0 || unknown != 0 {
-		t.Errorf("lost %d events; %d messages for unknown recipients", lost, unknown)
-	}
-	if dups > r.bound || dups > workerBound {
-		t.Errorf("%d duplicates: more than the %d keys pending at the kills (or the bound %d)", dups, r.bound, workerBound)
-	}
-	if dups > resends {
-		t.Errorf("%d duplicates but only %d uncertain resends logged", dups, resends)
+	_, dups := e.checkFaultRun(t, n, r.faultRun, r.bridge)
+	if workerBound := 2 * e2eWorkers * 2; dups > workerBound {
+		t.Errorf("%d duplicates: more than the coarse bound 2 x %d workers x 2 kills = %d", dups, e2eWorkers, workerBound)
 	}
 }
 
@@ -377,32 +453,9 @@ func TestFaultKillNineFiveTimes(t *testing.T) {
 		killAt = append(killAt, n*pct/100)
 	}
 	r := e.runWithKills(t, n, killAt, 240*time.Second)
-	b, bound, pendingAtKills := r.bridge, r.bound, r.pending
-
-	lost, dups, unknown := e.tally(n)
-	resends := b.logCount("sending again (on_uncertain: resend)")
-	dlq := e.faultDeadLetters(b)
-	t.Logf("lost=%d duplicated=%d bound=%d (keys pending at the 5 kills); unknown=%d; %d uncertain resends logged; dead letters: %s",
-		lost, dups, bound, unknown, resends, faultDLQSummary(dlq))
-	if lost != 0 || unknown != 0 {
-		t.Errorf("lost %d events; %d messages for unknown recipients", lost, unknown)
-	}
-	if dups > bound {
-		t.Errorf("%d duplicates, more than the %d keys pending at the kills", dups, bound)
-	}
-	if dups > resends {
-		t.Errorf("%d duplicates but only %d uncertain resends logged", dups, resends)
-	}
-	var unexplained []int
-	for i, c := range e.faultPerEvent(n) {
-		if c > 1 && !pendingAtKills[fmt.Sprintf("%s/%d", e2eRule, i)] {
-			unexplained = append(unexplained, i)
-		}
-	}
-	slices.Sort(unexplained)
-	if len(unexplained) > 0 {
-		t.Errorf("events sent twice whose key was not pending at any kill: %v", unexplained)
-	}
+	e.checkFaultRun(t, n, r.faultRun, r.bridge)
+	dlq := e.faultDeadLetters(r.bridge)
+	t.Logf("dead letters: %s", faultDLQSummary(dlq))
 	if len(dlq) != 0 {
 		t.Errorf("%d dead letters (%s), want none", len(dlq), faultDLQSummary(dlq))
 	}

@@ -583,13 +583,8 @@ rules: {paths: [none.yaml], watch: false}
 `)
 	b.start()
 	ready := func() (bool, string) {
-		resp, err := http.Get("http://" + b.adminAddr + "/readyz")
-		if err != nil {
-			return false, err.Error()
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode == 200, string(body)
+		code, body := b.readyz()
+		return code == http.StatusOK, body
 	}
 	if ok, body := ready(); !ok {
 		t.Fatalf("not ready at start: %s", body)
