@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -27,6 +28,10 @@ type Options struct {
 	// need 2.14 or later). IntercomVersion names that version in the error.
 	NoRecipientLists bool
 	IntercomVersion  string
+	// MaxDelay, when not zero, is the longest a message may wait (the
+	// events stream's max_age): a schedule whose delay is longer is an
+	// error at load.
+	MaxDelay time.Duration
 }
 
 // File is one rule file's name and content.

@@ -149,7 +149,24 @@ type Delivery struct {
 	Rule      string
 	DedupeKey string    // the rendered dedupe key; by default DefaultDedupeKey
 	Throttle  *Throttle // nil when the rule has no throttle
+	Schedule  *Schedule // nil: sent at once
 	Message   Message
+}
+
+// Schedule is when a rule's message waits to go out: At, the instant it
+// goes (quiet hours applied; at or before the event's time means at once),
+// and Key: a rule has at most one waiting message per key, and a new one
+// replaces it.
+type Schedule struct {
+	At  time.Time
+	Key string
+}
+
+// Cancel is a waiting message that an event cancels: the one of Rule
+// with Key (a rule's cancel_on).
+type Cancel struct {
+	Rule string
+	Key  string
 }
 
 // Throttle allows at most one message per Key per window.
@@ -171,6 +188,7 @@ func (e *EvalError) Unwrap() error { return e.Err }
 // Result is what a set produced for one event.
 type Result struct {
 	Deliveries []Delivery
+	Cancels    []Cancel // waiting messages the event cancels
 	Errors     []*EvalError
 }
 
