@@ -157,3 +157,23 @@ func TestExternalServerUnreachable(t *testing.T) {
 		t.Errorf("the password is in the error: %v", err)
 	}
 }
+
+// An outbox made before messages could wait (no schedules, no wait
+// subjects) is updated in place: the bridge's upgrade needs no migration.
+func TestEnsureStreamUpgradesOutbox(t *testing.T) {
+	_, b, _ := openExternal(t)
+	ctx := context.Background()
+	top := NewTopology(TopologyOptions{Prefix: "bridge", Replicas: 1, Duplicates: time.Minute})
+	old := top.Outbox
+	old.Subjects, old.AllowMsgSchedules = []string{top.OutboxSubject + ".>"}, false
+	if _, err := b.JS.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.EnsureStream(ctx, top.Outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.CachedInfo().Config; !c.AllowMsgSchedules || len(c.Subjects) != 2 {
+		t.Errorf("outbox after the upgrade: schedules %v, subjects %v", c.AllowMsgSchedules, c.Subjects)
+	}
+}

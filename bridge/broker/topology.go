@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"strings"
 	"time"
 
@@ -35,7 +37,10 @@ type TopologyOptions struct {
 // and the options, so that a name is never derived anywhere else.
 //
 //	<PREFIX>_EVENTS   stream   <prefix>.in.<source> and capture subjects
-//	<PREFIX>_OUTBOX   stream   <prefix>.outbox.<rule>, a work queue of jobs
+//	<PREFIX>_OUTBOX   stream   <prefix>.outbox.<rule>, a work queue of jobs, and
+//	                           <prefix>.wait.<rule>.<key>, messages that wait
+//	                           (JetStream message schedules that fire into
+//	                           <prefix>.outbox.<rule>)
 //	<PREFIX>_DLQ      stream   <prefix>.dlq.<rule>, dead letters
 //	<prefix>_sent     bucket   the delivery ledger
 //	<prefix>_throttle bucket   throttle windows
@@ -50,9 +55,9 @@ type Topology struct {
 	// MatchConsumer and SendConsumer are the durable names of the two
 	// stages' consumers (see MatchConsumerConfig, SendConsumerConfig).
 	MatchConsumer, SendConsumer string
-	// OutboxSubject and DLQSubject prefix the rule's token in the
-	// subjects of jobs and dead letters.
-	OutboxSubject, DLQSubject string
+	// OutboxSubject, WaitSubject and DLQSubject prefix the rule's token
+	// in the subjects of jobs, waiting messages and dead letters.
+	OutboxSubject, WaitSubject, DLQSubject string
 }
 
 // DLQDuplicates is the dead-letter stream's duplicate window. It only
@@ -71,7 +76,7 @@ func NewTopology(o TopologyOptions) Topology {
 	t := Topology{
 		Prefix:        p,
 		MatchConsumer: p + "_match", SendConsumer: p + "_send",
-		OutboxSubject: p + ".outbox", DLQSubject: p + ".dlq",
+		OutboxSubject: p + ".outbox", WaitSubject: p + ".wait", DLQSubject: p + ".dlq",
 	}
 	t.Events = jetstream.StreamConfig{
 		Name:        up + "_EVENTS",
@@ -87,15 +92,18 @@ func NewTopology(o TopologyOptions) Topology {
 	}
 	// The outbox's duplicate window stops a job rendered twice (an event
 	// redelivered to stage 1) from being queued twice; the sent ledger
-	// covers the longer dedupe window.
+	// covers the longer dedupe window. Messages that wait are schedules
+	// in the same stream, since a schedule can only fire into its own
+	// stream: each holds its job until JetStream stores it as a job.
 	t.Outbox = jetstream.StreamConfig{
-		Name:        up + "_OUTBOX",
-		Description: "intercom-bridge: messages waiting to be sent",
-		Subjects:    []string{t.OutboxSubject + ".>"},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Duplicates:  o.Duplicates,
-		Replicas:    o.Replicas,
+		Name:              up + "_OUTBOX",
+		Description:       "intercom-bridge: messages waiting to be sent",
+		Subjects:          []string{t.OutboxSubject + ".>", t.WaitSubject + ".>"},
+		Retention:         jetstream.WorkQueuePolicy,
+		Storage:           jetstream.FileStorage,
+		Duplicates:        o.Duplicates,
+		Replicas:          o.Replicas,
+		AllowMsgSchedules: true,
 	}
 	// Dead letters are kept until replayed or purged.
 	t.DLQ = jetstream.StreamConfig{
@@ -157,6 +165,23 @@ func (t Topology) OutboxSubjectFor(rule string) string {
 }
 func (t Topology) DLQSubjectFor(rule string) string { return t.DLQSubject + "." + subjectToken(rule) }
 
+// WaitSubjectFor is the subject of the one message of rule that waits
+// under key: a new schedule on it replaces the old, a purge of it cancels.
+// The key is hashed, as it may hold anything; the job inside names it.
+func (t Topology) WaitSubjectFor(rule, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return t.WaitSubject + "." + subjectToken(rule) + "." + base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
+// WaitFilter is the subjects of the messages of rule that wait; every
+// rule's when rule is "".
+func (t Topology) WaitFilter(rule string) string {
+	if rule == "" {
+		return t.WaitSubject + ".>"
+	}
+	return t.WaitSubject + "." + subjectToken(rule) + ".*"
+}
+
 // subjectToken makes a rule name safe as one subject token.
 func subjectToken(s string) string {
 	if s == "" {
@@ -185,6 +210,7 @@ func (t Topology) SendConsumerConfig(ackWait time.Duration, maxAckPending int) j
 	return jetstream.ConsumerConfig{
 		Durable:       t.SendConsumer,
 		Description:   "intercom-bridge stage 2: send messages to Intercom",
+		FilterSubject: t.OutboxSubject + ".>", // not the messages that wait
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
 		DeliverPolicy: jetstream.DeliverAllPolicy,

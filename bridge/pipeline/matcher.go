@@ -29,6 +29,7 @@ type Matcher struct {
 	log      zerolog.Logger
 	m        *Metrics
 	received *prometheus.CounterVec // nil: not counted
+	waiting  *Waiting
 
 	cons    jetstream.Consumer
 	workers *workers
@@ -71,6 +72,9 @@ func StartMatcher(ctx context.Context, js jetstream.JetStream, o MatcherOptions)
 		return nil, fmt.Errorf("consumer %s: %w", names.MatchConsumer, err)
 	}
 	mt.cons = cons
+	if mt.waiting, err = OpenWaiting(ctx, js, names); err != nil {
+		return nil, err
+	}
 	if mt.workers, err = startWorkers(cons, matchWorkers, 512, 5*time.Second, mt.handle); err != nil {
 		return nil, fmt.Errorf("consume %s: %w", names.Events.Name, err)
 	}
@@ -152,6 +156,18 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 		mt.received.WithLabelValues(ev.Source).Inc() // a captured subject's event, seen first here
 	}
 	res := mt.rules().Evaluate(ev)
+	// Cancels first: an event that cancels a rule's waiting message and
+	// schedules a new one under the same key keeps the new one.
+	for _, c := range res.Cancels {
+		cancelled, err := mt.waiting.Cancel(ctx, c.Rule, c.Key, meta.Sequence.Stream)
+		if err != nil {
+			return err
+		}
+		if cancelled {
+			mt.m.Scheduled.WithLabelValues(c.Rule, ScheduledCancelled).Inc()
+			mt.log.Info().Str("rule", c.Rule).Str("schedule_key", c.Key).Str("event_id", ev.ID).Msg("waiting message cancelled")
+		}
+	}
 	futures := make([]jetstream.PubAckFuture, 0, len(res.Deliveries))
 	jobs := make([]*Job, 0, len(res.Deliveries))
 	for _, d := range res.Deliveries {
@@ -159,6 +175,18 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 			DedupeKey: d.DedupeKey, Message: d.Message, Received: ev.Time}
 		if d.Throttle != nil {
 			job.Throttle = &Throttle{Key: d.Throttle.Key, Per: d.Throttle.Per}
+		}
+		if d.Schedule != nil {
+			job.Schedule = &JobSchedule{At: d.Schedule.At, Key: d.Schedule.Key, EventSeq: meta.Sequence.Stream}
+			if d.Schedule.At.After(time.Now()) {
+				if err := mt.schedule(ctx, job); err != nil {
+					return err
+				}
+				mt.m.RuleMatches.WithLabelValues(d.Rule).Inc()
+				continue
+			}
+			// Its time has come already (an at in the past, a replay):
+			// it goes to the outbox at once.
 		}
 		m, err := JobMsg(mt.names, job)
 		if err != nil {
@@ -193,6 +221,22 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 			return fmt.Errorf("outbox: %w", ctx.Err())
 		}
 	}
+	return nil
+}
+
+// schedule stores a job that waits, replacing its rule's message waiting
+// under the same key.
+func (mt *Matcher) schedule(ctx context.Context, job *Job) error {
+	replaced, err := mt.waiting.Schedule(ctx, job)
+	if err != nil {
+		return err
+	}
+	mt.m.Scheduled.WithLabelValues(job.Rule, ScheduledWaiting).Inc()
+	if replaced {
+		mt.m.Scheduled.WithLabelValues(job.Rule, ScheduledReplaced).Inc()
+	}
+	mt.log.Debug().Str("rule", job.Rule).Str("event_id", job.EventID).Str("schedule_key", job.Schedule.Key).
+		Time("at", job.Schedule.At).Bool("replaced", replaced).Msg("waits")
 	return nil
 }
 

@@ -27,6 +27,9 @@ type Metrics struct {
 	DeadLetters     *prometheus.CounterVec // reason
 	DeliveryLatency prometheus.Histogram   // event received -> Intercom accepted
 
+	Scheduled        *prometheus.CounterVec // rule, outcome: see ScheduledOutcomes
+	ScheduledPending *prometheus.GaugeVec   // rule
+
 	ContactLookups        *prometheus.CounterVec // outcome: hit, miss, not_found, error
 	ContactLookupDuration prometheus.Histogram   // look-ups that asked Intercom
 
@@ -46,7 +49,7 @@ type Metrics struct {
 // series exists at 0 before its first event (see Precreate).
 var (
 	Outcomes = []string{OutcomeSent, OutcomeDuplicate, OutcomeThrottled, OutcomeDeadLetter, OutcomeRetry,
-		OutcomeRateLimited, OutcomeInFlight, OutcomeUncertainResend, OutcomeAmbiguousAnswer, OutcomeDryRun}
+		OutcomeRateLimited, OutcomeInFlight, OutcomeUncertainResend, OutcomeAmbiguousAnswer, OutcomeDryRun, OutcomeCancelled}
 	Reasons        = []string{ReasonPermanent, ReasonExhausted, ReasonUncertain, ReasonRender, ReasonContactNotFound, ReasonInvalidEvent}
 	LookupOutcomes = []string{LookupHit, LookupMiss, LookupNotFound, LookupError}
 )
@@ -61,6 +64,9 @@ func (m *Metrics) Precreate(ruleNames, sources []string) {
 		m.RuleErrors.WithLabelValues(r)
 		for _, o := range Outcomes {
 			m.Deliveries.WithLabelValues(r, o)
+		}
+		for _, o := range ScheduledOutcomes {
+			m.Scheduled.WithLabelValues(r, o)
 		}
 	}
 	for _, s := range sources {
@@ -84,13 +90,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RuleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_rule_errors_total",
 			Help: "Events for which a rule's condition or templates failed."}, []string{"rule"}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_deliveries_total",
-			Help: "Decisions about messages by rule and outcome: sent, duplicate, throttled, dead_letter, retry, rate_limited, in_flight, uncertain_resend, ambiguous_answer, dry_run."},
+			Help: "Decisions about messages by rule and outcome: sent, duplicate, throttled, dead_letter, retry, rate_limited, in_flight, uncertain_resend, ambiguous_answer, dry_run, cancelled."},
 			[]string{"rule", "outcome"}),
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_dead_letters_total",
 			Help: "Entries written to the dead-letter stream, by reason."}, []string{"reason"}),
 		DeliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bridge_delivery_latency_seconds",
 			Help:    "Time from an event's arrival to Intercom accepting its message.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}}),
+		Scheduled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_scheduled_total",
+			Help: "Messages that wait, by rule and what befell them: scheduled, replaced, cancelled, fired, dropped_after_cancel."}, []string{"rule", "outcome"}),
+		ScheduledPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bridge_scheduled_pending",
+			Help: "Messages waiting for their time, by rule."}, []string{"rule"}),
 		ContactLookups: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_contact_lookups_total",
 			Help: "Recipients looked up by user_id, email or contact id, by outcome: hit (cached), miss (asked Intercom, found), not_found, error."},
 			[]string{"outcome"}),
@@ -111,7 +121,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		LedgerBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_ledger_bytes",
 			Help: "Bytes the sent ledger holds."}),
 	}
-	reg.MustRegister(m.EventsInvalid, m.RuleMatches, m.RuleErrors, m.Deliveries, m.DeadLetters, m.DeliveryLatency,
+	reg.MustRegister(m.Scheduled, m.ScheduledPending, m.EventsInvalid, m.RuleMatches, m.RuleErrors, m.Deliveries, m.DeadLetters, m.DeliveryLatency,
 		m.ContactLookups, m.ContactLookupDuration, m.StreamMessages, m.StreamBytes, m.LedgerKeys, m.LedgerBytes, m.EventsPending, m.OutboxPending, m.OutboxOldestAge)
 	return m
 }

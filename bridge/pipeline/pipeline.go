@@ -37,6 +37,9 @@ type Job struct {
 	Source    string    `json:"source"`
 	DedupeKey string    `json:"dedupe_key"`
 	Throttle  *Throttle `json:"throttle,omitempty"`
+	// Schedule is how the job waited before it went to the outbox; nil
+	// for one sent at once.
+	Schedule *JobSchedule `json:"schedule,omitempty"`
 	// Message is what the rule rendered, its recipients as the rule names
 	// them; stage 2 looks them up just before sending, so a replay, or a
 	// job that waited, uses what Intercom knows then.

@@ -57,8 +57,12 @@ type Sender struct {
 	names     broker.Topology
 	ledger    *Ledger
 	throttles *Throttles
-	contacts  *Contacts
-	dlq       *deadLetters
+	waiting   *Waiting
+	// waitingSeen are the rules bridge_scheduled_pending was set for, so
+	// that one whose messages all went is set to 0; the monitor's alone.
+	waitingSeen map[string]bool
+	contacts    *Contacts
+	dlq         *deadLetters
 
 	inHand sync.Map // delivery key -> struct{}: keys a worker of this process is working on
 
@@ -110,6 +114,8 @@ func newSender(ctx context.Context, js jetstream.JetStream, opts SenderOptions) 
 	if s.outbox, err = streamOf(ctx, js, names.Outbox.Name); err != nil {
 		return nil, err
 	}
+	s.waiting = &Waiting{js: js, t: names, outbox: s.outbox, marks: sent}
+	s.waitingSeen = map[string]bool{}
 	return s, nil
 }
 
@@ -169,6 +175,17 @@ func (s *Sender) monitor() {
 				}
 			}
 		}
+		if pending, err := s.waiting.Pending(ctx); err == nil {
+			for rule := range s.waitingSeen {
+				if _, ok := pending[rule]; !ok {
+					pending[rule] = 0 // none waits any more
+				}
+			}
+			for rule, n := range pending {
+				s.waitingSeen[rule] = true
+				s.Metrics.ScheduledPending.WithLabelValues(rule).Set(float64(n))
+			}
+		}
 		if kv, ok := s.ledger.kv.(jetstream.KeyValue); ok {
 			if st, err := kv.Status(ctx); err == nil {
 				s.Metrics.LedgerKeys.Set(float64(st.Values()))
@@ -200,6 +217,10 @@ func (s *Sender) handle(msg jetstream.Msg) {
 		return
 	}
 	log := s.Log.With().Str("rule", job.Rule).Str("event_id", job.EventID).Str("delivery_key", job.Key).Logger()
+	if msg.Headers().Get("Nats-Scheduler") != "" && meta.NumDelivered == 1 {
+		// JetStream stored it from its schedule: its wait is over.
+		s.Metrics.Scheduled.WithLabelValues(job.Rule, ScheduledFired).Inc()
+	}
 	if s.DryRun {
 		s.Metrics.Deliveries.WithLabelValues(job.Rule, s.dryRunSend(msg, &job, log)).Inc()
 		return
@@ -228,6 +249,18 @@ func (s *Sender) handle(msg jetstream.Msg) {
 func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zerolog.Logger) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
 	defer cancel()
+	if job.Schedule != nil {
+		cancelled, err := s.waiting.Cancelled(ctx, job)
+		if err != nil {
+			return "", fmt.Errorf("cancel mark: %w", err)
+		}
+		if cancelled {
+			log.Info().Str("schedule_key", job.Schedule.Key).Msg("its wait was cancelled; dropped, never sent")
+			s.Metrics.Scheduled.WithLabelValues(job.Rule, ScheduledDroppedLater).Inc()
+			ack(h.msg)
+			return OutcomeCancelled, nil
+		}
+	}
 	entry, rev, err := s.ledger.get(ctx, job.Key)
 	if err != nil {
 		return "", fmt.Errorf("ledger: %w", err)

@@ -33,6 +33,7 @@ type fakeSender struct {
 
 	mu       sync.Mutex
 	accepted map[string]int
+	first    map[string]time.Time // when each subject was first accepted
 	calls    int
 }
 
@@ -56,7 +57,10 @@ func (f *fakeSender) CreateMessage(ctx context.Context, m intercom.Message) (*in
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.accepted == nil {
-		f.accepted = map[string]int{}
+		f.accepted, f.first = map[string]int{}, map[string]time.Time{}
+	}
+	if f.accepted[m.Subject] == 0 {
+		f.first[m.Subject] = time.Now()
 	}
 	f.accepted[m.Subject]++
 	return &intercom.SentMessage{ID: "msg-" + m.Subject}, nil
@@ -66,6 +70,13 @@ func (f *fakeSender) count(subject string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.accepted[subject]
+}
+
+// firstAt is when subject was first accepted; zero if never.
+func (f *fakeSender) firstAt(subject string) time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.first[subject]
 }
 
 func (f *fakeSender) snapshot() (accepted map[string]int, calls int) {

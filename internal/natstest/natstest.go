@@ -59,7 +59,7 @@ func (s *Server) start() {
 		s.t.Fatal(err)
 	}
 	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
+	if !srv.ReadyForConnections(time.Minute) { // a cluster node on a busy machine takes a while
 		s.t.Fatal("nats server not ready")
 	}
 	s.Server = srv
