@@ -116,8 +116,9 @@ func parseDLQIDs(args []string) ([]uint64, error) {
 	return ids, nil
 }
 
-// openDLQ connects to the NATS of the bridge configured in path.
-func openDLQ(ctx context.Context, path string) (*dlq.DLQ, func(), error) {
+// dialBridge connects to the NATS of the bridge configured in path, as
+// the dlq and scheduled commands do.
+func dialBridge(ctx context.Context, path string) (*config.Config, *broker.Broker, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
@@ -127,6 +128,15 @@ func openDLQ(ctx context.Context, path string) (*dlq.DLQ, func(), error) {
 		// The error names the address tried; say what it most likely means.
 		return nil, nil, fmt.Errorf("%w: is that NATS server running, and reachable from here?", err)
 	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, b, nil
+}
+
+// openDLQ opens the dead-letter stream of the bridge configured in path.
+func openDLQ(ctx context.Context, path string) (*dlq.DLQ, func(), error) {
+	cfg, b, err := dialBridge(ctx, path)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -30,6 +30,7 @@ func commands() []command {
 		{"render", "print the Intercom request bodies an event would produce", runRender},
 		{"check", "verify the Intercom token, admin ids, NATS and streams", runCheck},
 		{"dlq", "list, show, replay or purge dead letters", runDLQ},
+		{"scheduled", "list or cancel the messages that wait", runScheduled},
 		{"send", "post a signed JSON event to a webhook source of a running bridge", runSend},
 		{"version", "print the version", runVersion},
 	}
