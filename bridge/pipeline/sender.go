@@ -458,7 +458,7 @@ func (s *Sender) succeed(msg jetstream.Msg, job *Job, sent *intercom.SentMessage
 	}
 	ack(msg)
 	if !job.Received.IsZero() && !job.Replay { // a replay's wait in the DLQ is not latency
-		s.Metrics.DeliveryLatency.Observe(time.Since(job.Received).Seconds())
+		s.Metrics.DeliveryLatency.Observe(time.Since(job.due()).Seconds())
 	}
 	ev := log.Info().Str("intercom_message_id", sent.ID).Str("message_type", job.Message.MessageType)
 	if sent.ConversationID != "" {

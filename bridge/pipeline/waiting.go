@@ -41,6 +41,15 @@ type JobSchedule struct {
 	EventSeq uint64    `json:"event_seq"`
 }
 
+// due is when a job was to go out: when its event arrived, or, for one
+// that waited, when its wait ended; the delivery latency counts from it.
+func (j *Job) due() time.Time {
+	if j.Schedule != nil && j.Schedule.At.After(j.Received) {
+		return j.Schedule.At
+	}
+	return j.Received
+}
+
 // Outcomes of bridge_scheduled_total: messages that wait, by what befell
 // them.
 const (
