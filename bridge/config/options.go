@@ -111,8 +111,10 @@ func (c *Config) ContactsOptions() pipeline.ContactsOptions {
 }
 
 // RuleOptions are the checks the config implies for rules: its sources,
-// its default admin, and what its Intercom version can send.
+// its default admin, what its Intercom version can send, and how long a
+// message may wait (no longer than the events stream keeps its event).
 func (c *Config) RuleOptions() rules.Options {
 	return rules.Options{DefaultAdminID: c.Intercom.DefaultAdminID, Sources: c.SourceNames(),
-		NoRecipientLists: !intercom.Capabilities(c.Intercom.Version).RecipientLists, IntercomVersion: c.Intercom.Version}
+		NoRecipientLists: !intercom.Capabilities(c.Intercom.Version).RecipientLists, IntercomVersion: c.Intercom.Version,
+		MaxDelay: c.NATS.Events.MaxAge.D()}
 }
