@@ -343,7 +343,7 @@ func (w *Webhook) applyPreset() {
 		a.Encoding = cmp.Or(a.Encoding, p.Auth.Encoding)
 	}
 	w.Subject = cmp.Or(w.Subject, p.Subject)
-	if w.ContentTypes == nil {
+	if len(w.ContentTypes) == 0 { // none written: JSON only, as without a preset
 		w.ContentTypes = p.ContentTypes
 	}
 }

@@ -47,22 +47,24 @@ type Preset struct {
 // dotted type in the signed body.
 const sourceTypeSubject = `event.type != nil ? source + "." + event.type : ""`
 
-// presets are the senders people wire in most. The subjects of github and
-// shopify read a header their signature does not cover; the id, a hash of
-// the signed body, does not depend on it.
+// presets are the senders people wire in most. Each subject gives "", the
+// default subject, when what it reads is absent (a request by bridge
+// send, say). The subjects of github and shopify read a header their
+// signature does not cover; the id, a hash of the signed body, does not
+// depend on it.
 var presets = map[string]Preset{
 	"github": {
 		Auth:         webhook.AuthConfig{Scheme: string(webhook.SchemeHMACSHA256), Header: "X-Hub-Signature-256", Prefix: "sha256=", Encoding: webhook.EncodingHex},
-		Subject:      `"github." + headers["x-github-event"]`,
+		Subject:      `headers["x-github-event"] != nil ? "github." + headers["x-github-event"] : ""`,
 		ContentTypes: []string{ContentTypeJSON, ContentTypeForm},
 	},
 	"shopify": {
 		Auth:    webhook.AuthConfig{Scheme: string(webhook.SchemeHMACSHA256), Header: "X-Shopify-Hmac-Sha256", Encoding: webhook.EncodingBase64},
-		Subject: `"shopify." + replace(headers["x-shopify-topic"], "/", ".")`,
+		Subject: `headers["x-shopify-topic"] != nil ? "shopify." + replace(headers["x-shopify-topic"], "/", ".") : ""`,
 	},
 	"stripe": {
 		Auth:    webhook.AuthConfig{Scheme: string(webhook.SchemeStripe)},
-		Subject: `"stripe." + event.type`,
+		Subject: `event.type != nil ? "stripe." + event.type : ""`,
 	},
 	// Svix is a Standard Webhooks sender; the scheme reads its svix-*
 	// headers as well as the spec's webhook-* ones.

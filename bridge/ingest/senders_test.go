@@ -202,6 +202,7 @@ func TestGitHub(t *testing.T) {
 		{name: "rotating: the new secret", source: "github", body: `{"n":2}`, header: gh(rotated, `{"n":2}`, "application/json"), status: 202},
 		{name: "wrong secret", source: "github", body: payload, header: gh("nope", payload, "application/json"), status: 401, reason: "signature does not match"},
 		{name: "a form where the source takes JSON only", source: "strict", body: form, header: gh(secret, form, formCT), status: 415},
+		{name: "no event header: the default subject", source: "github", body: `{"n":9}`, header: http.Header{"X-Hub-Signature-256": {"sha256=" + hexHMAC(secret, `{"n":9}`)}}, status: 202, subject: "bridge.in.github"},
 	})
 	for _, env := range e.stored() {
 		if env.Source == "github" && strings.HasPrefix(string(env.Data), "payload=") {
