@@ -40,6 +40,16 @@ func presetSource(t *testing.T, name, preset string, secrets ...string) Source {
 	return Source{Name: name, Kind: KindWebhook, Webhook: WebhookSource{Auth: p.Auth, Subject: p.Subject, ContentTypes: p.ContentTypes}}
 }
 
+// with makes sources e's and rebuilds its handler.
+func (e *env) with(sources ...Source) {
+	e.t.Helper()
+	e.sources = sources
+	var err error
+	if e.hooks, err = e.webhooks(zerolog.Nop()); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // hexHMAC and b64HMAC sign as the senders document it, with crypto/hmac.
 func hexHMAC(key, msg string) string {
 	m := hmac.New(sha256.New, []byte(key))
@@ -101,11 +111,7 @@ func (e *env) run(t *testing.T, cases []senderCase) {
 func TestSvix(t *testing.T) {
 	e := newEnv(t)
 	const rotated = "whsec_bmV3LXN2aXgtc2VjcmV0LWFmdGVyLXJvdGF0aW9u"
-	e.sources = []Source{presetSource(t, "svix", "svix", svixSecret), presetSource(t, "clerk", "svix", rotated, svixSecret)}
-	var err error
-	if e.hooks, err = e.webhooks(zerolog.Nop()); err != nil {
-		t.Fatal(err)
-	}
+	e.with(presetSource(t, "svix", "svix", svixSecret), presetSource(t, "clerk", "svix", rotated, svixSecret))
 	signedAt := time.Unix(svixTimestamp, 0)
 	e.hooks.now = func() time.Time { return signedAt.Add(time.Minute) }
 	svix := func(id string, ts int64, sig string) http.Header {
@@ -143,11 +149,7 @@ func TestSvix(t *testing.T) {
 func TestStripe(t *testing.T) {
 	e := newEnv(t)
 	const secret, old = "whsec_3f8b1c9d2e7a4f6b0c5d8e1a9b2c7d4e", "whsec_0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f"
-	e.sources = []Source{presetSource(t, "stripe", "stripe", secret, old)}
-	var err error
-	if e.hooks, err = e.webhooks(zerolog.Nop()); err != nil {
-		t.Fatal(err)
-	}
+	e.with(presetSource(t, "stripe", "stripe", secret, old))
 	now := time.Now().Unix()
 	body := `{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event","type":"invoice.paid","data":{"object":{"customer":"cus_1"}}}`
 	// As Stripe's documentation computes a test header: hex HMAC-SHA256 of
@@ -179,12 +181,9 @@ func TestStripe(t *testing.T) {
 func TestGitHub(t *testing.T) {
 	e := newEnv(t)
 	const secret, rotated = "gh-secret-0123456789", "gh-secret-rotated-9876"
-	e.sources = []Source{presetSource(t, "github", "github", secret, rotated), presetSource(t, "strict", "github", secret)}
-	e.sources[1].Webhook.ContentTypes = nil // JSON only, as a source without the preset
-	var err error
-	if e.hooks, err = e.webhooks(zerolog.Nop()); err != nil {
-		t.Fatal(err)
-	}
+	strict := presetSource(t, "strict", "github", secret)
+	strict.Webhook.ContentTypes = nil // JSON only, as a source without the preset
+	e.with(presetSource(t, "github", "github", secret, rotated), strict)
 	payload := `{"ref":"refs/heads/main","repository":{"full_name":"octo/hello"}}`
 	form := "payload=" + url.QueryEscape(payload)
 	gh := func(key, body, ct string) http.Header {
@@ -218,11 +217,7 @@ func TestGitHub(t *testing.T) {
 func TestShopify(t *testing.T) {
 	e := newEnv(t)
 	const secret, rotated = "shpss_0123456789abcdef0123", "shpss_rotated_fedcba987654"
-	e.sources = []Source{presetSource(t, "shopify", "shopify", secret, rotated)}
-	var err error
-	if e.hooks, err = e.webhooks(zerolog.Nop()); err != nil {
-		t.Fatal(err)
-	}
+	e.with(presetSource(t, "shopify", "shopify", secret, rotated))
 	body := `{"id":820982911946154508,"email":"jon@example.com","total_price":"149.50"}`
 	shop := func(key, body string) http.Header {
 		return http.Header{"X-Shopify-Hmac-Sha256": {b64HMAC([]byte(key), body)}, "X-Shopify-Topic": {"orders/create"},
