@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -274,5 +275,47 @@ func TestInjectionThroughEventValuesIsNeutralised(t *testing.T) {
 	if strings.Contains(m.Body, "<script") || strings.Contains(m.Body, "<img") ||
 		!strings.Contains(m.Body, "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;") {
 		t.Errorf("body %q", m.Body)
+	}
+}
+
+// TestSIGHUPRereadsWebhookSecretFiles: a rotated secret file takes effect
+// on SIGHUP; a file that cannot be read leaves the running secrets.
+func TestSIGHUPRereadsWebhookSecretFiles(t *testing.T) {
+	const rotated = "whsec_cm90YXRlZC1zZWNyZXQtZm9yLXRoZS1zaG9wLXNvdXJjZQ=="
+	file := filepath.Join(t.TempDir(), "shop-secret")
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(secret + "\n")
+	h := newHarness(t, func(c *config.Config) { c.Sources[0].Webhook.Auth.SecretFile = file })
+	status := func(key, id string) int {
+		resp := h.webhookSignedBy(key, id, map[string]any{"type": "noop"})
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(rotated, "r-0"); got != 401 {
+		t.Fatalf("the rotated secret before SIGHUP: %d", got)
+	}
+	write(secret + "\n" + rotated + "\n") // the rotation begins: both
+	h.reload <- struct{}{}
+	h.waitFor("the rotated secret accepted", func() bool { return status(rotated, fmt.Sprint("r-", time.Now().UnixNano())) == 202 })
+	if got := status(secret, "o-1"); got != 202 {
+		t.Errorf("the old secret while both are listed: %d", got)
+	}
+	write(rotated + "\n") // the rotation ends
+	h.reload <- struct{}{}
+	h.waitFor("the old secret refused", func() bool { return status(secret, fmt.Sprint("o-", time.Now().UnixNano())) == 401 })
+
+	write("\n")
+	h.reload <- struct{}{}
+	h.waitFor("the error logged", func() bool { return strings.Contains(h.logs.String(), "webhook secret files not reloaded") })
+	if got := status(rotated, "r-2"); got != 202 {
+		t.Errorf("after an empty file the running secret must stay: %d", got)
+	}
+	if strings.Contains(h.logs.String(), strings.TrimPrefix(rotated, "whsec_")) {
+		t.Error("a secret in the logs")
 	}
 }

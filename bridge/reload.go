@@ -25,6 +25,9 @@ type reloader struct {
 	apply func(*rules.Set)
 	log   zerolog.Logger
 	m     *serviceMetrics
+	// onRequest, when set, runs on each reload asked for (SIGHUP) before
+	// the rules reload: the service re-reads its webhook secret files.
+	onRequest func()
 
 	mu      sync.Mutex // serialises reloads; guards current
 	current string     // hash of the running set; "" before the first
@@ -178,7 +181,10 @@ func (r *reloader) Watch(ctx context.Context, paths []string, debounce time.Dura
 				reload = nil
 				continue
 			}
-			r.log.Info().Msg("reload asked for (SIGHUP): reloading the rules")
+			r.log.Info().Msg("reload asked for (SIGHUP): reloading the secret files and the rules")
+			if r.onRequest != nil {
+				r.onRequest()
+			}
 			r.reload("request")
 		case _, ok := <-changes:
 			if !ok {

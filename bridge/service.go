@@ -33,8 +33,8 @@ type Options struct {
 	// Sender replaces the Intercom client (tests); nil: a real client, or
 	// dry run when the config says so or has no token.
 	Sender pipeline.MessageSender
-	// Reload, when not nil, asks for the rule files to be loaded again
-	// (main sends on it on SIGHUP).
+	// Reload, when not nil, asks for the webhook secret files and the rule
+	// files to be read again (main sends on it on SIGHUP).
 	Reload <-chan struct{}
 }
 
@@ -98,7 +98,6 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 		return nil, fmt.Errorf("rules:\n%w", err)
 	}
 	s.setRules(set)
-	s.startReloader(set, opts.Reload)
 
 	sender := opts.Sender
 	if sender == nil {
@@ -161,6 +160,8 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 	if s.webhooks, err = ingest.NewWebhooks(top, hookOpts, sources, s.broker.JS, log, sourceMetrics); err != nil {
 		return nil, err
 	}
+	// From here a reload may swap the webhook secrets as well as the rules.
+	s.startReloader(set, opts.Reload)
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
@@ -179,11 +180,13 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 	return s, nil
 }
 
-// startReloader reloads the rules when reload says so, and on changes to
-// the rule files when rules.watch is on.
+// startReloader reloads the webhook secret files and the rules when
+// reload says so, and the rules on changes to the rule files when
+// rules.watch is on.
 func (s *Service) startReloader(set *rules.Set, reload <-chan struct{}) {
 	s.reloader = newReloader(func() (*rules.Set, error) { return LoadRules(s.cfg) }, s.applyRules, s.log, s.metrics)
 	s.reloader.SetCurrent(set)
+	s.reloader.onRequest = func() { s.ReloadSecrets() }
 	var paths []string
 	if s.cfg.Rules.Watch {
 		paths = s.cfg.Rules.Paths
@@ -197,6 +200,27 @@ func (s *Service) startReloader(set *rules.Set, reload <-chan struct{}) {
 			s.reloader.Watch(ctx, nil, 0, reload)
 		}
 	}()
+}
+
+// ReloadSecrets reads the webhook sources' secret_file again and swaps
+// their secrets in, so that a rotated Kubernetes or Docker secret takes
+// effect on SIGHUP. On any error (a file missing or empty, a secret its
+// scheme refuses) every source keeps the secrets it has. The other *_file
+// keys (NATS, Intercom) are read at start only.
+func (s *Service) ReloadSecrets() error {
+	secrets, err := s.cfg.ReadWebhookSecretFiles()
+	if err == nil && len(secrets) == 0 {
+		return nil
+	}
+	if err == nil {
+		err = s.webhooks.SetSecrets(secrets)
+	}
+	if err != nil {
+		s.log.Error().Err(err).Msg("webhook secret files not reloaded; the running secrets stay")
+		return fmt.Errorf("webhook secrets: %w", err)
+	}
+	s.log.Info().Int("sources", len(secrets)).Msg("webhook secret files reloaded")
+	return nil
 }
 
 // ReloadRules loads the rule files again and swaps them in if they are

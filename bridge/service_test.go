@@ -78,13 +78,16 @@ type harness struct {
 	cfg  *config.Config
 	svc  *Service
 	logs *syncbuf.Buffer
+	// reload is the service's SIGHUP: a send asks for a reload.
+	reload chan struct{}
 }
 
 // newHarness starts a NATS server, the fake Intercom and a bridge; tweak,
 // when not nil, changes the config first.
 func newHarness(t *testing.T, tweak func(*config.Config)) *harness {
 	t.Helper()
-	h := &harness{t: t, nats: natstest.Start(t), ic: intercomtest.NewServer(intercomtest.WithPermissive(true)), logs: &syncbuf.Buffer{}}
+	h := &harness{t: t, nats: natstest.Start(t), ic: intercomtest.NewServer(intercomtest.WithPermissive(true)), logs: &syncbuf.Buffer{},
+		reload: make(chan struct{})}
 	t.Cleanup(h.ic.Close)
 	h.ic.AddAdmin("394051", "Wash", "wash@example.com")
 	dir := t.TempDir()
@@ -118,7 +121,7 @@ delivery: {workers: 4, backoff: {initial: 50ms, max: 200ms}}
 func (h *harness) start() {
 	h.t.Helper()
 	log := zerolog.New(h.logs).Level(zerolog.DebugLevel)
-	svc, err := Start(context.Background(), h.cfg, log, Options{Version: "test"})
+	svc, err := Start(context.Background(), h.cfg, log, Options{Version: "test", Reload: h.reload})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -139,8 +142,14 @@ func (h *harness) webhook(id string, payload any) int {
 // closes the body.
 func (h *harness) webhookResponse(id string, payload any) *http.Response {
 	h.t.Helper()
+	return h.webhookSignedBy(secret, id, payload)
+}
+
+// webhookSignedBy posts an event to the shop source signed with key.
+func (h *harness) webhookSignedBy(key, id string, payload any) *http.Response {
+	h.t.Helper()
 	body, _ := json.Marshal(payload)
-	sig, err := webhook.SignStandard(secret, id, time.Now(), body)
+	sig, err := webhook.SignStandard(key, id, time.Now(), body)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -9,6 +9,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/url"
@@ -150,21 +151,33 @@ type Source struct {
 
 // Webhook is a source that receives events at POST /hooks/<name>.
 type Webhook struct {
+	// Preset fills, for a well-known sender (github, shopify, stripe, svix,
+	// standard-webhooks), what the keys below leave out: the auth scheme,
+	// header, prefix and encoding, the subject and the content types. It
+	// sits beside auth, not in it, because it sets more than auth.
+	Preset  string      `yaml:"preset"`
 	Auth    WebhookAuth `yaml:"auth"`
 	ID      string      `yaml:"id"`      // expr for the event id
 	Subject string      `yaml:"subject"` // expr for the event's subject
 	Headers []string    `yaml:"headers"` // request headers rules may see
+	// ContentTypes the source accepts besides JSON (which it always does):
+	// application/x-www-form-urlencoded for GitHub's form setting.
+	ContentTypes []string `yaml:"content_types"`
 }
 
 // WebhookAuth says how a webhook proves where it comes from.
 type WebhookAuth struct {
-	Scheme    string   `yaml:"scheme"` // standard-webhooks | hmac-sha256 | bearer | none
-	Secret    string   `yaml:"secret"`
-	Secrets   []string `yaml:"secrets"` // several, while rotating keys
-	Header    string   `yaml:"header"`
-	Prefix    string   `yaml:"prefix"`
-	Encoding  string   `yaml:"encoding"`
-	Tolerance Duration `yaml:"tolerance"`
+	Scheme  string   `yaml:"scheme"` // standard-webhooks | stripe | hmac-sha256 | bearer | none
+	Secret  string   `yaml:"secret"`
+	Secrets []string `yaml:"secrets"` // several, while rotating keys
+	// SecretFile holds the secrets instead, one a line (a mounted
+	// Kubernetes or Docker secret); re-read on SIGHUP, so a rotation is an
+	// edit of the file.
+	SecretFile string   `yaml:"secret_file"`
+	Header     string   `yaml:"header"`
+	Prefix     string   `yaml:"prefix"`
+	Encoding   string   `yaml:"encoding"`
+	Tolerance  Duration `yaml:"tolerance"`
 }
 
 // keyPath is the path in the file, below auth, of a key the webhook
@@ -224,6 +237,7 @@ func (s Source) Kind() ingest.Kind {
 type Intercom struct {
 	BaseURL            string   `yaml:"base_url"`
 	Token              string   `yaml:"token"`
+	TokenFile          string   `yaml:"token_file"` // or: a file holding the token
 	Version            string   `yaml:"version"`
 	DefaultAdminID     string   `yaml:"default_admin_id"`
 	RateLimitPerMinute int      `yaml:"rate_limit_per_minute"`
@@ -298,6 +312,7 @@ func (c *Config) applySourceDefaults() {
 	for i := range c.Sources {
 		s := &c.Sources[i]
 		if s.Webhook != nil {
+			s.Webhook.applyPreset()
 			a := &s.Webhook.Auth
 			d := a.Options().WithDefaults()
 			a.Header, a.Encoding, a.Tolerance = d.Header, d.Encoding, Duration(d.Tolerance)
@@ -306,6 +321,38 @@ func (c *Config) applySourceDefaults() {
 			s.NATS.Queue = c.NATS.Prefix
 		}
 	}
+}
+
+// applyPreset fills what w leaves out from its preset: explicit keys win.
+// The preset's header, prefix and encoding go with its scheme, so they are
+// left out when the file names another scheme. An unknown preset fills
+// nothing; Validate reports it.
+func (w *Webhook) applyPreset() {
+	if w.Preset == "" {
+		return
+	}
+	p, err := ingest.LookupPreset(w.Preset)
+	if err != nil {
+		return
+	}
+	a := &w.Auth
+	if a.Scheme == "" || a.Scheme == p.Auth.Scheme {
+		a.Scheme = p.Auth.Scheme
+		a.Header = cmp.Or(a.Header, p.Auth.Header)
+		a.Prefix = cmp.Or(a.Prefix, p.Auth.Prefix)
+		a.Encoding = cmp.Or(a.Encoding, p.Auth.Encoding)
+	}
+	w.Subject = cmp.Or(w.Subject, p.Subject)
+	if len(w.ContentTypes) == 0 { // none written: JSON only, as without a preset
+		w.ContentTypes = p.ContentTypes
+	}
+}
+
+// presetSubject reports whether w's subject is its preset's own, which
+// the bridge chose knowingly (and documents), not one the file wrote.
+func (w *Webhook) presetSubject() bool {
+	p, err := ingest.LookupPreset(w.Preset)
+	return w.Preset != "" && err == nil && w.Subject == p.Subject
 }
 
 // Path is the file the configuration was loaded from.
@@ -495,9 +542,20 @@ func (c *Config) validateSources() []FieldError {
 			continue
 		}
 		if w := s.Webhook; w != nil {
+			if w.Preset != "" {
+				if _, err := ingest.LookupPreset(w.Preset); err != nil {
+					bad(p+".webhook.preset", "%v", err)
+				}
+			}
+			if err := ingest.CheckContentTypes(w.ContentTypes); err != nil {
+				bad(p+".webhook.content_types", "%v", err)
+			}
 			a := w.Auth
 			wp := p + ".webhook.auth"
 			for _, pr := range a.Options().Problems() {
+				if pr.Key == "secret" && a.SecretFile != "" {
+					continue // the file could not be read: that error says why
+				}
 				bad(wp+a.keyPath(pr.Key), "%s", pr.Msg)
 			}
 			if !IsLoopback(c.HTTP.Listen) {

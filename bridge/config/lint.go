@@ -10,6 +10,8 @@ import (
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
+
+	"github.com/intercom-bridge/bridge/bridge/webhook"
 )
 
 // Lint thresholds: below or above them a setting is allowed but weak.
@@ -22,7 +24,7 @@ const (
 // (lower-case). An id or subject taken from any other header can be
 // changed by whoever replays a request.
 var signedHeaders = map[string][]string{
-	"standard-webhooks": {"webhook-id", "webhook-timestamp"},
+	"standard-webhooks": {"webhook-id", "webhook-timestamp", "svix-id", "svix-timestamp"},
 }
 
 // Lint returns the settings of a valid configuration that work but leave
@@ -50,10 +52,14 @@ func (c *Config) Lint() []FieldError {
 		if a.Tolerance.D() > maxTolerance {
 			warn(p+".auth.tolerance", "%s lets a captured request be replayed for that long: keep it at most %s", a.Tolerance, maxTolerance)
 		}
-		if a.Scheme == "standard-webhooks" && c.NATS.Events.Duplicates < a.Tolerance {
+		if webhook.Scheme(a.Scheme).SignsTimestamp() && c.NATS.Events.Duplicates < a.Tolerance {
 			warn(p+".auth.tolerance", "is longer than nats.events.duplicates (%s): a signed request replayed after that window, within the tolerance, is stored again", c.NATS.Events.Duplicates)
 		}
-		for _, e := range []struct{ key, src string }{{"id", w.ID}, {"subject", w.Subject}} {
+		subject := w.Subject
+		if w.presetSubject() {
+			subject = "" // the README says which header it reads, and why the id does not
+		}
+		for _, e := range []struct{ key, src string }{{"id", w.ID}, {"subject", subject}} {
 			for _, h := range unsignedHeaders(e.src, a.Scheme) {
 				warn(p+"."+e.key, "reads header %s, which scheme %s does not sign: a replayed request with another value is taken as a new event; use the body or a signed header", h, a.Scheme)
 			}

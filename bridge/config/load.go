@@ -112,34 +112,100 @@ func finish(l *loader, cfg *Config) (*Config, error) {
 // Warnings are the weak settings Lint finds, at their place in the file.
 func (c *Config) Warnings() rules.ErrorList { return c.warnings }
 
-// readSecretFiles reads nats.password_file and nats.token_file into the
-// values they stand for. A trailing line break is not part of the secret.
+// secretFile is a key that names a file holding a secret, read in place
+// of the value it stands for: Alertmanager's convention, so that a mounted
+// Kubernetes or Docker secret needs no environment variable.
+type secretFile struct {
+	key      string // "nats.password_file"
+	file     string
+	valueSet bool // the value is written out too
+	lines    bool // one secret a line (webhook secrets: several while rotating)
+	store    func([]string)
+}
+
+// secretFiles lists the *_file keys the file sets.
+func (c *Config) secretFiles() []secretFile {
+	one := func(dst *string) func([]string) { return func(v []string) { *dst = v[0] } }
+	var out []secretFile
+	for _, f := range []secretFile{
+		{key: "nats.password_file", file: c.NATS.PasswordFile, valueSet: c.NATS.Password != "", store: one(&c.NATS.Password)},
+		{key: "nats.token_file", file: c.NATS.TokenFile, valueSet: c.NATS.Token != "", store: one(&c.NATS.Token)},
+		{key: "intercom.token_file", file: c.Intercom.TokenFile, valueSet: c.Intercom.Token != "", store: one(&c.Intercom.Token)},
+	} {
+		if f.file != "" {
+			out = append(out, f)
+		}
+	}
+	for i := range c.Sources {
+		if w := c.Sources[i].Webhook; w != nil && w.Auth.SecretFile != "" {
+			a := &w.Auth
+			out = append(out, secretFile{key: fmt.Sprintf("sources[%d].webhook.auth.secret_file", i), file: a.SecretFile,
+				valueSet: len(a.AllSecrets()) > 0, lines: true, store: func(v []string) { a.Secrets = v }})
+		}
+	}
+	return out
+}
+
+// readSecretFiles reads every *_file key into the value it stands for.
 func (c *Config) readSecretFiles() []FieldError {
 	var errs []FieldError
-	for _, f := range []struct {
-		key, file string
-		value     *string
-	}{
-		{"nats.password_file", c.NATS.PasswordFile, &c.NATS.Password},
-		{"nats.token_file", c.NATS.TokenFile, &c.NATS.Token},
-	} {
-		if f.file == "" {
-			continue
-		}
-		if *f.value != "" {
+	for _, f := range c.secretFiles() {
+		if f.valueSet {
 			errs = append(errs, FieldError{Path: f.key, Msg: "set either the value or the file, not both"})
 			continue
 		}
-		data, err := os.ReadFile(f.file)
+		v, err := readSecret(f.file, f.lines)
 		if err != nil {
 			errs = append(errs, FieldError{Path: f.key, Msg: err.Error()})
 			continue
 		}
-		if *f.value = strings.TrimRight(string(data), "\r\n"); *f.value == "" {
-			errs = append(errs, FieldError{Path: f.key, Msg: f.file + " is empty"})
-		}
+		f.store(v)
 	}
 	return errs
+}
+
+// ReadWebhookSecretFiles reads the secret_file of every webhook source
+// again, for SIGHUP: the secrets by source, or every problem at its key.
+// The Config is left as it is.
+func (c *Config) ReadWebhookSecretFiles() (map[string][]string, error) {
+	out := map[string][]string{}
+	var errs []error
+	for _, s := range c.Sources {
+		if s.Webhook == nil || s.Webhook.Auth.SecretFile == "" {
+			continue
+		}
+		v, err := readSecret(s.Webhook.Auth.SecretFile, true)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("source %s: secret_file: %w", s.Name, err))
+			continue
+		}
+		out[s.Name] = v
+	}
+	return out, errors.Join(errs...)
+}
+
+// readSecret reads a secret file: the whole of it but a trailing line
+// break, or with lines every line that is not blank. A missing or empty
+// file is an error that names it.
+func readSecret(file string, lines bool) ([]string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err // names the file
+	}
+	var out []string
+	if lines {
+		for _, l := range strings.Split(string(data), "\n") {
+			if l = strings.TrimRight(l, "\r"); strings.TrimSpace(l) != "" {
+				out = append(out, l)
+			}
+		}
+	} else if v := strings.TrimRight(string(data), "\r\n"); v != "" {
+		out = []string{v}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s is empty", file)
+	}
+	return out, nil
 }
 
 // resolvePaths makes relative paths in the file relative to its directory,
@@ -158,6 +224,12 @@ func (c *Config) resolvePaths() {
 	abs(&c.NATS.TLS.CA)
 	abs(&c.NATS.TLS.Cert)
 	abs(&c.NATS.TLS.Key)
+	abs(&c.Intercom.TokenFile)
+	for _, s := range c.Sources {
+		if s.Webhook != nil {
+			abs(&s.Webhook.Auth.SecretFile)
+		}
+	}
 	for i := range c.Rules.Paths {
 		abs(&c.Rules.Paths[i])
 	}

@@ -50,7 +50,8 @@ func (c *Config) IngestSources() []ingest.Source {
 	for _, s := range c.Sources {
 		is := ingest.Source{Name: s.Name, Kind: s.Kind()}
 		if w := s.Webhook; w != nil {
-			is.Webhook = ingest.WebhookSource{Auth: w.Auth.Options(), ID: w.ID, Subject: w.Subject, Headers: w.Headers}
+			is.Webhook = ingest.WebhookSource{Auth: w.Auth.Options(), ID: w.ID, Subject: w.Subject, Headers: w.Headers,
+				ContentTypes: w.ContentTypes}
 		}
 		if n := s.NATS; n != nil {
 			is.NATS = ingest.NATSSource{Subjects: n.Subjects, Stream: n.Stream, Queue: n.Queue, ID: n.ID}

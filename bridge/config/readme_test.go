@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/intercom-bridge/bridge/bridge/ingest"
 	"github.com/intercom-bridge/bridge/internal/readme"
 )
 
@@ -20,7 +21,7 @@ func readmeYAML(t *testing.T, marker string) string {
 func TestReadmeWebhookSources(t *testing.T) {
 	src := readmeYAML(t, "Each webhook source receives")
 	vars := map[string]string{
-		"SHOP_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "GITHUB_SECRET": "0123456789abcdef0123",
+		"SHOP_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "PARTNER_SECRET": "0123456789abcdef0123",
 		"CRM_TOKEN": "crm-token-0123456789", "CRM_TOKEN_NEXT": "crm-token-9876543210",
 	}
 	cfg, err := Parse("c.yaml", []byte(src+"http: {listen: 127.0.0.1:8080}\n"), env(vars))
@@ -28,8 +29,38 @@ func TestReadmeWebhookSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := cfg.Warnings()
-	if len(w) != 1 || !strings.Contains(w[0].Msg, `sources[1].webhook.subject: reads header "x-github-event"`) {
-		t.Errorf("warnings %v, want the one about x-github-event", w)
+	if len(w) != 1 || !strings.Contains(w[0].Msg, `sources[1].webhook.subject: reads header "x-partner-event"`) {
+		t.Errorf("warnings %v, want the one about x-partner-event", w)
+	}
+}
+
+// TestReadmePresets: each preset's block in the README loads as it is,
+// without a warning, and gets its preset's scheme and subject.
+func TestReadmePresets(t *testing.T) {
+	dir := t.TempDir()
+	vars := map[string]string{"GITHUB_WEBHOOK_SECRET": "0123456789abcdef0123", "SHOPIFY_CLIENT_SECRET": "shpss_0123456789abcdef",
+		"STRIPE_WEBHOOK_SECRET": "whsec_0123456789abcdef0123", "BILLING_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
+	clerk := filepath.Join(dir, "clerk-webhook-secret")
+	if err := os.WriteFile(clerk, []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, preset := range ingest.PresetNames() {
+		t.Run(preset, func(t *testing.T) {
+			src := readmeYAML(t, "(`preset: "+preset+"`)")
+			src = strings.ReplaceAll(src, "/run/secrets/clerk-webhook-secret", clerk)
+			cfg, err := Parse(filepath.Join(dir, "c.yaml"), []byte(src), env(vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w := cfg.Warnings(); len(w) > 0 {
+				t.Errorf("warnings: %v", w)
+			}
+			p, _ := ingest.LookupPreset(preset)
+			w := cfg.Sources[0].Webhook
+			if w.Preset != preset || w.Auth.Scheme != p.Auth.Scheme || w.Subject != p.Subject || len(w.Auth.AllSecrets()) != 1 {
+				t.Errorf("source %+v, want preset %s's %+v", w, preset, p)
+			}
+		})
 	}
 }
 

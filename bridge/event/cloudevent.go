@@ -52,13 +52,40 @@ func ParseCloudEvent(h http.Header, body []byte) (ce *CloudEvent, ok bool, err e
 		ce, err = parseStructured(body)
 		return ce, true, err
 	case mediaTypeBatch:
-		return nil, true, errors.New("cloudevents: batched mode is not supported; send one event per request")
+		// Several events: ParseCloudEventBatch, where a request may carry them.
+		return nil, true, errors.New("cloudevents: a batch holds several events; here, send one event per message")
 	}
 	if !IsBinaryCloudEvent(h) {
 		return nil, false, nil
 	}
 	ce, err = parseBinary(h, body)
 	return ce, true, err
+}
+
+// IsCloudEventBatch reports whether a request's Content-Type says its body
+// is a CloudEvents batch (application/cloudevents-batch+json).
+func IsCloudEventBatch(h http.Header) bool {
+	return mediaType(h.Get("Content-Type")) == mediaTypeBatch
+}
+
+// ParseCloudEventBatch parses a batch in the JSON batch format: an array of
+// structured events, possibly empty. Every member must be a valid event;
+// the error of a bad one names its index ("event [2]: ..."), so the sender
+// can tell which. body should already have passed CheckJSON.
+func ParseCloudEventBatch(body []byte) ([]*CloudEvent, error) {
+	var members []json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil || members == nil {
+		return nil, errors.New("cloudevents: a batch must be a JSON array of events")
+	}
+	out := make([]*CloudEvent, len(members))
+	for i, m := range members {
+		ce, err := parseStructured(m)
+		if err != nil {
+			return nil, fmt.Errorf("event [%d]: %w", i, err)
+		}
+		out[i] = ce
+	}
+	return out, nil
 }
 
 // mediaType returns the lower-case media type of a Content-Type value

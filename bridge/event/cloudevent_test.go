@@ -115,7 +115,7 @@ func TestParseCloudEvent(t *testing.T) {
 		{name: "structured data_base64 binary type", header: structured, body: `{"specversion":"1.0","id":"a","source":"s","type":"t","datacontenttype":"image/png","data_base64":"MQ=="}`, wantOK: true, wantErr: "only supported with a JSON datacontenttype"},
 		{name: "structured data_base64 bad base64", header: structured, body: `{"specversion":"1.0","id":"a","source":"s","type":"t","data_base64":"!!"}`, wantOK: true, wantErr: "not valid base64"},
 		{name: "structured data_base64 not a string", header: structured, body: `{"specversion":"1.0","id":"a","source":"s","type":"t","data_base64":5}`, wantOK: true, wantErr: "data_base64 must be a string"},
-		{name: "batch", header: http.Header{"Content-Type": {"application/cloudevents-batch+json"}}, body: `[]`, wantOK: true, wantErr: "batched mode is not supported"},
+		{name: "batch", header: http.Header{"Content-Type": {"application/cloudevents-batch+json"}}, body: `[]`, wantOK: true, wantErr: "a batch holds several events"},
 
 		{name: "binary missing type", header: binary("Ce-Type", ""), body: `{}`, wantOK: true, wantErr: "missing required attributes: type"},
 		{name: "binary only specversion", header: http.Header{"Ce-Specversion": {"1.0"}}, body: `{}`, wantOK: true, wantErr: "missing required attributes: id, source, type"},
@@ -157,4 +157,47 @@ func dataOf(ce *CloudEvent) string {
 		return "<nil>"
 	}
 	return string(ce.Data)
+}
+
+func TestParseCloudEventBatch(t *testing.T) {
+	ev := func(id string) string {
+		return `{"specversion":"1.0","id":"` + id + `","source":"/s","type":"t","data":{"n":1}}`
+	}
+	tests := []struct {
+		name    string
+		body    string
+		ids     []string
+		wantErr string
+	}{
+		{"two events", "[" + ev("a") + "," + ev("b") + "]", []string{"a", "b"}, ""},
+		{"empty", "[]", []string{}, ""},
+		{"an object, not an array", ev("a"), nil, "cloudevents: a batch must be a JSON array of events"},
+		{"null", "null", nil, "cloudevents: a batch must be a JSON array of events"},
+		{"a bad member names its index", "[" + ev("a") + `,{"specversion":"1.0","id":"b"}]`, nil, "event [1]: cloudevents: missing required attributes: source, type"},
+		{"a member that is not an object", "[" + ev("a") + ",7]", nil, "event [1]: cloudevents: structured event must be a JSON object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseCloudEventBatch([]byte(tt.body))
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := []string{}
+			for _, ce := range got {
+				ids = append(ids, ce.ID)
+			}
+			if !reflect.DeepEqual(ids, tt.ids) {
+				t.Errorf("ids %v, want %v", ids, tt.ids)
+			}
+		})
+	}
+	if !IsCloudEventBatch(http.Header{"Content-Type": {"application/cloudevents-batch+json; charset=utf-8"}}) {
+		t.Error("IsCloudEventBatch with a charset = false")
+	}
 }

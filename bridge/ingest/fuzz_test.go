@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -19,6 +20,8 @@ func FuzzWebhook(f *testing.F) {
 	f.Add("shop", []byte(`{"a":1}`), "application/json", "msg", "v1,abc")
 	f.Add("open", []byte(`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[`), "application/json", "", "")
 	f.Add("open", []byte("\xff\xfe"), "text/plain", "", "")
+	f.Add("open", []byte(`[{"specversion":"1.0","id":"1","source":"s","type":"t"},{"specversion":"1.0","id":"2","source":"s","type":"t","data":{}}]`), "application/cloudevents-batch+json", "", "")
+	f.Add("open", []byte(`payload=%7B%7D`), "application/x-www-form-urlencoded", "", "")
 	e := newEnv(f)
 	f.Fuzz(func(t *testing.T, source string, body []byte, contentType, id, sig string) {
 		count := func() uint64 {
@@ -54,9 +57,44 @@ func FuzzWebhook(f *testing.F) {
 		if !strings.HasPrefix(rw.Header().Get("Content-Type"), "application/json") {
 			t.Fatalf("answer is not JSON: %q", rw.Body)
 		}
+		// A batch stores several, or none when each is a duplicate or it
+		// is empty; a refused request stores nothing at all.
 		stored := count() - before
-		if (rw.Code == 202) != (stored == 1) && !(rw.Code == 202 && strings.Contains(rw.Body.String(), `"duplicate":true`)) {
+		answer := rw.Body.String()
+		switch {
+		case rw.Code != 202 && stored != 0:
 			t.Fatalf("status %d but %d events stored", rw.Code, stored)
+		case rw.Code == 202 && stored == 0 && !strings.Contains(answer, `"duplicate":true`) && !strings.Contains(answer, `"events":[]`):
+			t.Fatalf("status 202 but nothing stored: %s", answer)
+		case rw.Code == 202 && stored > 1 && !strings.Contains(answer, `"events":[`):
+			t.Fatalf("%d events stored from one event", stored)
+		}
+	})
+}
+
+// FuzzDecodeForm: a form body is GitHub's one payload field or refused,
+// and what it yields is that field, decoded.
+func FuzzDecodeForm(f *testing.F) {
+	f.Add([]byte("payload=" + url.QueryEscape(`{"zen":"Design for failure."}`)))
+	f.Add([]byte("payload=%7B%7D&payload=%7B%7D"))
+	f.Add([]byte("payload=%zz"))
+	f.Add([]byte("a=1;b=2"))
+	f.Add([]byte("payload"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, err := decodeForm(body)
+		if err != nil {
+			if got != nil {
+				t.Fatalf("a result with an error: %q", got)
+			}
+			return
+		}
+		if len(got) > len(body) {
+			t.Fatalf("decoded %d bytes from %d", len(got), len(body))
+		}
+		again, err := decodeForm([]byte("payload=" + url.QueryEscape(string(got))))
+		if err != nil || !bytes.Equal(again, got) {
+			t.Fatalf("re-encoding %q gives %q, %v", got, again, err)
 		}
 	})
 }

@@ -244,7 +244,8 @@ func TestBadRequestsStoreNothing(t *testing.T) {
 		reason string
 	}{
 		{"too large", "POST", "/hooks/open", `{"a":"` + strings.Repeat("x", 100) + `"}`, nil, 413, "body larger than 64 bytes"},
-		{"not JSON content type", "POST", "/hooks/open", `a=1`, http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, 415, `content type "application/x-www-form-urlencoded" is not JSON: send application/json or a CloudEvent`},
+		{"not JSON content type", "POST", "/hooks/open", `a=1`, http.Header{"Content-Type": {"text/plain"}}, 415, `content type "text/plain" is not JSON: send application/json or a CloudEvent`},
+		{"a form where the source takes none", "POST", "/hooks/open", `payload=%7B%7D`, http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, 415, `content type "application/x-www-form-urlencoded" is not accepted by this source: choose application/json in the sender's settings (GitHub: Content type), or accept the form with content_types or preset: github`},
 		{"invalid JSON", "POST", "/hooks/open", `{"a":`, nil, 400, ""},
 		{"trailing data", "POST", "/hooks/open", `{} {}`, nil, 400, ""},
 		{"too deep", "POST", "/hooks/open", strings.Repeat("[", 12) + strings.Repeat("]", 12), nil, 400, "JSON nested deeper than 10 levels at offset 11"},
@@ -506,7 +507,7 @@ func TestAccessLog(t *testing.T) {
 		want          []string
 	}{
 		{"req-1", "open", []string{`"request_id":"req-1"`, `"source":"open"`, `"status":202`, `"event_id":"sha256:`}},
-		{"", "shop", []string{`"request_id":"`, `"status":401`, `"error":"missing webhook-id header"`}},
+		{"", "shop", []string{`"request_id":"`, `"status":401`, `"error":"missing webhook-id (or svix-id) header"`}},
 	} {
 		r := httptest.NewRequest("POST", "/hooks/"+tc.source, strings.NewReader(`{"a":1}`))
 		if tc.reqID != "" {

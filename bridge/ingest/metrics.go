@@ -39,9 +39,10 @@ func (m *Metrics) orNew() *Metrics {
 	return NewMetrics(prometheus.NewRegistry())
 }
 
-func (m *Metrics) webhook(source string, status int, stored bool) {
+// webhook counts a request and the events it stored that were new.
+func (m *Metrics) webhook(source string, status int, fresh int) {
 	m.WebhookRequests.WithLabelValues(source, strconv.Itoa(status)).Inc()
-	if stored {
-		m.EventsReceived.WithLabelValues(source).Inc()
+	if fresh > 0 {
+		m.EventsReceived.WithLabelValues(source).Add(float64(fresh))
 	}
 }

@@ -39,6 +39,9 @@ type WebhookSource struct {
 	ID      string   // expression for the event id; "": the defaults
 	Subject string   // expression for the event's subject; "": <prefix>.in.<source>
 	Headers []string // request headers rules may see; none: all but secrets
+	// ContentTypes the source accepts besides JSON: ContentTypeForm for
+	// GitHub's form encoding. Empty: JSON only.
+	ContentTypes []string
 }
 
 // NATSSource is the subjects a NATS source reads and where its event id

@@ -7,6 +7,8 @@
 // is read back by the pipeline.
 //
 // To add a webhook scheme, see package webhook: ingest needs no change.
+// To add a preset for a sender, add it to the presets in preset.go; the
+// config file's preset key reads them.
 // To add a kind of source that reads from elsewhere (Kafka, say): a Kind
 // constant and the source's settings in source.go, and a file with its
 // start function, which stores each event with the same store path as the
@@ -26,6 +28,7 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -63,17 +66,21 @@ const logInterval = 10 * time.Second
 // webhookSource is one configured webhook source, ready to serve.
 type webhookSource struct {
 	name     string
-	verifier webhook.Verifier
+	auth     webhook.AuthConfig
+	verifier atomic.Pointer[webhook.Verifier] // swapped by SetSecrets
 	id       *event.Expr
 	subject  *event.Expr
 	headers  map[string]bool // lower-case names to keep; nil: all but secrets
-	// signedIDHeader is the header a default event id may come from:
-	// webhook-id where the scheme signs it (standard-webhooks) or signs
-	// nothing (bearer, none: there a header is as good as the body); ""
-	// for hmac-sha256, which signs the body only.
-	signedIDHeader string
-	idFromHeaders  bool // a binary CloudEvent's ce-id header may be the id
+	form     bool            // accepts GitHub's form encoding, payload=<JSON>
+	// unsigned is true for the schemes that sign nothing (bearer, none):
+	// there a header is as good as the body, so webhook-id and a binary
+	// CloudEvent's ce-id may be the event's id. Elsewhere only what the
+	// scheme signs may be (webhook.SignedID).
+	unsigned bool
 }
+
+// verify is the source's verifier as it is now.
+func (src *webhookSource) verify() webhook.Verifier { return *src.verifier.Load() }
 
 // Webhooks serves POST /hooks/{source}.
 type Webhooks struct {
@@ -111,13 +118,14 @@ func NewWebhooks(t broker.Topology, o WebhookOptions, sources []Source, js Publi
 		if err != nil {
 			return nil, fmt.Errorf("source %s: %w", s.Name, err)
 		}
-		ws := &webhookSource{name: s.Name, verifier: v}
-		switch a.Scheme {
-		case "standard-webhooks":
-			ws.signedIDHeader = "Webhook-Id"
-		case "bearer", "none":
-			// Nothing is signed, the body no more than the headers.
-			ws.signedIDHeader, ws.idFromHeaders = "Webhook-Id", true
+		if err := CheckContentTypes(s.Webhook.ContentTypes); err != nil {
+			return nil, fmt.Errorf("source %s: %w", s.Name, err)
+		}
+		ws := &webhookSource{name: s.Name, auth: a, form: slices.Contains(s.Webhook.ContentTypes, ContentTypeForm)}
+		ws.verifier.Store(&v)
+		switch webhook.Scheme(a.Scheme) {
+		case webhook.SchemeBearer, webhook.SchemeNone:
+			ws.unsigned = true
 		}
 		if ws.id, err = event.CompileExpr(s.Webhook.ID); err != nil {
 			return nil, fmt.Errorf("source %s: id: %w", s.Name, err)
@@ -134,6 +142,31 @@ func NewWebhooks(t broker.Topology, o WebhookOptions, sources []Source, js Publi
 		w.sources[s.Name] = ws
 	}
 	return w, nil
+}
+
+// SetSecrets replaces the secrets of the named webhook sources (a
+// re-read secret file, say): every one of them, or none when one is
+// refused. A request being verified finishes with the secrets it started
+// with.
+func (w *Webhooks) SetSecrets(secrets map[string][]string) error {
+	next := map[*webhookSource]webhook.Verifier{}
+	for name, list := range secrets {
+		src := w.sources[name]
+		if src == nil {
+			return fmt.Errorf("no webhook source %q", name)
+		}
+		a := src.auth
+		a.Secrets = list
+		v, err := webhook.NewVerifier(a)
+		if err != nil {
+			return fmt.Errorf("source %s: %w", name, err)
+		}
+		next[src] = v
+	}
+	for src, v := range next {
+		src.verifier.Store(&v)
+	}
+	return nil
 }
 
 // Close makes every later request answer 503, so that senders retry
@@ -161,6 +194,16 @@ type accepted struct {
 	Duplicate bool   `json:"duplicate,omitempty"`
 }
 
+// acceptedBatch is the answer to a stored CloudEvents batch: each event,
+// in the batch's order.
+type acceptedBatch struct {
+	Events []accepted `json:"events"`
+}
+
+// maxBatchEvents bounds the events of one CloudEvents batch: each is a
+// publish awaited before the answer, and all must fit in publishTimeout.
+const maxBatchEvents = 1000
+
 func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := w.now()
 	reqID := SanitizeRequestID(r.Header.Get("X-Request-Id"))
@@ -176,13 +219,19 @@ func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Connection", "close")
 	}
 	name := r.PathValue("source")
-	status, eventID, dup, reason := w.serve(rw, r, name)
+	status, stored, reason := w.serve(rw, r, name)
 	label := name
 	_, known := w.sources[name]
 	if !known {
 		label = ""
 	}
-	w.m.webhook(label, status, status == http.StatusAccepted && !dup)
+	fresh := 0
+	for _, a := range stored {
+		if !a.Duplicate {
+			fresh++
+		}
+	}
+	w.m.webhook(label, status, fresh)
 	suppressed := 0
 	if status >= 400 {
 		// Refused requests cost the sender nothing, and a full store fails
@@ -207,16 +256,33 @@ func (w *Webhooks) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if reason != "" {
 		ev = ev.Str("error", reason)
 	} else {
-		ev = ev.Str("event_id", eventID).Bool("duplicate", dup)
+		ev = storedFields(ev, stored)
 	}
 	ev.Dur("duration_ms", w.now().Sub(start)).Msg("webhook") // zerolog writes durations in ms
 }
 
-// serve handles one request and returns the status it answered, and the
-// reason of an error.
-func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (status int, id string, dup bool, reason string) {
+// storedFields adds the events stored to the access line: the id of one,
+// the ids of a batch.
+func storedFields(ev *zerolog.Event, stored []accepted) *zerolog.Event {
+	if len(stored) == 1 {
+		return ev.Str("event_id", stored[0].ID).Bool("duplicate", stored[0].Duplicate)
+	}
+	ids, dups := make([]string, len(stored)), 0
+	for i, a := range stored {
+		ids[i] = a.ID
+		if a.Duplicate {
+			dups++
+		}
+	}
+	return ev.Strs("event_ids", ids).Int("duplicates", dups)
+}
+
+// serve handles one request and returns the status it answered, the
+// events stored (several for a CloudEvents batch), and the reason of an
+// error.
+func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (status int, stored []accepted, reason string) {
 	bodyRead := false
-	fail := func(status int, format string, args ...any) (int, string, bool, string) {
+	fail := func(status int, format string, args ...any) (int, []accepted, string) {
 		msg := fmt.Sprintf(format, args...)
 		if !bodyRead && r.ContentLength != 0 {
 			// Else net/http would wait for the unread body before
@@ -225,7 +291,7 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 			rw.Header().Set("Connection", "close")
 		}
 		writeError(rw, status, msg)
-		return status, "", false, msg
+		return status, nil, msg
 	}
 	if r.Method != http.MethodPost {
 		rw.Header().Set("Allow", http.MethodPost)
@@ -247,7 +313,8 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 	}
 	// What the headers alone can refuse is refused before a byte of the
 	// body is read or buffered.
-	if err := webhook.CheckHeaders(src.verifier, r.Header, w.now()); err != nil {
+	verifier := src.verify()
+	if err := webhook.CheckHeaders(verifier, r.Header, w.now()); err != nil {
 		return fail(http.StatusUnauthorized, "%s", authReason(err))
 	}
 	b, err := w.bodies.read(rw, r)
@@ -271,108 +338,185 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 	// from when a slow body started.
 	_ = http.NewResponseController(rw).SetWriteDeadline(time.Now().Add(publishTimeout + 10*time.Second))
 	now := w.now()
-	if err := src.verifier.Verify(r.Header, body, now); err != nil {
+	if err := verifier.Verify(r.Header, body, now); err != nil {
 		return fail(http.StatusUnauthorized, "%s", authReason(err))
 	}
-	env, status, msg := w.envelope(src, r, body, now)
-	if env == nil {
+	envs, batch, status, msg := w.envelopes(src, verifier, r, body, now)
+	if status != 0 {
 		return fail(status, "%s", msg)
-	}
-	m, err := env.Msg(w.topology.SourceSubject(src.name))
-	if err != nil {
-		return fail(http.StatusInternalServerError, "encoding the event: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), publishTimeout)
 	defer cancel()
-	ack, err := w.js.PublishMsg(ctx, m)
-	w.store.record(err)
-	if errors.Is(err, nats.ErrMaxPayload) {
-		// Retrying the same request can never succeed.
-		return fail(http.StatusRequestEntityTooLarge, "the event with its headers is larger than the NATS server accepts")
-	}
-	if err != nil {
-		// A full store fails every request alike: one line per reason and
-		// interval, with the count of the others.
-		if ok, suppressed := w.logs.Allow("store:" + storeReason(err)); ok {
-			w.log.Warn().Err(err).Str("source", src.name).Str("event_id", env.ID).Int("suppressed", suppressed).Msg("cannot store webhook event")
+	// A batch is answered 202 only once JetStream holds every event. The
+	// events are stored one by one, each with its own Nats-Msg-Id: when one
+	// fails, the answer is 503 and the sender's retry of the whole batch
+	// stores only the ones missing.
+	answers := make([]accepted, 0, len(envs))
+	for _, env := range envs {
+		m, err := env.Msg(w.topology.SourceSubject(src.name))
+		if err != nil {
+			return fail(http.StatusInternalServerError, "encoding the event: %v", err)
 		}
-		rw.Header().Set("Retry-After", "5")
-		return fail(http.StatusServiceUnavailable, "the event could not be stored; retry later")
+		ack, err := w.js.PublishMsg(ctx, m)
+		w.store.record(err)
+		if errors.Is(err, nats.ErrMaxPayload) {
+			// Retrying the same request can never succeed.
+			return fail(http.StatusRequestEntityTooLarge, "the event %s with its headers is larger than the NATS server accepts", env.ID)
+		}
+		if err != nil {
+			// A full store fails every request alike: one line per reason
+			// and interval, with the count of the others.
+			if ok, suppressed := w.logs.Allow("store:" + storeReason(err)); ok {
+				w.log.Warn().Err(err).Str("source", src.name).Str("event_id", env.ID).Int("suppressed", suppressed).Msg("cannot store webhook event")
+			}
+			rw.Header().Set("Retry-After", "5")
+			if batch {
+				return fail(http.StatusServiceUnavailable, "%d of the batch's %d events were stored, the others could not be; retry the whole batch: the stored ones are not stored twice", len(answers), len(envs))
+			}
+			return fail(http.StatusServiceUnavailable, "the event could not be stored; retry later")
+		}
+		answers = append(answers, accepted{ID: env.ID, Duplicate: ack.Duplicate})
 	}
-	writeJSON(rw, http.StatusAccepted, accepted{ID: env.ID, Duplicate: ack.Duplicate})
-	return http.StatusAccepted, env.ID, ack.Duplicate, ""
+	if batch {
+		writeJSON(rw, http.StatusAccepted, acceptedBatch{Events: answers})
+	} else {
+		writeJSON(rw, http.StatusAccepted, answers[0])
+	}
+	return http.StatusAccepted, answers, ""
 }
 
-// envelope checks the body and builds the stored event; on a bad request it
-// returns nil with the status and the reason.
-func (w *Webhooks) envelope(src *webhookSource, r *http.Request, body []byte, now time.Time) (*event.Envelope, int, string) {
-	// Every body is JSON: a payload, or a structured CloudEvent. Size and
-	// depth are checked before anything decodes it.
+// incoming is one event as the request carries it, before the source's
+// expressions and defaults give it a subject and an id.
+type incoming struct {
+	data     json.RawMessage // what rules see as event
+	typ      string
+	ids      []string // the default ids, best first: what the scheme signs, a CloudEvent's id
+	hashOver []byte   // what the last default, a hash, covers
+}
+
+// envelopes checks the body and builds the events it holds: one, or each
+// event of a CloudEvents batch (batch true). On a bad request it returns
+// the status and the reason; nothing of such a request is stored.
+func (w *Webhooks) envelopes(src *webhookSource, v webhook.Verifier, r *http.Request, body []byte, now time.Time) (envs []*event.Envelope, batch bool, status int, reason string) {
+	bad := func(status int, format string, args ...any) ([]*event.Envelope, bool, int, string) {
+		return nil, false, status, fmt.Sprintf(format, args...)
+	}
+	// Every event is JSON: a payload, or CloudEvents. Size and depth are
+	// checked before anything decodes it.
+	payload := body
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON: send application/json or a CloudEvent", ct)
+		switch {
+		case err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json")):
+		case err == nil && mt == ContentTypeForm && src.form:
+			if payload, err = decodeForm(body); err != nil {
+				return bad(http.StatusBadRequest, "%v", err)
+			}
+		case err == nil && mt == ContentTypeForm:
+			return bad(http.StatusUnsupportedMediaType, "content type %q is not accepted by this source: choose application/json in the sender's settings (GitHub: Content type), or accept the form with content_types or preset: github", ct)
+		default:
+			return bad(http.StatusUnsupportedMediaType, "content type %q is not JSON: send application/json or a CloudEvent", ct)
 		}
 	}
-	if len(body) > 0 || !event.IsBinaryCloudEvent(r.Header) {
-		if err := event.CheckJSON(body, w.maxDepth); err != nil {
-			return nil, http.StatusBadRequest, err.Error()
+	if len(payload) > 0 || !event.IsBinaryCloudEvent(r.Header) {
+		if err := event.CheckJSON(payload, w.maxDepth); err != nil {
+			return bad(http.StatusBadRequest, "%s", err)
 		}
 		// Refused here, once, rather than stored and failed by every rule.
-		if err := CheckText(body); err != nil {
-			return nil, http.StatusBadRequest, err.Error()
+		if err := CheckText(payload); err != nil {
+			return bad(http.StatusBadRequest, "%s", err)
 		}
 	}
-	ce, isCE, err := event.ParseCloudEvent(r.Header, body)
-	if isCE && err != nil {
-		return nil, http.StatusBadRequest, err.Error()
-	}
-	if isCE {
-		if !bytes.Equal(bytes.TrimSpace(ce.Data), []byte("null")) && !IsObject(ce.Data) {
-			return nil, http.StatusBadRequest, "the CloudEvent's data must be a JSON object"
+	headers := event.Headers(r.Header, src.keepHeader)
+	if event.IsCloudEventBatch(r.Header) {
+		members, err := event.ParseCloudEventBatch(payload)
+		if err != nil {
+			return bad(http.StatusBadRequest, "%s", err)
 		}
-	} else if !IsObject(body) {
-		return nil, http.StatusBadRequest, "the event must be a JSON object"
+		if len(members) > maxBatchEvents {
+			return bad(http.StatusRequestEntityTooLarge, "a batch holds at most %d events, not %d: send it in parts", maxBatchEvents, len(members))
+		}
+		// Each event has its own id, its CloudEvent id, which the body's
+		// signature covers: the request's webhook-id would be every one's.
+		envs = make([]*event.Envelope, len(members))
+		for i, ce := range members {
+			if !isDataObject(ce.Data) {
+				return bad(http.StatusBadRequest, "event [%d]: the CloudEvent's data must be a JSON object", i)
+			}
+			in := incoming{data: ce.Data, typ: ce.Type, ids: []string{ce.ID}, hashOver: ce.Data}
+			if envs[i], err = w.envelope(src, headers, in, now); err != nil {
+				return bad(http.StatusBadRequest, "event [%d]: %v", i, err)
+			}
+		}
+		return envs, true, 0, ""
 	}
-	env := &event.Envelope{Source: src.name, Time: now.UTC(), Headers: event.Headers(r.Header, src.keepHeader), Data: body}
-	if isCE {
-		env.Data, env.Type = ce.Data, ce.Type
+	in := incoming{data: payload, hashOver: payload}
+	// Default ids come from what the scheme signs, so that a replay with
+	// new headers is still the same event.
+	signed := webhook.SignedID(v, r.Header, body)
+	if signed == "" && src.unsigned {
+		signed = r.Header.Get("Webhook-Id")
 	}
+	ce, isCE, err := event.ParseCloudEvent(r.Header, payload)
+	switch {
+	case isCE && err != nil:
+		return bad(http.StatusBadRequest, "%s", err)
+	case isCE && !isDataObject(ce.Data):
+		return bad(http.StatusBadRequest, "the CloudEvent's data must be a JSON object")
+	case !isCE && !IsObject(payload):
+		return bad(http.StatusBadRequest, "the event must be a JSON object")
+	case isCE:
+		in.data, in.typ = ce.Data, ce.Type
+	}
+	in.ids = []string{signed}
+	if isCE && (src.unsigned || !event.IsBinaryCloudEvent(r.Header)) {
+		in.ids = append(in.ids, ce.ID)
+	}
+	env, err := w.envelope(src, headers, in, now)
+	if err != nil {
+		return bad(http.StatusBadRequest, "%v", err)
+	}
+	return []*event.Envelope{env}, false, 0, ""
+}
+
+// isDataObject reports whether a CloudEvent's data is what rules can read:
+// a JSON object, or none.
+func isDataObject(data json.RawMessage) bool {
+	return bytes.Equal(bytes.TrimSpace(data), []byte("null")) || IsObject(data)
+}
+
+// envelope gives one event its subject and id: the source's expressions,
+// else the defaults.
+func (w *Webhooks) envelope(src *webhookSource, headers map[string]string, in incoming, now time.Time) (*event.Envelope, error) {
+	env := &event.Envelope{Source: src.name, Time: now.UTC(), Headers: headers, Data: in.data, Type: in.typ}
 	var data any // what the source's expressions see; decoded only for them
 	if src.id != nil || src.subject != nil {
+		var err error
 		if data, err = rules.DecodeJSON(env.Data); err != nil {
-			return nil, http.StatusBadRequest, "invalid JSON: " + err.Error()
+			return nil, fmt.Errorf("invalid JSON: %w", err)
 		}
 	}
 	defaultSubject := w.topology.SourceSubject(src.name)
-	if env.Subject, err = src.subject.Eval(env.Headers, data, src.name, defaultSubject); err != nil {
-		return nil, http.StatusBadRequest, "subject: " + err.Error()
+	subject, err := src.subject.Eval(env.Headers, data, src.name, defaultSubject)
+	if err != nil {
+		return nil, fmt.Errorf("subject: %w", err)
 	}
-	if env.Subject == "" {
+	if env.Subject = subject; subject == "" {
 		env.Subject = defaultSubject
-	} else if err := CheckSubject(env.Subject); err != nil {
-		return nil, http.StatusBadRequest, "subject: " + err.Error()
+	} else if err := CheckSubject(subject); err != nil {
+		return nil, fmt.Errorf("subject: %w", err)
 	}
 	byExpr, err := src.id.Eval(env.Headers, data, src.name, env.Subject)
 	if err != nil {
-		return nil, http.StatusBadRequest, "id: " + err.Error()
+		return nil, fmt.Errorf("id: %w", err)
 	}
-	// Default ids come from what the scheme signs, so that a replay with
-	// new headers is still the same event.
-	ceID, headerID := "", ""
-	if isCE && (src.idFromHeaders || !event.IsBinaryCloudEvent(r.Header)) {
-		ceID = ce.ID
-	}
-	if src.signedIDHeader != "" {
-		headerID = r.Header.Get(src.signedIDHeader)
-	}
-	for _, candidate := range []string{byExpr, headerID, ceID, event.BodyHash(src.name, body)} {
+	for _, candidate := range append(append([]string{byExpr}, in.ids...), event.BodyHash(src.name, in.hashOver)) {
 		if candidate != "" {
 			env.ID = candidate
 			break
 		}
 	}
-	return env, 0, ""
+	return env, nil
 }
 
 // keepHeader selects the request headers stored with the event: the

@@ -23,6 +23,9 @@ const (
 	// SchemeHMACSHA256 is an HMAC-SHA256 of the raw body in a single header,
 	// as GitHub (X-Hub-Signature-256: sha256=<hex>) and many others do.
 	SchemeHMACSHA256 Scheme = "hmac-sha256"
+	// SchemeStripe is Stripe's Stripe-Signature header: t=<unix>,v1=<hex
+	// HMAC-SHA256 of "t.body">.
+	SchemeStripe Scheme = "stripe"
 	// SchemeBearer is a shared token in "Authorization: Bearer <token>".
 	SchemeBearer Scheme = "bearer"
 	// SchemeNone accepts every request. It must be chosen explicitly.
@@ -51,6 +54,7 @@ type AuthConfig struct {
 	// a secret can be rotated without downtime by adding the new one,
 	// switching the sender, then removing the old one.
 	// standard-webhooks: "whsec_<base64>" or the bare base64;
+	// stripe: the endpoint secret as shown ("whsec_...", used as it is);
 	// hmac-sha256: the raw secret; bearer: the tokens.
 	Secrets []string
 	// Header holds the signature (hmac-sha256 only); default DefaultHMACHeader.
@@ -59,8 +63,9 @@ type AuthConfig struct {
 	Prefix string
 	// Encoding of the signature (hmac-sha256 only): "hex" (default) or "base64".
 	Encoding string
-	// Tolerance is the largest accepted difference between webhook-timestamp
-	// and now (standard-webhooks only); default DefaultTolerance.
+	// Tolerance is the largest accepted difference between the signed
+	// timestamp and now (standard-webhooks and stripe); default
+	// DefaultTolerance.
 	Tolerance time.Duration
 }
 
@@ -79,7 +84,7 @@ func (p Problem) Error() string {
 }
 
 // Schemes lists the scheme names, as the config file spells them.
-var Schemes = []Scheme{SchemeStandardWebhooks, SchemeHMACSHA256, SchemeBearer, SchemeNone}
+var Schemes = []Scheme{SchemeStandardWebhooks, SchemeStripe, SchemeHMACSHA256, SchemeBearer, SchemeNone}
 
 func schemeList() string {
 	names := make([]string, len(Schemes))
@@ -98,7 +103,7 @@ func (c AuthConfig) Problems() []Problem {
 	}
 	scheme := Scheme(c.Scheme)
 	switch scheme {
-	case SchemeStandardWebhooks, SchemeHMACSHA256, SchemeBearer:
+	case SchemeStandardWebhooks, SchemeStripe, SchemeHMACSHA256, SchemeBearer:
 		if len(c.Secrets) == 0 {
 			add("secret", "is required for scheme %s", scheme)
 		}
@@ -136,12 +141,12 @@ func (c AuthConfig) Problems() []Problem {
 			}
 		}
 	}
-	if scheme == SchemeStandardWebhooks {
+	if scheme.SignsTimestamp() {
 		if c.Tolerance < 0 {
 			add("tolerance", "must not be negative")
 		}
 	} else if c.Tolerance != 0 {
-		add("tolerance", "is only used by scheme standard-webhooks")
+		add("tolerance", "is only used by schemes standard-webhooks and stripe")
 	}
 	return out
 }
@@ -155,14 +160,20 @@ func (c AuthConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
+// SignsTimestamp reports whether the scheme signs a timestamp, which must
+// lie within a tolerance of now: a captured request can be replayed only
+// that long.
+func (s Scheme) SignsTimestamp() bool { return s == SchemeStandardWebhooks || s == SchemeStripe }
+
 // WithDefaults fills what c leaves out: the hmac-sha256 header and
-// encoding, the standard-webhooks tolerance.
+// encoding, the tolerance of the schemes that sign a timestamp.
 func (c AuthConfig) WithDefaults() AuthConfig {
-	switch Scheme(c.Scheme) {
-	case SchemeHMACSHA256:
+	scheme := Scheme(c.Scheme)
+	if scheme == SchemeHMACSHA256 {
 		c.Header = cmp.Or(c.Header, DefaultHMACHeader)
 		c.Encoding = cmp.Or(c.Encoding, EncodingHex)
-	case SchemeStandardWebhooks:
+	}
+	if scheme.SignsTimestamp() {
 		c.Tolerance = cmp.Or(c.Tolerance, DefaultTolerance)
 	}
 	return c
@@ -218,6 +229,21 @@ func CheckHeaders(v Verifier, h http.Header, now time.Time) error {
 	return nil
 }
 
+// An IDSigner is a Verifier whose signature covers an event id: the
+// sender's message id (standard-webhooks), the payload's id (stripe).
+type IDSigner interface {
+	SignedID(h http.Header, body []byte) string
+}
+
+// SignedID is the event id that v's signature covers, for a request v
+// verified: an id a replay cannot change. "" when the scheme signs none.
+func SignedID(v Verifier, h http.Header, body []byte) string {
+	if s, ok := v.(IDSigner); ok {
+		return s.SignedID(h, body)
+	}
+	return ""
+}
+
 // NewVerifier validates c and returns the Verifier for its scheme.
 func NewVerifier(c AuthConfig) (Verifier, error) {
 	if err := c.Validate(); err != nil {
@@ -226,6 +252,8 @@ func NewVerifier(c AuthConfig) (Verifier, error) {
 	switch Scheme(c.Scheme) {
 	case SchemeStandardWebhooks:
 		return newStandardVerifier(c)
+	case SchemeStripe:
+		return newStripeVerifier(c), nil
 	case SchemeHMACSHA256:
 		return newHMACVerifier(c), nil
 	case SchemeBearer:

@@ -91,7 +91,7 @@ func TestAuthConfigValidate(t *testing.T) {
 		{"unknown encoding", AuthConfig{Scheme: "hmac-sha256", Secrets: []string{"s"}, Encoding: "base32"}, []string{`encoding: unknown encoding "base32"`}},
 		{"bad header name", AuthConfig{Scheme: "hmac-sha256", Secrets: []string{"s"}, Header: "X Sig"}, []string{`header: "X Sig" is not a valid HTTP header name`}},
 		{"negative tolerance", AuthConfig{Scheme: "standard-webhooks", Secrets: []string{whsec}, Tolerance: -time.Second}, []string{"tolerance: must not be negative"}},
-		{"tolerance on hmac", AuthConfig{Scheme: "hmac-sha256", Secrets: []string{"s"}, Tolerance: time.Second}, []string{"tolerance: is only used by scheme standard-webhooks"}},
+		{"tolerance on hmac", AuthConfig{Scheme: "hmac-sha256", Secrets: []string{"s"}, Tolerance: time.Second}, []string{"tolerance: is only used by schemes standard-webhooks and stripe"}},
 		{"all problems reported", AuthConfig{Scheme: "bearer", Header: "X", Encoding: "hex"}, []string{"secret: is required", "header: is only used", "encoding: is only used"}},
 	}
 	for _, tt := range tests {

@@ -4,7 +4,8 @@
 //
 // It owns the schemes and their defaults and imports none of the bridge's
 // packages. A new scheme is two files: its verifier (a Verifier, and a
-// HeaderChecker when it can refuse a request from its headers alone), and
+// HeaderChecker when it can refuse a request from its headers alone, an
+// IDSigner when its signature covers an event id), and
 // its case in AuthConfig.Problems, WithDefaults and NewVerifier with a
 // Scheme constant; the config file's auth block carries it as it is.
 //

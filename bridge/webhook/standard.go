@@ -11,12 +11,48 @@ import (
 	"time"
 )
 
-// Header names of the Standard Webhooks spec.
-const (
-	headerWebhookID        = "Webhook-Id"
-	headerWebhookTimestamp = "Webhook-Timestamp"
-	headerWebhookSignature = "Webhook-Signature"
+// standardHeaders names the three headers of a Standard Webhooks request,
+// with the reasons that name them when they are missing.
+type standardHeaders struct {
+	id, timestamp, signature                      string
+	missingID, missingTimestamp, missingSignature string
+}
+
+func newStandardHeaders(prefix string) standardHeaders {
+	lower := strings.ToLower(prefix)
+	return standardHeaders{
+		id: prefix + "-Id", timestamp: prefix + "-Timestamp", signature: prefix + "-Signature",
+		missingID:        "missing " + lower + "-id header",
+		missingTimestamp: "missing " + lower + "-timestamp header",
+		missingSignature: "missing " + lower + "-signature header",
+	}
+}
+
+// The spec's names, and the svix- names that Svix sends by default (so
+// Clerk, Resend and every other Svix customer): the same algorithm, and
+// Svix's own receiver reads both.
+var (
+	webhookHeaders = newStandardHeaders("Webhook")
+	svixHeaders    = newStandardHeaders("Svix")
 )
+
+// reasonMissingBoth is the answer to a request with neither set.
+const reasonMissingBoth = "missing webhook-id (or svix-id) header"
+
+// headerSet picks the set of headers a request uses: webhook-* when it
+// carries any of them, else svix-* when it carries any of those. A request
+// is read with one set only, never a mix, so that the id, timestamp and
+// signature checked are the ones the sender signed together.
+func headerSet(h http.Header) (standardHeaders, bool) {
+	for _, set := range []standardHeaders{webhookHeaders, svixHeaders} {
+		for _, name := range []string{set.id, set.timestamp, set.signature} {
+			if len(h.Values(name)) > 0 {
+				return set, true
+			}
+		}
+	}
+	return webhookHeaders, false
+}
 
 // standardVerifier implements https://www.standardwebhooks.com/: the
 // signature is HMAC-SHA256 over "{webhook-id}.{webhook-timestamp}.{body}".
@@ -63,19 +99,30 @@ func (v *standardVerifier) Verify(h http.Header, body []byte, now time.Time) err
 	return nil
 }
 
+// SignedID is the message id the signature covers: webhook-id, or svix-id
+// when the request uses the svix- headers.
+func (v *standardVerifier) SignedID(h http.Header, _ []byte) string {
+	set, _ := headerSet(h)
+	return h.Get(set.id)
+}
+
 // headers checks and returns the id, the timestamp as sent and the
 // signatures.
 func (v *standardVerifier) headers(h http.Header, now time.Time) (id, ts string, sigs [][]byte, err error) {
-	id = h.Get(headerWebhookID)
-	ts = h.Get(headerWebhookTimestamp)
-	sigHeader := strings.Join(h.Values(headerWebhookSignature), " ")
+	set, found := headerSet(h)
+	if !found {
+		return "", "", nil, authError(reasonMissingBoth)
+	}
+	id = h.Get(set.id)
+	ts = h.Get(set.timestamp)
+	sigHeader := strings.Join(h.Values(set.signature), " ")
 	switch {
 	case id == "":
-		return "", "", nil, authError("missing webhook-id header")
+		return "", "", nil, authError(set.missingID)
 	case ts == "":
-		return "", "", nil, authError("missing webhook-timestamp header")
+		return "", "", nil, authError(set.missingTimestamp)
 	case strings.TrimSpace(sigHeader) == "":
-		return "", "", nil, authError("missing webhook-signature header")
+		return "", "", nil, authError(set.missingSignature)
 	}
 
 	unix, ok := parseUnixSeconds(ts)

@@ -249,3 +249,52 @@ func TestSignStandardBadSecret(t *testing.T) {
 		t.Error("SignStandard with a non-base64 secret succeeded")
 	}
 }
+
+// TestStandardSvixHeaders: Svix sends the same signature in svix-*
+// headers; the bridge reads one set or the other, never a mix.
+func TestStandardSvixHeaders(t *testing.T) {
+	svix := func(id, ts, sig string) http.Header {
+		return http.Header{"Svix-Id": {id}, "Svix-Timestamp": {ts}, "Svix-Signature": {sig}}
+	}
+	ts := strconv.Itoa(vectorTimestamp)
+	both := svix(vectorID, ts, vectorSignature)
+	for k, v := range standardHeader(vectorID, ts, vectorSignature) {
+		both[k] = v
+	}
+	mixed := standardHeader(vectorID, "", "")
+	mixed.Set("Svix-Timestamp", ts)
+	mixed.Set("Svix-Signature", vectorSignature)
+	tests := []struct {
+		name   string
+		header http.Header
+		body   string
+		want   string
+	}{
+		{"svix headers, the published vector", svix(vectorID, ts, vectorSignature), vectorBody, ""},
+		{"both sets, as some Svix accounts send", both, vectorBody, ""},
+		{"svix: tampered body", svix(vectorID, ts, vectorSignature), `{"test": 2432232315}`, "signature does not match"},
+		{"svix: tampered id", svix("msg_other", ts, vectorSignature), vectorBody, "signature does not match"},
+		{"svix: missing signature", svix(vectorID, ts, ""), vectorBody, "missing svix-signature header"},
+		{"svix: stale", svix(vectorID, strconv.Itoa(vectorTimestamp-600), vectorSignature), vectorBody, "timestamp too old"},
+		{"a mix reads the webhook- set only", mixed, vectorBody, "missing webhook-timestamp header"},
+		{"neither set", http.Header{}, vectorBody, "missing webhook-id (or svix-id) header"},
+	}
+	v := mustVerifier(t, AuthConfig{Scheme: "standard-webhooks", Secrets: []string{vectorSecret}})
+	now := time.Unix(vectorTimestamp, 0).Add(time.Minute)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := reason(t, v.Verify(tt.header, []byte(tt.body), now)); got != tt.want {
+				t.Errorf("Verify reason = %q, want %q", got, tt.want)
+			}
+			if got := reason(t, CheckHeaders(v, tt.header, now)); tt.want == "" && got != "" {
+				t.Errorf("CheckHeaders = %q, want nil", got)
+			}
+		})
+	}
+	if id := SignedID(v, svix("msg_svix", ts, vectorSignature), nil); id != "msg_svix" {
+		t.Errorf("SignedID(svix) = %q, want msg_svix", id)
+	}
+	if id := SignedID(v, both, nil); id != vectorID {
+		t.Errorf("SignedID(both) = %q", id)
+	}
+}

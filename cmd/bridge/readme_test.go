@@ -44,19 +44,24 @@ func TestReadmeRender(t *testing.T) {
 func TestReadmeBlocksAccountedFor(t *testing.T) {
 	// By the start of the block's first line.
 	accounted := map[string]string{
-		"go run ./cmd/bridge run -config": "illustrative: the commands .ci/run runs; the example config is run by the security suite",
-		"go run ./cmd/fake-intercom":      "illustrative: three terminals; bridge send and the example config are tested (send_test.go, security suite)",
-		"secret=ZGV2":                     "the security suite: TestSecurityExampleConfigRefusesPublishedSecret",
-		"go run ./cmd/bridge render":      "TestReadmeRender",
-		"rules:":                          "rules: TestReadmeExamples",
-		"contacts:":                       "rules: TestReadmeExamples",
-		"nats:":                           "bridge/config: TestReadmeNATSListener",
-		"sources:\n  - name: shop":        "bridge/config: TestReadmeWebhookSources",
-		"sources:\n  - name: billing":     "bridge/config: TestReadmeNATSSources",
-		"bridge dlq list":                 "illustrative: a synopsis, [brackets] and all; TestDLQ* run each command",
-		"docker build":                    "illustrative: needs Docker",
-		"livenessProbe:":                  "illustrative: Kubernetes, not the bridge's",
-		"go test -race ./...":             "illustrative: what .ci/run runs",
+		"go run ./cmd/bridge run -config":   "illustrative: the commands .ci/run runs; the example config is run by the security suite",
+		"go run ./cmd/fake-intercom":        "illustrative: three terminals; bridge send and the example config are tested (send_test.go, security suite)",
+		"secret=ZGV2":                       "the security suite: TestSecurityExampleConfigRefusesPublishedSecret",
+		"go run ./cmd/bridge render":        "TestReadmeRender",
+		"rules:":                            "rules: TestReadmeExamples",
+		"contacts:":                         "rules: TestReadmeExamples",
+		"nats:":                             "bridge/config: TestReadmeNATSListener",
+		"sources:\n  - name: shop\n":        "bridge/config: TestReadmeWebhookSources",
+		"sources:\n  - name: github":        "bridge/config: TestReadmePresets",
+		"sources:\n  - name: shopify":       "bridge/config: TestReadmePresets",
+		"sources:\n  - name: stripe":        "bridge/config: TestReadmePresets",
+		"sources:\n  - name: clerk":         "bridge/config: TestReadmePresets",
+		"sources:\n  - name: billing-hooks": "bridge/config: TestReadmePresets",
+		"sources:\n  - name: billing":       "bridge/config: TestReadmeNATSSources",
+		"bridge dlq list":                   "illustrative: a synopsis, [brackets] and all; TestDLQ* run each command",
+		"docker build":                      "illustrative: needs Docker",
+		"livenessProbe:":                    "illustrative: Kubernetes, not the bridge's",
+		"go test -race ./...":               "illustrative: what .ci/run runs",
 	}
 	data, err := os.ReadFile("../../README.md")
 	if err != nil {

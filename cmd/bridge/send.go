@@ -109,6 +109,8 @@ func sign(req *http.Request, a *config.WebhookAuth, id string, body []byte) erro
 		req.Header.Set("Webhook-Id", id)
 		req.Header.Set("Webhook-Timestamp", fmt.Sprint(now.Unix()))
 		req.Header.Set("Webhook-Signature", sig)
+	case "stripe":
+		req.Header.Set("Stripe-Signature", webhook.SignStripe(secrets[0], time.Now(), body))
 	case "hmac-sha256":
 		req.Header.Set(a.Header, a.Prefix+webhook.SignHMAC(secrets[0], body, a.Encoding))
 	case "bearer":

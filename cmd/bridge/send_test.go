@@ -25,13 +25,17 @@ sources:
   - {name: std, webhook: {auth: {scheme: standard-webhooks, secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}}
   - {name: gh, webhook: {auth: {scheme: hmac-sha256, secret: s3, header: X-Hub-Signature-256, prefix: "sha256="}}}
   - {name: tok, webhook: {auth: {scheme: bearer, secret: t0k}}}
+  - {name: stripe, webhook: {preset: stripe, auth: {secret: whsec_str1pe}}}
+  - {name: shopify, webhook: {preset: shopify, auth: {secret: sh0p}}}
 `)
 	writeFile(t, filepath.Join(dir, "event.json"), `{"type":"order.paid"}`)
 	verifiers := map[string]webhook.Verifier{}
 	for name, c := range map[string]webhook.AuthConfig{
-		"std": {Scheme: "standard-webhooks", Secrets: []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}},
-		"gh":  {Scheme: "hmac-sha256", Secrets: []string{"s3"}, Header: "X-Hub-Signature-256", Prefix: "sha256=", Encoding: "hex"},
-		"tok": {Scheme: "bearer", Secrets: []string{"t0k"}},
+		"std":     {Scheme: "standard-webhooks", Secrets: []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}},
+		"gh":      {Scheme: "hmac-sha256", Secrets: []string{"s3"}, Header: "X-Hub-Signature-256", Prefix: "sha256=", Encoding: "hex"},
+		"tok":     {Scheme: "bearer", Secrets: []string{"t0k"}},
+		"stripe":  {Scheme: "stripe", Secrets: []string{"whsec_str1pe"}},
+		"shopify": {Scheme: "hmac-sha256", Secrets: []string{"sh0p"}, Header: "X-Shopify-Hmac-Sha256", Encoding: "base64"},
 	} {
 		v, err := webhook.NewVerifier(c)
 		if err != nil {
@@ -50,7 +54,7 @@ sources:
 		w.Write([]byte(`{"id":"x"}`))
 	}))
 	defer srv.Close()
-	for _, source := range []string{"std", "gh", "tok"} {
+	for _, source := range []string{"std", "gh", "tok", "stripe", "shopify"} {
 		var out, errOut bytes.Buffer
 		code := runSend(context.Background(), []string{"-config", cfgPath, "-source", source, "-url", srv.URL, filepath.Join(dir, "event.json")}, &out, &errOut)
 		if code != 0 || !strings.HasPrefix(out.String(), "202 Accepted") {
