@@ -99,16 +99,22 @@ func TestRuleTestCases(t *testing.T) {
 			if len(res) != 1 {
 				t.Fatalf("want one case, got %d", len(res))
 			}
-			got := res[0].Failures
-			if len(got) != len(tc.failures) {
-				t.Fatalf("want %d failures, got %d:\n%s", len(tc.failures), len(got), strings.Join(got, "\n"))
-			}
-			for i := range got {
-				if !strings.Contains(got[i], tc.failures[i]) {
-					t.Errorf("failure %d:\n%s\nwant it to contain:\n%s", i, got[i], tc.failures[i])
-				}
-			}
+			checkFailures(t, res[0].Failures, tc.failures)
 		})
+	}
+}
+
+// checkFailures checks that a case failed as often as want says, each
+// failure containing its entry of want.
+func checkFailures(t *testing.T, got, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("want %d failures, got %d:\n%s", len(want), len(got), strings.Join(got, "\n"))
+	}
+	for i := range got {
+		if !strings.Contains(got[i], want[i]) {
+			t.Errorf("failure %d:\n%s\nwant it to contain:\n%s", i, got[i], want[i])
+		}
 	}
 }
 
@@ -157,28 +163,14 @@ func TestTestCaseDefaultsAndFilter(t *testing.T) {
 	}
 }
 
-const waitingRules = `rules:
-  - name: nudge
-    when: event.type == "signed_up"
-    message: {type: inapp, from: '1', to: {type: user, user_id: '{{ .event.user }}'}, body: hi}
-    schedule:
-      delay: 24h
-      key: '{{ .event.user }}'
-      cancel_on:
-        - {when: 'event.type == "activated"', key: '{{ .event.user }}'}
-  - name: welcome
-    when: event.type == "signed_up"
-    message: {type: inapp, from: '1', to: {type: user, user_id: '{{ .event.user }}'}, body: hi}
-`
-
 // A case can check when a message waits until, and follow it with later
 // events that cancel it, or come too late to.
 func TestRuleTestWaitingMessages(t *testing.T) {
-	set, err := Parse([]File{{Name: "r.yaml", Data: []byte(waitingRules)}}, Options{})
+	set, err := Parse([]File{{Name: "r.yaml", Data: []byte(cancelRules)}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	const signup = "  - time: 2026-03-14T09:00:00Z\n    event: {type: signed_up, user: u1}\n    expect: [{rule: welcome}, "
+	const signup = "  - time: 2026-03-14T09:00:00Z\n    source: shop\n    event: {type: signed_up, user: u1}\n    expect: [{rule: plain}, "
 	tests := []struct {
 		name     string
 		tests    string
@@ -189,8 +181,8 @@ func TestRuleTestWaitingMessages(t *testing.T) {
 			[]string{"rule nudge: schedule.at:\n    - want: \"2026-03-15T10:00:00Z\"\n    + got:  \"2026-03-15T09:00:00Z\""}},
 		{"the wrong key", signup + "{rule: nudge, schedule: {key: u2}}]\n",
 			[]string{"rule nudge: schedule.key:\n    - want: \"u2\"\n    + got:  \"u1\""}},
-		{"a message sent at once", "  - {event: {type: signed_up, user: u1}, expect: [{rule: nudge}, {rule: welcome, schedule: {key: u1}}]}\n",
-			[]string{"rule welcome: schedule: expected the message to wait, but it is sent at once (the rule has no schedule)"}},
+		{"a message sent at once", "  - {source: shop, event: {type: signed_up, user: u1}, expect: [{rule: nudge}, {rule: plain, schedule: {key: u1}}]}\n",
+			[]string{"rule plain: schedule: expected the message to wait, but it is sent at once (the rule has no schedule)"}},
 		{"cancelled while it waits", signup + "{rule: nudge}]\n    then:\n      - time: 2026-03-14T18:00:00Z\n        event: {type: activated, user: u1}\n        expect: []\n        cancels: [{rule: nudge, key: u1}]\n", nil},
 		{"too late to cancel", signup + "{rule: nudge}]\n    then:\n      - time: 2026-03-15T09:00:00Z\n        event: {type: activated, user: u1}\n        expect: []\n        cancels: []\n", nil},
 		{"too late to cancel, but the test says it cancels", signup + "{rule: nudge}]\n    then:\n      - time: 2026-03-16T00:00:00Z\n        event: {type: activated, user: u1}\n        expect: []\n        cancels: [{rule: nudge, key: u1}]\n",
@@ -199,7 +191,7 @@ func TestRuleTestWaitingMessages(t *testing.T) {
 			[]string{`then[0] (2026-03-14T10:00:00Z): rule nudge: cancels the message waiting with key "u1", which the test does not expect`}},
 		{"cancelled once only", signup + "{rule: nudge}]\n    then:\n      - {time: 2026-03-14T10:00:00Z, event: {type: activated, user: u1}, expect: [], cancels: [{rule: nudge, key: u1}]}\n      - {time: 2026-03-14T11:00:00Z, event: {type: activated, user: u1}, expect: [], cancels: [{rule: nudge, key: u1}]}\n",
 			[]string{`then[1] (2026-03-14T11:00:00Z): rule nudge: expected to cancel the message waiting with key "u1", but it went out or was cancelled before this event`}},
-		{"a second signup replaces the first", signup + "{rule: nudge}]\n    then:\n      - {time: 2026-03-14T21:00:00Z, event: {type: signed_up, user: u1}, expect: [{rule: welcome}, {rule: nudge, schedule: {at: '2026-03-15T21:00:00Z'}}]}\n      - {time: 2026-03-15T12:00:00Z, event: {type: activated, user: u1}, expect: [], cancels: [{rule: nudge, key: u1}]}\n", nil},
+		{"a second signup replaces the first", signup + "{rule: nudge}]\n    then:\n      - {time: 2026-03-14T21:00:00Z, source: shop, event: {type: signed_up, user: u1}, expect: [{rule: plain}, {rule: nudge, schedule: {at: '2026-03-15T21:00:00Z'}}]}\n      - {time: 2026-03-15T12:00:00Z, event: {type: activated, user: u1}, expect: [], cancels: [{rule: nudge, key: u1}]}\n", nil},
 		{"an event alone cancels what may wait", "tests:\n  - {event: {type: activated, user: u1}, expect: [], cancels: [{rule: nudge, key: u1}]}\n", nil},
 		{"a cancel that does not happen", "tests:\n  - {event: {type: activated, user: u1}, expect: [], cancels: [{rule: nudge, key: u2}]}\n",
 			[]string{`rule nudge: expected to cancel the message waiting with key "u2", but the event does not cancel it`, `rule nudge: cancels the message waiting with key "u1", which the test does not expect`}},
@@ -219,14 +211,7 @@ func TestRuleTestWaitingMessages(t *testing.T) {
 			} else {
 				got = tf.Cases[0].Run(set, nil).Failures
 			}
-			if len(got) != len(tc.failures) {
-				t.Fatalf("want %d failures, got %d:\n%s", len(tc.failures), len(got), strings.Join(got, "\n"))
-			}
-			for i := range got {
-				if !strings.Contains(got[i], tc.failures[i]) {
-					t.Errorf("failure %d:\n%s\nwant it to contain:\n%s", i, got[i], tc.failures[i])
-				}
-			}
+			checkFailures(t, got, tc.failures)
 		})
 	}
 }
