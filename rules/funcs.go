@@ -182,9 +182,9 @@ func formatDate(layout string, v any) (string, error) {
 // formatDateIn is formatDate in a named time zone:
 // {{ dateIn "Europe/Paris" "datetime" .time }}.
 func formatDateIn(zone, layout string, v any) (string, error) {
-	loc, err := time.LoadLocation(zone)
+	loc, err := loadZone(zone)
 	if err != nil {
-		return "", fmt.Errorf("dateIn: unknown time zone %q", zone)
+		return "", fmt.Errorf("dateIn: %w", err)
 	}
 	t, err := toTime(v)
 	if err != nil {

@@ -3,6 +3,7 @@ package rules
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/intercom-bridge/bridge/internal/readme"
 )
@@ -31,5 +32,24 @@ func TestReadmeExamples(t *testing.T) {
 	}
 	if len(tf.Cases) != 3 || len(tf.Contacts) != 1 || tf.Cases[0].Expect[0].Request == nil {
 		t.Errorf("the README's rule tests: %d cases, %d contacts", len(tf.Cases), len(tf.Contacts))
+	}
+}
+
+// The README's waiting message loads, and its test passes.
+func TestReadmeWaitingMessage(t *testing.T) {
+	set, err := Parse([]File{{Name: "README.md", Data: []byte(readmeBlock(t, "### Waiting messages"))}}, Options{MaxDelay: 7 * 24 * time.Hour})
+	if err != nil {
+		t.Fatalf("the README's waiting message: %v", err)
+	}
+	tests := readme.Block(t, "../README.md", "no longer there to cancel:", "yaml")
+	tf, err := ParseTests(File{Name: "README.md", Data: []byte(tests)})
+	if err != nil {
+		t.Fatalf("the README's test of it: %v", err)
+	}
+	if len(tf.Cases) != 1 || len(tf.Cases[0].Then) != 2 {
+		t.Fatalf("the README's test of it: %d cases", len(tf.Cases))
+	}
+	if res := tf.Cases[0].Run(set, nil); !res.Passed() {
+		t.Errorf("the README's test of it fails:\n%s", strings.Join(res.Failures, "\n"))
 	}
 }

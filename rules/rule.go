@@ -38,9 +38,7 @@ type Rule struct {
 	Sources     []string // on.sources; empty means any source
 	Subjects    []string // on.subjects; empty means any subject
 
-	when      *vm.Program // nil: always
-	whenSrc   string
-	whenWhere *scalarMap
+	when *condition // nil: always
 
 	messageType string
 	template    string
@@ -56,6 +54,7 @@ type Rule struct {
 	dedupe      *tmpl // nil: the event id
 	throttleKey *tmpl // nil: no throttle
 	throttlePer time.Duration
+	schedule    *schedule // nil: sent at once
 }
 
 // conditionEnv declares the names a condition can use, with their types.
@@ -97,6 +96,7 @@ func compileRule(d *decoder, n *yaml.Node, opts Options) *Rule {
 			}
 		},
 		"throttle": func(v *yaml.Node) { d.throttle(v, r) },
+		"schedule": func(v *yaml.Node) { r.schedule = d.schedule(v, opts) },
 	})
 	if n.Kind != yaml.MappingNode {
 		return nil
@@ -110,7 +110,7 @@ func compileRule(d *decoder, n *yaml.Node, opts Options) *Rule {
 		d.errorf(nameNode, "name %q may only hold a-z, 0-9, '.', '_' and '-'", r.Name)
 	}
 	if whenNode != nil {
-		d.condition(whenNode, r)
+		r.when = d.condition(whenNode, "when")
 	}
 	if msgNode == nil {
 		d.errorf(n, "rule %q has no message", r.Name)
@@ -172,29 +172,36 @@ func CheckSubjectPattern(s string) error {
 	return nil
 }
 
-// condition compiles `when`. Errors point into the expression in the file.
-func (d *decoder) condition(n *yaml.Node, r *Rule) {
-	src, ok := d.str(n, "when")
+// condition is a compiled expr condition: a rule's when, or a cancel_on's.
+type condition struct {
+	field string // the rule field, for errors: "when"
+	prog  *vm.Program
+	where *scalarMap
+}
+
+// condition compiles a condition field. Errors point into the expression
+// in the file. It returns nil for an empty condition or one with errors.
+func (d *decoder) condition(n *yaml.Node, field string) *condition {
+	src, ok := d.str(n, field)
 	if !ok || strings.TrimSpace(src) == "" {
-		return
+		return nil
 	}
-	n = resolve(n)
-	r.whenSrc = src
-	r.whenWhere = d.src.mapScalar(n)
+	c := &condition{field: field, where: d.src.mapScalar(resolve(n))}
 	prog, err := expr.Compile(src, expr.Env(conditionEnv), expr.MaxNodes(maxConditionNodes))
 	if err != nil {
-		pos, msg := conditionError(r.whenWhere, err)
-		d.errs.add(pos, "when: %s", msg)
-		return
+		pos, msg := conditionError(c.where, err)
+		d.errs.add(pos, "%s: %s", field, msg)
+		return nil
 	}
 	// Not expr.AsBool: it turns a nil result (a missing field) into false.
 	// A result that is known not to be a bool is an error here; one known
-	// only at run time (an event field) is checked in match.
+	// only at run time (an event field) is checked in eval.
 	if t := prog.Node().Type(); t != nil && t.Kind() != reflect.Bool && t.Kind() != reflect.Interface {
-		d.errs.add(r.whenWhere.at(0), "when: the condition must be true or false, but gives %s", t)
-		return
+		d.errs.add(c.where.at(0), "%s: the condition must be true or false, but gives %s", field, t)
+		return nil
 	}
-	r.when = prog
+	c.prog = prog
+	return c
 }
 
 // conditionError maps an expr error to a file position and its message.
@@ -435,30 +442,52 @@ func (d *decoder) throttle(n *yaml.Node, r *Rule) {
 	n = resolve(n)
 	if keyNode == nil {
 		d.errorf(n, "throttle.key is required")
-	} else if s, ok := d.str(keyNode, "throttle.key"); ok {
-		if strings.TrimSpace(s) == "" {
-			d.errorf(keyNode, "throttle.key must not be empty")
-		} else {
-			r.throttleKey = parseTemplate("throttle.key", s, false, d.src.mapScalar(resolve(keyNode)), d.errs)
-		}
+	} else {
+		r.throttleKey = d.textTemplate(keyNode, "throttle.key")
 	}
 	if perNode == nil {
 		d.errorf(n, "throttle.per is required (a duration such as 24h)")
 		return
 	}
-	s, ok := d.str(perNode, "throttle.per")
+	r.throttlePer, _ = d.positiveDuration(perNode, "throttle.per")
+}
+
+// textTemplate compiles a text template that must not be empty; nil when
+// it has errors.
+func (d *decoder) textTemplate(n *yaml.Node, field string) *tmpl {
+	s, ok := d.str(n, field)
 	if !ok {
-		return
+		return nil
 	}
-	per, err := time.ParseDuration(s)
-	switch {
-	case err != nil:
-		d.errorf(perNode, "throttle.per: %q is not a duration (use units h, m, s: 24h, 90m)", s)
-	case per <= 0:
-		d.errorf(perNode, "throttle.per must be positive, got %s", s)
-	default:
-		r.throttlePer = per
+	if strings.TrimSpace(s) == "" {
+		d.errorf(n, "%s must not be empty", field)
+		return nil
 	}
+	return parseTemplate(field, s, false, d.src.mapScalar(resolve(n)), d.errs)
+}
+
+// duration decodes a Go duration: 90m, 24h, -48h.
+func (d *decoder) duration(n *yaml.Node, field string) (time.Duration, bool) {
+	s, ok := d.str(n, field)
+	if !ok {
+		return 0, false
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		d.errorf(n, "%s: %q is not a duration (use units h, m, s: 24h, 90m)", field, s)
+		return 0, false
+	}
+	return v, true
+}
+
+// positiveDuration decodes a duration that must be more than zero.
+func (d *decoder) positiveDuration(n *yaml.Node, field string) (time.Duration, bool) {
+	v, ok := d.duration(n, field)
+	if ok && v <= 0 {
+		d.errorf(n, "%s must be positive, got %s", field, resolve(n).Value)
+		return 0, false
+	}
+	return v, ok
 }
 
 // RecipientForm is one recipient of a rule as written: where it is, its

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -35,6 +36,14 @@ type TestCase struct {
 	Event  Event
 	Expect []Expectation // no entries: no message at all
 	Errors []ExpectedError
+	// Cancels are the waiting messages the event cancels; one it cancels
+	// that is not listed fails the case.
+	Cancels []Cancel
+	// Then are later events, in time order, each with its own time and
+	// expectations. They see what the earlier events left waiting: a
+	// message whose time has come went out, and is no longer there to
+	// cancel.
+	Then []*TestCase
 }
 
 // Expectation describes one message. Rule is required; every other field is
@@ -51,9 +60,17 @@ type Expectation struct {
 	BodyContains []string
 	Dedupe       *string
 	Throttle     *Throttle
+	Schedule     *ExpectedSchedule // nil: not checked
 	// Request is the body of POST /messages as Intercom gets it (YAML or
 	// JSON), checked when the runner is given a way to build it.
 	Request any
+}
+
+// ExpectedSchedule is when an expected message waits until, and its key;
+// each is checked when given.
+type ExpectedSchedule struct {
+	At  *time.Time // compared as instants
+	Key *string
 }
 
 // ExpectedError is a rule that must fail for the event, with an error that
@@ -88,7 +105,7 @@ func ParseTests(f File) (*TestFile, error) {
 				return
 			}
 			for i, item := range n.Content {
-				if tc := d.testCase(item, i+1); tc != nil {
+				if tc := d.testCase(item, i+1, ""); tc != nil {
 					tf.Cases = append(tf.Cases, tc)
 				}
 			}
@@ -130,23 +147,21 @@ func (d *decoder) testContacts(n *yaml.Node) []TestContact {
 	return out
 }
 
-func (d *decoder) testCase(n *yaml.Node, num int) *TestCase {
+// testCase decodes a test case, or with later set (then[0], ...) one of
+// its later events, which has no name and no later events of its own but
+// must have a time.
+func (d *decoder) testCase(n *yaml.Node, num int, later string) *TestCase {
 	n = resolve(n)
 	tc := &TestCase{Pos: d.src.pos(n), Event: Event{ID: fmt.Sprintf("test-%d", num), Time: testEpoch}}
-	var hasEvent, hasExpect bool
-	ok := d.fields(n, "a test", map[string]func(*yaml.Node){
-		"name":    func(v *yaml.Node) { tc.Name, _ = d.str(v, "name") },
+	var eventNode, expectNode, timeNode, thenNode *yaml.Node
+	handlers := map[string]func(*yaml.Node){
 		"source":  func(v *yaml.Node) { tc.Event.Source, _ = d.str(v, "source") },
 		"subject": func(v *yaml.Node) { tc.Event.Subject, _ = d.str(v, "subject") },
 		"id":      func(v *yaml.Node) { tc.Event.ID, _ = d.str(v, "id") },
 		"type":    func(v *yaml.Node) { tc.Event.Type, _ = d.str(v, "type") },
 		"time": func(v *yaml.Node) {
-			s, _ := d.str(v, "time")
-			t, err := time.Parse(time.RFC3339, s)
-			if err != nil {
-				d.errorf(v, "time must be RFC 3339, like 2025-01-01T09:00:00Z, got %q", s)
-			}
-			tc.Event.Time = t
+			timeNode = v
+			tc.Event.Time, _ = d.rfc3339(v, "time")
 		},
 		"headers": func(v *yaml.Node) {
 			if v = resolve(v); v.Kind != yaml.MappingNode {
@@ -160,7 +175,7 @@ func (d *decoder) testCase(n *yaml.Node, num int) *TestCase {
 			}
 		},
 		"event": func(v *yaml.Node) {
-			hasEvent = true
+			eventNode = v
 			var data any
 			if err := resolve(v).Decode(&data); err != nil {
 				d.errorf(v, "event: %v", err)
@@ -169,7 +184,7 @@ func (d *decoder) testCase(n *yaml.Node, num int) *TestCase {
 			tc.Event.Data = Normalize(data)
 		},
 		"expect": func(v *yaml.Node) {
-			hasExpect = true
+			expectNode = v
 			v = resolve(v)
 			if v.Kind != yaml.SequenceNode {
 				d.errorf(v, "expect must be a list of messages (expect: [] for none), got %s", kindName(v))
@@ -199,20 +214,101 @@ func (d *decoder) testCase(n *yaml.Node, num int) *TestCase {
 				tc.Errors = append(tc.Errors, e)
 			}
 		},
-	})
-	if !ok {
+		"cancels": func(v *yaml.Node) { tc.Cancels = d.expectedCancels(v) },
+	}
+	what := "a test"
+	if later == "" {
+		handlers["name"] = func(v *yaml.Node) { tc.Name, _ = d.str(v, "name") }
+		handlers["then"] = func(v *yaml.Node) { thenNode = v }
+	} else {
+		what = "a later event (" + later + ")"
+		tc.Event.ID = fmt.Sprintf("test-%s", later)
+	}
+	if !d.fields(n, what, handlers) {
 		return nil
 	}
 	if tc.Name == "" {
 		tc.Name = fmt.Sprintf("case %d", num)
 	}
-	if !hasEvent {
+	switch {
+	case eventNode == nil && later != "":
+		d.errorf(n, "%s has no event", later)
+	case eventNode == nil:
 		d.errorf(n, "test %q has no event", tc.Name)
 	}
-	if !hasExpect {
+	switch {
+	case expectNode == nil && later != "":
+		d.errorf(n, "%s has no expect (write expect: [] when no message may be sent)", later)
+	case expectNode == nil:
 		d.errorf(n, "test %q has no expect (write expect: [] when no message may be sent)", tc.Name)
 	}
+	if later != "" && timeNode == nil {
+		d.errorf(n, "%s has no time: a later event needs one, after the event before it", later)
+	}
+	if thenNode != nil {
+		tc.Then = d.laterEvents(thenNode, num, tc.Event.Time)
+	}
 	return tc
+}
+
+// laterEvents decodes a test case's then: its later events, in time order
+// from the case's own event at start.
+func (d *decoder) laterEvents(n *yaml.Node, num int, start time.Time) []*TestCase {
+	n = resolve(n)
+	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		d.errorf(n, "then must be a list of later events, got %s", kindName(n))
+		return nil
+	}
+	var out []*TestCase
+	prev := start
+	for i, item := range n.Content {
+		later := fmt.Sprintf("then[%d]", i)
+		step := d.testCase(item, num, later)
+		if step == nil {
+			continue
+		}
+		if step.Event.Time.Before(prev) {
+			d.errorf(item, "%s.time %s is before the event before it (%s)", later, step.Event.Time.Format(time.RFC3339), prev.Format(time.RFC3339))
+		}
+		prev = step.Event.Time
+		out = append(out, step)
+	}
+	return out
+}
+
+// rfc3339 decodes a time written as RFC 3339.
+func (d *decoder) rfc3339(n *yaml.Node, what string) (time.Time, bool) {
+	s, _ := d.str(n, what)
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		d.errorf(n, "%s must be RFC 3339, like 2025-01-01T09:00:00Z, got %q", what, s)
+		return t, false
+	}
+	return t, true
+}
+
+// expectedCancels decodes cancels: [{rule, key}, ...].
+func (d *decoder) expectedCancels(n *yaml.Node) []Cancel {
+	n = resolve(n)
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, "cancels must be a list of {rule, key} (cancels: [] for none), got %s", kindName(n))
+		return nil
+	}
+	out := []Cancel{}
+	for i, item := range n.Content {
+		var c Cancel
+		what := fmt.Sprintf("cancels[%d]", i)
+		d.fields(item, what, map[string]func(*yaml.Node){
+			"rule": func(v *yaml.Node) { c.Rule, _ = d.str(v, what+".rule") },
+			"key":  func(v *yaml.Node) { c.Key, _ = d.str(v, what+".key") },
+		})
+		if c.Rule == "" || c.Key == "" {
+			d.errorf(item, "%s needs a rule and a key", what)
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 func (d *decoder) expectation(n *yaml.Node) *Expectation {
@@ -249,6 +345,17 @@ func (d *decoder) expectation(n *yaml.Node) *Expectation {
 		},
 		"cc":  func(v *yaml.Node) { e.Cc = d.expectedRecipients(v, "cc") },
 		"bcc": func(v *yaml.Node) { e.Bcc = d.expectedRecipients(v, "bcc") },
+		"schedule": func(v *yaml.Node) {
+			e.Schedule = &ExpectedSchedule{}
+			d.fields(v, "schedule", map[string]func(*yaml.Node){
+				"at": func(v *yaml.Node) {
+					if t, ok := d.rfc3339(v, "schedule.at"); ok {
+						e.Schedule.At = &t
+					}
+				},
+				"key": optStr(&e.Schedule.Key, "schedule.key"),
+			})
+		},
 		"throttle": func(v *yaml.Node) {
 			e.Throttle = &Throttle{}
 			d.fields(v, "throttle", map[string]func(*yaml.Node){
@@ -308,13 +415,32 @@ type CaseResult struct {
 func (r CaseResult) Passed() bool { return len(r.Failures) == 0 }
 
 // Run feeds the case's event to the set and compares what comes out with
-// what the case expects.
+// what the case expects, then does the same with each of its later events.
 //
 // request, when not nil, builds the body of POST /messages for a message,
 // as Intercom would get it; an expectation's request is checked against it.
 func (tc *TestCase) Run(s *Set, request func(Message) ([]byte, error)) CaseResult {
 	res := CaseResult{Case: tc}
-	fail := func(format string, args ...any) { res.Failures = append(res.Failures, fmt.Sprintf(format, args...)) }
+	w := waitingMessages{}
+	res.Failures = tc.runEvent(s, request, w)
+	for i, later := range tc.Then {
+		for _, f := range later.runEvent(s, request, w) {
+			res.Failures = append(res.Failures, fmt.Sprintf("then[%d] (%s): %s", i, later.Event.Time.Format(time.RFC3339), f))
+		}
+	}
+	return res
+}
+
+// waitingMessages are the messages that a case's events scheduled, by
+// rule and key, with when each goes out; a zero time is one that went out
+// or was cancelled.
+type waitingMessages map[Cancel]time.Time
+
+// runEvent runs one of a case's events: what it sends and cancels, given
+// the messages that the case's earlier events left waiting.
+func (tc *TestCase) runEvent(s *Set, request func(Message) ([]byte, error), waiting waitingMessages) []string {
+	var failures []string
+	fail := func(format string, args ...any) { failures = append(failures, fmt.Sprintf(format, args...)) }
 	ev := tc.Event
 	out := s.Evaluate(&ev)
 
@@ -378,7 +504,53 @@ func (tc *TestCase) Run(s *Set, request func(Message) ([]byte, error)) CaseResul
 			fail("rule %s: expected an error containing %q, got none", x.Rule, x.Contains)
 		}
 	}
-	return res
+	failures = append(failures, waiting.update(ev.Time, out, tc.Cancels)...)
+	return failures
+}
+
+// update moves the waiting messages on to an event at now with result
+// out: those whose time has come went out, the event's cancels take theirs
+// away, and its own waiting messages join. It says how the cancels differ
+// from those expected. A cancel of a message that went out already
+// cancels nothing; one of a message no event of the case scheduled is
+// taken as the event makes it.
+func (w waitingMessages) update(now time.Time, out Result, want []Cancel) []string {
+	var failures []string
+	var got []Cancel
+	moot := map[Cancel]string{} // cancels of messages no longer waiting, and why
+	for _, c := range out.Cancels {
+		at, known := w[c]
+		switch {
+		case !known:
+			got = append(got, c)
+		case at.IsZero():
+			moot[c] = "it went out or was cancelled before this event"
+		case !at.After(now):
+			moot[c] = "it went out at " + at.UTC().Format(time.RFC3339) + ", before this event"
+		default:
+			got = append(got, c)
+		}
+		if known {
+			w[c] = time.Time{}
+		}
+	}
+	for _, c := range want {
+		if !slices.Contains(got, c) {
+			why := cmp.Or(moot[c], "the event does not cancel it")
+			failures = append(failures, fmt.Sprintf("rule %s: expected to cancel the message waiting with key %q, but %s", c.Rule, c.Key, why))
+		}
+	}
+	for _, c := range got {
+		if !slices.Contains(want, c) {
+			failures = append(failures, fmt.Sprintf("rule %s: cancels the message waiting with key %q, which the test does not expect", c.Rule, c.Key))
+		}
+	}
+	for _, d := range out.Deliveries {
+		if d.Schedule != nil && d.Schedule.At.After(now) {
+			w[Cancel{Rule: d.Rule, Key: d.Schedule.Key}] = d.Schedule.At
+		}
+	}
+	return failures
 }
 
 func recipientsString(rs []Recipient) string {
@@ -417,6 +589,9 @@ func (e *Expectation) compare(d *Delivery) []string {
 			diffs = append(diffs, fmt.Sprintf("body does not contain %q; body is:\n%s", s, indent(m.Body)))
 		}
 	}
+	if e.Schedule != nil {
+		diffs = append(diffs, e.Schedule.compare(d.Schedule)...)
+	}
 	if e.Throttle != nil {
 		got := "none"
 		if d.Throttle != nil {
@@ -432,6 +607,21 @@ func (e *Expectation) compare(d *Delivery) []string {
 		if want != got {
 			diffs = append(diffs, "throttle:\n"+Diff(want, got))
 		}
+	}
+	return diffs
+}
+
+// compare lists how a delivery's schedule differs from the expected one.
+func (e *ExpectedSchedule) compare(got *Schedule) []string {
+	if got == nil {
+		return []string{"schedule: expected the message to wait, but it is sent at once (the rule has no schedule)"}
+	}
+	var diffs []string
+	if e.At != nil && !e.At.Equal(got.At) {
+		diffs = append(diffs, "schedule.at:\n"+Diff(e.At.UTC().Format(time.RFC3339), got.At.UTC().Format(time.RFC3339)))
+	}
+	if e.Key != nil && *e.Key != got.Key {
+		diffs = append(diffs, "schedule.key:\n"+Diff(*e.Key, got.Key))
 	}
 	return diffs
 }

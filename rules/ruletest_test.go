@@ -99,16 +99,22 @@ func TestRuleTestCases(t *testing.T) {
 			if len(res) != 1 {
 				t.Fatalf("want one case, got %d", len(res))
 			}
-			got := res[0].Failures
-			if len(got) != len(tc.failures) {
-				t.Fatalf("want %d failures, got %d:\n%s", len(tc.failures), len(got), strings.Join(got, "\n"))
-			}
-			for i := range got {
-				if !strings.Contains(got[i], tc.failures[i]) {
-					t.Errorf("failure %d:\n%s\nwant it to contain:\n%s", i, got[i], tc.failures[i])
-				}
-			}
+			checkFailures(t, res[0].Failures, tc.failures)
 		})
+	}
+}
+
+// checkFailures checks that a case failed as often as want says, each
+// failure containing its entry of want.
+func checkFailures(t *testing.T, got, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("want %d failures, got %d:\n%s", len(want), len(got), strings.Join(got, "\n"))
+	}
+	for i := range got {
+		if !strings.Contains(got[i], want[i]) {
+			t.Errorf("failure %d:\n%s\nwant it to contain:\n%s", i, got[i], want[i])
+		}
 	}
 }
 
@@ -154,5 +160,79 @@ func TestTestCaseDefaultsAndFilter(t *testing.T) {
 	}
 	if got := FilterCases(tf, regexp.MustCompile("first")); len(got) != 1 || got[0] != c1 {
 		t.Errorf("filter: %v", got)
+	}
+}
+
+// A case can check when a message waits until, and follow it with later
+// events that cancel it, or come too late to.
+func TestRuleTestWaitingMessages(t *testing.T) {
+	set, err := Parse([]File{{Name: "r.yaml", Data: []byte(cancelRules)}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const signup = "  - time: 2026-03-14T09:00:00Z\n    source: shop\n    event: {type: signed_up, user: u1}\n    expect: [{rule: plain}, "
+	tests := []struct {
+		name     string
+		tests    string
+		failures []string // one entry per failure, a part of its text
+	}{
+		{"when, compared as instants", signup + "{rule: nudge, schedule: {at: '2026-03-15T10:00:00+01:00', key: u1}}]\n", nil},
+		{"the wrong time", signup + "{rule: nudge, schedule: {at: '2026-03-15T10:00:00Z'}}]\n",
+			[]string{"rule nudge: schedule.at:\n    - want: \"2026-03-15T10:00:00Z\"\n    + got:  \"2026-03-15T09:00:00Z\""}},
+		{"the wrong key", signup + "{rule: nudge, schedule: {key: u2}}]\n",
+			[]string{"rule nudge: schedule.key:\n    - want: \"u2\"\n    + got:  \"u1\""}},
+		{"a message sent at once", "  - {source: shop, event: {type: signed_up, user: u1}, expect: [{rule: nudge}, {rule: plain, schedule: {key: u1}}]}\n",
+			[]string{"rule plain: schedule: expected the message to wait, but it is sent at once (the rule has no schedule)"}},
+		{"cancelled while it waits", signup + "{rule: nudge}]\n    then:\n      - time: 2026-03-14T18:00:00Z\n        event: {type: activated, user: u1}\n        expect: []\n        cancels: [{rule: nudge, key: u1}]\n", nil},
+		{"too late to cancel", signup + "{rule: nudge}]\n    then:\n      - time: 2026-03-15T09:00:00Z\n        event: {type: activated, user: u1}\n        expect: []\n        cancels: []\n", nil},
+		{"too late to cancel, but the test says it cancels", signup + "{rule: nudge}]\n    then:\n      - time: 2026-03-16T00:00:00Z\n        event: {type: activated, user: u1}\n        expect: []\n        cancels: [{rule: nudge, key: u1}]\n",
+			[]string{`then[0] (2026-03-16T00:00:00Z): rule nudge: expected to cancel the message waiting with key "u1", but it went out at 2026-03-15T09:00:00Z, before this event`}},
+		{"a cancel the test does not expect", signup + "{rule: nudge}]\n    then:\n      - time: 2026-03-14T10:00:00Z\n        event: {type: activated, user: u1}\n        expect: []\n",
+			[]string{`then[0] (2026-03-14T10:00:00Z): rule nudge: cancels the message waiting with key "u1", which the test does not expect`}},
+		{"cancelled once only", signup + "{rule: nudge}]\n    then:\n      - {time: 2026-03-14T10:00:00Z, event: {type: activated, user: u1}, expect: [], cancels: [{rule: nudge, key: u1}]}\n      - {time: 2026-03-14T11:00:00Z, event: {type: activated, user: u1}, expect: [], cancels: [{rule: nudge, key: u1}]}\n",
+			[]string{`then[1] (2026-03-14T11:00:00Z): rule nudge: expected to cancel the message waiting with key "u1", but it went out or was cancelled before this event`}},
+		{"a second signup replaces the first", signup + "{rule: nudge}]\n    then:\n      - {time: 2026-03-14T21:00:00Z, source: shop, event: {type: signed_up, user: u1}, expect: [{rule: plain}, {rule: nudge, schedule: {at: '2026-03-15T21:00:00Z'}}]}\n      - {time: 2026-03-15T12:00:00Z, event: {type: activated, user: u1}, expect: [], cancels: [{rule: nudge, key: u1}]}\n", nil},
+		{"an event alone cancels what may wait", "tests:\n  - {event: {type: activated, user: u1}, expect: [], cancels: [{rule: nudge, key: u1}]}\n", nil},
+		{"a cancel that does not happen", "tests:\n  - {event: {type: activated, user: u1}, expect: [], cancels: [{rule: nudge, key: u2}]}\n",
+			[]string{`rule nudge: expected to cancel the message waiting with key "u2", but the event does not cancel it`, `rule nudge: cancels the message waiting with key "u1", which the test does not expect`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := tc.tests
+			if strings.HasPrefix(src, "  - ") {
+				src = "tests:\n" + src
+			}
+			tf, err := ParseTests(File{Name: "r.test.yaml", Data: []byte(src)})
+			var got []string
+			if err != nil {
+				got = []string{err.Error()}
+			} else if len(tf.Cases) != 1 {
+				t.Fatalf("want one case, got %d", len(tf.Cases))
+			} else {
+				got = tf.Cases[0].Run(set, nil).Failures
+			}
+			checkFailures(t, got, tc.failures)
+		})
+	}
+}
+
+func TestParseLaterEventsErrors(t *testing.T) {
+	const head = "tests:\n  - time: 2026-03-14T09:00:00Z\n    event: {}\n    expect: []\n"
+	tests := []struct{ src, want string }{
+		{head + "    then:\n      - {event: {}, expect: []}\n", "r.test.yaml:6:9: then[0] has no time: a later event needs one, after the event before it"},
+		{head + "    then:\n      - {time: 2026-03-14T08:00:00Z, event: {}, expect: []}\n", "r.test.yaml:6:9: then[0].time 2026-03-14T08:00:00Z is before the event before it (2026-03-14T09:00:00Z)"},
+		{head + "    then:\n      - {time: 2026-03-14T10:00:00Z, event: {}}\n", "r.test.yaml:6:9: then[0] has no expect (write expect: [] when no message may be sent)"},
+		{head + "    then:\n      - {name: x, time: 2026-03-14T10:00:00Z, event: {}, expect: []}\n", `r.test.yaml:6:10: unknown field "name" in a later event (then[0]) (known fields: cancels, errors, event, expect, headers, id, source, subject, time, type)`},
+		{head + "    then: []\n", "r.test.yaml:5:11: then must be a list of later events, got a list"},
+		{head + "    cancels: nudge\n", `r.test.yaml:5:14: cancels must be a list of {rule, key} (cancels: [] for none), got "nudge"`},
+		{head + "    cancels: [{rule: nudge}]\n", "r.test.yaml:5:15: cancels[0] needs a rule and a key"},
+		{"tests:\n  - {event: {}, expect: [{rule: r, schedule: {at: soon}}]}\n", `r.test.yaml:2:51: schedule.at must be RFC 3339, like 2025-01-01T09:00:00Z, got "soon"`},
+	}
+	for _, tc := range tests {
+		_, err := ParseTests(File{Name: "r.test.yaml", Data: []byte(tc.src)})
+		var list ErrorList
+		if !errors.As(err, &list) || list[0].Error() != tc.want {
+			t.Errorf("%q:\n got %v\nwant %s", tc.src, err, tc.want)
+		}
 	}
 }

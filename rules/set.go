@@ -20,10 +20,19 @@ type Set struct {
 	rules []*Rule
 	index *index
 	hash  string
+	// cancelers are the rules with a cancel_on, which every event is
+	// checked against whatever the index says.
+	cancelers []int
 }
 
 func newSet(rules []*Rule, hash string) *Set {
-	return &Set{rules: rules, index: newIndex(rules), hash: hash}
+	s := &Set{rules: rules, index: newIndex(rules), hash: hash}
+	for i, r := range rules {
+		if r.schedule != nil && len(r.schedule.cancelOn) > 0 {
+			s.cancelers = append(s.cancelers, i)
+		}
+	}
+	return s
 }
 
 // Rules returns the rules in load order (files sorted by name, rules in
@@ -193,12 +202,14 @@ type Result struct {
 }
 
 // Evaluate matches the event against the candidate rules and renders a
-// delivery for each rule whose condition holds.
+// delivery for each rule whose condition holds. It also lists the waiting
+// messages that the event cancels: every rule's cancel_on sees every
+// event, whatever the rule's on: and when say.
 func (s *Set) Evaluate(ev *Event) Result {
 	var buf [16]int
 	cands := s.index.candidates(ev.Source, ev.Subject, buf[:0])
 	var res Result
-	if len(cands) == 0 {
+	if len(cands) == 0 && len(s.cancelers) == 0 {
 		return res
 	}
 	env := ev.env()
@@ -211,6 +222,14 @@ func (s *Set) Evaluate(ev *Event) Result {
 				res.Deliveries = append(res.Deliveries, d)
 			}
 		}
+		if err != nil {
+			res.Errors = append(res.Errors, &EvalError{Rule: r.Name, Err: err})
+		}
+	}
+	for _, i := range s.cancelers {
+		r := s.rules[i]
+		cancels, err := r.cancels(env)
+		res.Cancels = append(res.Cancels, cancels...)
 		if err != nil {
 			res.Errors = append(res.Errors, &EvalError{Rule: r.Name, Err: err})
 		}
@@ -236,6 +255,13 @@ type Explanation struct {
 	Reason   string    // for Skipped: which filter
 	Err      error     // for Failed
 	Delivery *Delivery // for Matched
+	// Wait, for a Matched rule with a schedule, says when the message goes
+	// out: "waits until 2026-03-15T07:00:00Z (due ..., in quiet hours ...)".
+	Wait string
+	// Cancels are the rule's waiting messages that the event cancels, and
+	// CancelErr a cancel_on that failed; whatever the Outcome.
+	Cancels   []Cancel
+	CancelErr error
 }
 
 // Explain reports, for every rule in order, what it did with the event.
@@ -259,6 +285,14 @@ func (s *Set) Explain(ev *Event) []Explanation {
 			} else {
 				x.Outcome, x.Delivery = Matched, &d
 			}
+			if err == nil && r.schedule != nil {
+				// It rendered, so planning again gives the same answer.
+				p, _ := r.schedule.plan(ev, env)
+				x.Wait = p.describe(r.schedule.quiet, ev)
+			}
+		}
+		if slices.Contains(s.cancelers, i) {
+			x.Cancels, x.CancelErr = r.cancels(env)
 		}
 		out = append(out, x)
 	}
@@ -285,16 +319,21 @@ func (r *Rule) match(env map[string]any) (bool, error) {
 	if r.when == nil {
 		return true, nil
 	}
+	return r.when.eval(env)
+}
+
+// eval runs the condition on an event's env.
+func (c *condition) eval(env map[string]any) (bool, error) {
 	m := vmPool.Get().(*vm.VM)
-	out, err := m.Run(r.when, env)
+	out, err := m.Run(c.prog, env)
 	vmPool.Put(m)
 	if err != nil {
-		pos, msg := conditionError(r.whenWhere, err)
-		return false, &Error{Pos: pos, Msg: "when: " + msg}
+		pos, msg := conditionError(c.where, err)
+		return false, &Error{Pos: pos, Msg: c.field + ": " + msg}
 	}
 	b, ok := out.(bool)
 	if !ok {
-		return false, &Error{Pos: r.whenWhere.at(0), Msg: fmt.Sprintf("when: the condition gave %s, not true or false", describe(out))}
+		return false, &Error{Pos: c.where.at(0), Msg: fmt.Sprintf("%s: the condition gave %s, not true or false", c.field, describe(out))}
 	}
 	return b, nil
 }
@@ -377,7 +416,31 @@ func (r *Rule) render(ev *Event, env map[string]any) (Delivery, error) {
 		}
 		d.Throttle = &Throttle{Key: key, Per: r.throttlePer}
 	}
+	if r.schedule != nil {
+		if d.Schedule, err = r.schedule.render(ev, env, d.DedupeKey); err != nil {
+			return d, err
+		}
+	}
 	return d, nil
+}
+
+// render gives the delivery's schedule: when it goes out, and its key (by
+// default the dedupe key).
+func (s *schedule) render(ev *Event, env map[string]any, dedupeKey string) (*Schedule, error) {
+	p, err := s.plan(ev, env)
+	if err != nil {
+		return nil, err
+	}
+	key := dedupeKey
+	if s.key != nil {
+		if key, err = s.key.render(env); err != nil {
+			return nil, err
+		}
+		if key = strings.TrimSpace(key); key == "" {
+			return nil, s.key.empty()
+		}
+	}
+	return &Schedule{At: p.at, Key: key}, nil
 }
 
 // render renders one recipient.
@@ -409,13 +472,20 @@ func (r *Rule) renderCreatedAt(env map[string]any) (int64, error) {
 		return 0, err
 	}
 	v = strings.TrimSpace(v)
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
-		return n, nil
-	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
+	if t, ok := parseInstant(v); ok {
 		return t.Unix(), nil
 	}
 	return 0, &Error{Pos: r.createdAt.where.at(0), Msg: fmt.Sprintf("message.created_at: %q is neither unix seconds nor an RFC 3339 time", v)}
+}
+
+// parseInstant reads a time that a template gave: positive unix seconds
+// or RFC 3339.
+func parseInstant(v string) (time.Time, bool) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.Unix(n, 0).UTC(), n > 0
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	return t, err == nil
 }
 
 // empty is the error for a field that rendered to nothing.

@@ -50,6 +50,7 @@ func TestReadmeBlocksAccountedFor(t *testing.T) {
 		"go run ./cmd/bridge render":        "TestReadmeRender",
 		"rules:":                            "rules: TestReadmeExamples",
 		"contacts:":                         "rules: TestReadmeExamples",
+		"tests:\n  - name: activating":      "rules: TestReadmeWaitingMessage",
 		"nats:":                             "bridge/config: TestReadmeNATSListener",
 		"sources:\n  - name: shop\n":        "bridge/config: TestReadmeWebhookSources",
 		"sources:\n  - name: github":        "bridge/config: TestReadmePresets",

@@ -340,12 +340,14 @@ func serviceSubject(cfg *config.Config, ev *rules.Event) error {
 }
 
 // renderedDelivery is how render prints one delivery: the message as the
-// rule names it, the look-ups its recipients need, and the request.
+// rule names it, when it waits for, the look-ups its recipients need, and
+// the request.
 type renderedDelivery struct {
-	Rule      string         `json:"rule"`
-	DedupeKey string         `json:"dedupe_key"`
-	Throttle  *renderedLimit `json:"throttle,omitempty"`
-	Message   rules.Message  `json:"message"`
+	Rule      string            `json:"rule"`
+	DedupeKey string            `json:"dedupe_key"`
+	Throttle  *renderedLimit    `json:"throttle,omitempty"`
+	Schedule  *renderedSchedule `json:"schedule,omitempty"`
+	Message   rules.Message     `json:"message"`
 	wireView
 }
 
@@ -354,10 +356,29 @@ type renderedLimit struct {
 	Per string `json:"per"`
 }
 
+type renderedSchedule struct {
+	At  string `json:"at"` // RFC 3339, UTC
+	Key string `json:"key"`
+}
+
+// renderedCancels is what render prints after the deliveries when the
+// event cancels waiting messages.
+type renderedCancels struct {
+	Cancels []renderedCancel `json:"cancels"`
+}
+
+type renderedCancel struct {
+	Rule string `json:"rule"`
+	Key  string `json:"key"`
+}
+
 func toRendered(d rules.Delivery, version string, contacts contactList) (renderedDelivery, error) {
 	out := renderedDelivery{Rule: d.Rule, DedupeKey: d.DedupeKey, Message: d.Message}
 	if d.Throttle != nil {
 		out.Throttle = &renderedLimit{Key: d.Throttle.Key, Per: d.Throttle.Per.String()}
+	}
+	if d.Schedule != nil {
+		out.Schedule = &renderedSchedule{At: d.Schedule.At.UTC().Format(time.RFC3339), Key: d.Schedule.Key}
 	}
 	var err error
 	out.wireView, err = wireFor(version, d.Message, contacts)
@@ -458,6 +479,16 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 				fmt.Fprintf(stdout, ": %v", x.Err)
 				code = 1
 			}
+			if x.Wait != "" {
+				fmt.Fprintf(stdout, ": %s", x.Wait)
+			}
+			for _, c := range x.Cancels {
+				fmt.Fprintf(stdout, "; cancels the message waiting with key %q", c.Key)
+			}
+			if x.CancelErr != nil {
+				fmt.Fprintf(stdout, "; cancel_on: error: %v", x.CancelErr)
+				code = 1
+			}
 			fmt.Fprintln(stdout)
 			if x.Delivery != nil {
 				r, err := toRendered(*x.Delivery, opts.IntercomVersion, contacts)
@@ -485,6 +516,18 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := writeJSON(stdout, out, ""); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	// Cancels follow as a second JSON value, so that the deliveries print
+	// as they always have.
+	if len(res.Cancels) > 0 {
+		var c renderedCancels
+		for _, x := range res.Cancels {
+			c.Cancels = append(c.Cancels, renderedCancel{Rule: x.Rule, Key: x.Key})
+		}
+		if err := writeJSON(stdout, c, ""); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
 	}
 	for _, e := range res.Errors {
 		fmt.Fprintln(stderr, e)
