@@ -22,7 +22,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Intercom.Token != "" || cfg.Intercom.DefaultAdminID != "394051" || len(cfg.Sources) != 4 {
+	if cfg.Intercom.Token != "" || cfg.Intercom.DefaultAdminID != "394051" || len(cfg.Sources) != 5 {
 		t.Errorf("unexpected: %+v", cfg)
 	}
 	if got := cfg.Sources[0].Webhook.Auth.AllSecrets(); len(got) != 1 || !strings.HasPrefix(got[0], "whsec_") {

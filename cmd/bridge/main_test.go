@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -31,4 +33,14 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+// The example config and the example rules it names agree: the README's
+// first command runs them together.
+func TestExampleConfigValidatesWithItsRules(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run([]string{"validate", "-config", "../../config.example.yaml"}, &out, &errOut)
+	if code != 0 || !strings.Contains(out.String(), "ok: ../../config.example.yaml") || !strings.Contains(out.String(), "rules in") {
+		t.Errorf("exit %d:\n%s%s", code, out.String(), errOut.String())
+	}
 }
