@@ -23,6 +23,12 @@ func (b *Broker) EnsureStream(ctx context.Context, sc jetstream.StreamConfig) (j
 		return err
 	})
 	if err == nil {
+		// A server older than the option takes the configuration and
+		// drops what it does not know: a schedule would then be stored as
+		// a plain message and never fire.
+		if sc.AllowMsgSchedules && !s.CachedInfo().Config.AllowMsgSchedules {
+			return nil, fmt.Errorf("stream %s: the NATS server does not keep message schedules, which messages that wait need (NATS Server 2.12 or later)", sc.Name)
+		}
 		return s, nil
 	}
 	exists := ""
