@@ -63,7 +63,7 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		printErrors(stderr, err) // as validate: every problem, file:line:col
 		return 2
 	}
-	if *rule != "" && !hasRule(deployed, *rule) && !hasRule(candidate, *rule) {
+	if *rule != "" && deployed.Rule(*rule) == nil && candidate.Rule(*rule) == nil {
 		return usageErr(fmt.Errorf("-rule: no rule %q in the deployed or the candidate rules", *rule))
 	}
 	decoder, err := cfg.Decoder()
@@ -103,15 +103,6 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 1
 	}
 	return 0
-}
-
-func hasRule(s *rules.Set, name string) bool {
-	for _, r := range s.Rules() {
-		if r.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // backtestWindow reads -since, or -from and -to; zero times are the
