@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -161,20 +162,19 @@ func Run(ctx context.Context, js jetstream.JetStream, o Options) (*Report, error
 		return nil, &RangeError{Stream: rep.Stream, From: rep.From, To: rep.To}
 	}
 	c := newComparison(o)
-	if err := read(ctx, stream, o, rep, c.event); err != nil {
+	if err := read(ctx, stream, o, rep, c.batch); err != nil {
 		return nil, err
 	}
-	if c.err != nil {
-		return nil, fmt.Errorf("simulation: %w", c.err)
+	if err := cmp.Or(c.deployed.err, c.candidate.err); err != nil {
+		return nil, fmt.Errorf("simulation: %w", err)
 	}
 	rep.Rules, rep.NewErrors = c.reports()
 	return rep, nil
 }
 
-// read hands each stored event of the window to fn, decoded, in order.
-// Decoding, the NATS side included, runs beside fn: the two halves take
-// about the same time, and a backtest has two cores to use.
-func read(ctx context.Context, stream jetstream.Stream, o Options, rep *Report, fn func(*rules.Event)) error {
+// read hands the stored events of the window to fn, decoded, in order,
+// in batches. Decoding, the NATS side included, runs beside fn.
+func read(ctx context.Context, stream jetstream.Stream, o Options, rep *Report, fn func([]*rules.Event)) error {
 	name := o.Topology.Events.Name
 	from := rep.From
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
@@ -199,9 +199,7 @@ func read(ctx context.Context, stream jetstream.Stream, o Options, rep *Report, 
 		errc <- decodeAll(ctx, it, o.Decoder, rep, total, batches, o.Progress)
 	}()
 	for b := range batches {
-		for _, ev := range b {
-			fn(ev)
-		}
+		fn(b)
 	}
 	return <-errc
 }
@@ -306,18 +304,25 @@ func toDeliver(ctx context.Context, cons jetstream.Consumer) (uint64, error) {
 	return ci.NumPending + ci.Delivered.Consumer, nil
 }
 
-// comparison holds the two simulations and the per-rule reports.
+// comparison holds the two sides and the per-rule reports.
 type comparison struct {
 	o                   Options
-	deployed, candidate *pipeline.Simulator
+	deployed, candidate *side
 	byRule              map[string]*RuleReport
-	err                 error // the first simulator error; nothing else fails
+}
+
+// side is one rule set, its simulation and its counts: each side is
+// worked by one goroutine at a time.
+type side struct {
+	set    *rules.Set
+	sim    *pipeline.Simulator
+	counts map[string]*Counts // every rule of both sets
+	err    error              // the first simulator error; nothing else fails
 }
 
 func newComparison(o Options) *comparison {
 	window := o.Topology.Sent.TTL
-	c := &comparison{o: o, byRule: map[string]*RuleReport{},
-		deployed: pipeline.NewSimulator(window, o.Policy), candidate: pipeline.NewSimulator(window, o.Policy)}
+	c := &comparison{o: o, byRule: map[string]*RuleReport{}}
 	for _, r := range o.Deployed.Rules() {
 		c.byRule[r.Name] = &RuleReport{Rule: r.Name, Change: "removed"}
 	}
@@ -328,6 +333,15 @@ func newComparison(o Options) *comparison {
 			c.byRule[r.Name] = &RuleReport{Rule: r.Name, Change: "added"}
 		}
 	}
+	newSide := func(set *rules.Set, counts func(*RuleReport) *Counts) *side {
+		s := &side{set: set, sim: pipeline.NewSimulator(window, o.Policy), counts: map[string]*Counts{}}
+		for name, r := range c.byRule {
+			s.counts[name] = counts(r)
+		}
+		return s
+	}
+	c.deployed = newSide(o.Deployed, func(r *RuleReport) *Counts { return &r.Before })
+	c.candidate = newSide(o.Candidate, func(r *RuleReport) *Counts { return &r.After })
 	return c
 }
 
@@ -343,35 +357,48 @@ func (x outcome) goesOut() bool {
 	return x.delivery != nil && (x.result == pipeline.OutcomeSent || x.result == pipeline.OutcomeWaiting)
 }
 
-// event evaluates one event with both sets and counts what differs.
-func (c *comparison) event(ev *rules.Event) {
-	before := c.evaluate(c.o.Deployed, c.deployed, ev, func(r *RuleReport) *Counts { return &r.Before })
-	after := c.evaluate(c.o.Candidate, c.candidate, ev, func(r *RuleReport) *Counts { return &r.After })
-	for rule, a := range after {
-		c.compare(rule, ev, before[rule], a)
+// batch evaluates events with both sets, the two sides in parallel (they
+// share nothing but the events), then compares them event by event.
+func (c *comparison) batch(evs []*rules.Event) {
+	before := make([]map[string]outcome, len(evs))
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i, ev := range evs {
+			before[i] = c.deployed.evaluate(ev)
+		}
+	})
+	after := make([]map[string]outcome, len(evs))
+	for i, ev := range evs {
+		after[i] = c.candidate.evaluate(ev)
 	}
-	for rule, b := range before {
-		if _, ok := after[rule]; !ok {
-			c.compare(rule, ev, b, outcome{})
+	wg.Wait()
+	for i, ev := range evs {
+		for rule, a := range after[i] {
+			c.compare(rule, ev, before[i][rule], a)
+		}
+		for rule, b := range before[i] {
+			if _, ok := after[i][rule]; !ok {
+				c.compare(rule, ev, b, outcome{})
+			}
 		}
 	}
 }
 
-// evaluate runs one set on ev and its simulator on the deliveries.
-func (c *comparison) evaluate(set *rules.Set, sim *pipeline.Simulator, ev *rules.Event, counts func(*RuleReport) *Counts) map[string]outcome {
-	res := set.Evaluate(ev)
+// evaluate runs the side's set on ev and its simulator on the deliveries.
+func (s *side) evaluate(ev *rules.Event) map[string]outcome {
+	res := s.set.Evaluate(ev)
 	if len(res.Deliveries) == 0 && len(res.Errors) == 0 {
 		return nil
 	}
 	out := make(map[string]outcome, len(res.Deliveries)+len(res.Errors))
 	for i := range res.Deliveries {
 		d := &res.Deliveries[i]
-		result, err := sim.Offer(d, ev.Time)
-		if err != nil && c.err == nil {
-			c.err = err
+		result, err := s.sim.Offer(d, ev.Time)
+		if err != nil && s.err == nil {
+			s.err = err
 		}
 		out[d.Rule] = outcome{delivery: d, result: result}
-		n := counts(c.byRule[d.Rule])
+		n := s.counts[d.Rule]
 		n.Matched++
 		switch result {
 		case pipeline.OutcomeSent:
@@ -386,7 +413,7 @@ func (c *comparison) evaluate(set *rules.Set, sim *pipeline.Simulator, ev *rules
 	}
 	for _, e := range res.Errors {
 		out[e.Rule] = outcome{err: e.Err}
-		counts(c.byRule[e.Rule]).Errors++
+		s.counts[e.Rule].Errors++
 	}
 	return out
 }

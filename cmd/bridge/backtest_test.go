@@ -11,11 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/intercom-bridge/bridge/bridge/backtest"
-	"github.com/intercom-bridge/bridge/bridge/broker"
-	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/event"
 )
 
@@ -239,19 +235,7 @@ func TestBacktestStoppedEmbeddedStore(t *testing.T) {
 sources: [{name: shop, webhook: {auth: {scheme: none}}}]
 rules: {paths: [deployed]}
 `)
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.Open(context.Background(), cfg.BrokerOptions(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, sc := range cfg.Topology().Streams() {
-		if _, err := b.EnsureStream(context.Background(), sc); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, b := openStreams(t, cfgPath)
 	(&backtestEnv{dlqEnv: &dlqEnv{js: b.JS}}).store(t, 1, 4)
 	b.Close() // the bridge stops
 
