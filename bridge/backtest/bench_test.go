@@ -137,16 +137,7 @@ func thousandEvent(i int) *event.Envelope {
 
 // benchStream is a NATS server with the bridge's streams.
 func benchStream(b *testing.B) (jetstream.JetStream, broker.Topology) {
-	srv := natstest.Start(b)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	js := natstest.JetStream(b)
 	top := broker.NewTopology(broker.TopologyOptions{Prefix: "bridge", Replicas: 1, EventsMaxAge: 7 * 24 * time.Hour,
 		Duplicates: time.Minute, DedupeWindow: 7 * 24 * time.Hour})
 	if _, err := js.CreateStream(context.Background(), top.Events); err != nil {
