@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -18,7 +19,40 @@ type readiness struct {
 	RulesErrors []string `json:"rules_errors,omitempty"`
 }
 
-// adminHandler serves /healthz, /readyz and /metrics.
+// RulesStatus is the body of /rules: the rules in force, in load order,
+// with what each matched since this process started.
+type RulesStatus struct {
+	Hash  string       `json:"hash"`
+	Rules []RuleStatus `json:"rules"`
+}
+
+// RuleStatus is one rule of /rules.
+type RuleStatus struct {
+	Name    string `json:"name"`
+	Pos     string `json:"pos"` // file:line:col of the rule's entry
+	Mode    string `json:"mode"`
+	Matches uint64 `json:"matches"` // live or shadow, since this process started
+	// LastMatch is this process's last match; nil: none since it started.
+	LastMatch *time.Time `json:"last_match"`
+}
+
+// rulesStatus is what /rules serves.
+func (s *Service) rulesStatus() RulesStatus {
+	set := s.rules.Load()
+	st := RulesStatus{Hash: set.Hash(), Rules: make([]RuleStatus, 0, set.Len())}
+	for _, r := range set.Rules() {
+		a := s.activity.Of(r.Name)
+		rs := RuleStatus{Name: r.Name, Pos: r.Pos.String(), Mode: r.Mode, Matches: a.Matches}
+		if !a.LastMatch.IsZero() {
+			t := a.LastMatch.UTC()
+			rs.LastMatch = &t
+		}
+		st.Rules = append(st.Rules, rs)
+	}
+	return st
+}
+
+// adminHandler serves /healthz, /readyz, /rules and /metrics.
 func (s *Service) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -34,6 +68,12 @@ func (s *Service) adminHandler() http.Handler {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		enc.Encode(rd)
+	})
+	mux.HandleFunc("GET /rules", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(s.rulesStatus())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	return mux

@@ -26,9 +26,13 @@ func NewLogger(c config.Log, w io.Writer) zerolog.Logger {
 }
 
 // colour reports whether w is a terminal and NO_COLOR is unset or empty.
-func colour(w io.Writer) bool {
+func colour(w io.Writer) bool { return os.Getenv("NO_COLOR") == "" && IsTerminal(w) }
+
+// IsTerminal reports whether w is a terminal (a character device), where
+// people read, rather than a file, a pipe or a log collector.
+func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok || os.Getenv("NO_COLOR") != "" {
+	if !ok {
 		return false
 	}
 	info, err := f.Stat()

@@ -111,7 +111,7 @@ func TestMetricsMoveAsEventsFlow(t *testing.T) {
 		`bridge_events_received_total{source="crm"}`:  1, // captured: counted by stage 1
 		`bridge_ready`: 1,
 		`bridge_webhook_requests_total{code="202",source="shop"}`:     4,
-		`bridge_rule_matches_total{rule="order-thanks"}`:              3,
+		`bridge_rule_matches_total{mode="live",rule="order-thanks"}`:  3,
 		`bridge_rule_errors_total{rule="order-thanks"}`:               1,
 		`bridge_deliveries_total{outcome="sent",rule="order-thanks"}`: 3,
 		`bridge_deliveries_total{outcome="sent",rule="lead-welcome"}`: 1,
@@ -154,6 +154,7 @@ func TestMetricsBeforeTheFirstEvent(t *testing.T) {
 		`bridge_deliveries_total{outcome="dead_letter",rule="order-thanks"} 0`,
 		`bridge_deliveries_total{outcome="sent",rule="lead-welcome"} 0`,
 		`bridge_rule_errors_total{rule="order-thanks"} 0`,
+		`bridge_rule_matches_total{mode="live",rule="order-thanks"} 0`,
 		`bridge_events_received_total{source="crm"} 0`,
 		`bridge_events_received_total{source="shop"} 0`,
 		`bridge_events_invalid_total{source="shop"} 0`,

@@ -48,6 +48,7 @@ type Service struct {
 	ingest   *ingest.Metrics
 	broker   *broker.Broker
 	rules    atomic.Pointer[rules.Set]
+	activity *pipeline.Activity // each rule's matches, for /rules
 	dryRun   bool
 
 	tokenRejected atomic.Bool
@@ -78,7 +79,7 @@ func LoadRules(cfg *config.Config) (*rules.Set, error) {
 func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Options) (_ *Service, err error) {
 	reg := newRegistry()
 	s := &Service{cfg: cfg, log: log, registry: reg, metrics: newServiceMetrics(reg), pipeline: pipeline.NewMetrics(reg),
-		ingest: ingest.NewMetrics(reg)}
+		ingest: ingest.NewMetrics(reg), activity: pipeline.NewActivity()}
 	registerBuildInfo(reg, opts.Version, cfg.Intercom.Version)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bridge_ready",
 		Help: "1 while /readyz answers 200, else 0 (its body says why)."}, func() float64 {
@@ -147,7 +148,8 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 		return nil, err
 	}
 	if s.matcher, err = pipeline.StartMatcher(topoCtx, s.broker.JS, pipeline.MatcherOptions{
-		Topology: top, Decoder: decoder, Rules: s.rules.Load, Log: log, Metrics: s.pipeline, Received: s.ingest.EventsReceived}); err != nil {
+		Topology: top, Decoder: decoder, Rules: s.rules.Load, Log: log, Metrics: s.pipeline, Received: s.ingest.EventsReceived,
+		Activity: s.activity}); err != nil {
 		return nil, err
 	}
 	sourceMetrics := s.ingest
@@ -258,11 +260,7 @@ func (s *Service) setRules(set *rules.Set) {
 // applyRules puts set in force and makes its rules' series exist.
 func (s *Service) applyRules(set *rules.Set) {
 	s.rules.Store(set)
-	names := make([]string, 0, set.Len())
-	for _, r := range set.Rules() {
-		names = append(names, r.Name)
-	}
-	s.pipeline.Precreate(names, s.cfg.SourceNames())
+	s.pipeline.Precreate(set.Rules(), s.cfg.SourceNames())
 }
 
 // contactFinder is what looks recipients up: the client, or a sender given

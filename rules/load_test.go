@@ -27,7 +27,8 @@ func TestLoadErrors(t *testing.T) {
 		src  string
 		want string // "line:col: message" (the file name is added)
 	}{
-		{"unknown field", rule("colour: red", validMessage), "3:5: unknown field \"colour\" in a rule (known fields: dedupe, description, message, name, on, schedule, throttle, when)"},
+		{"unknown field", rule("colour: red", validMessage), "3:5: unknown field \"colour\" in a rule (known fields: dedupe, description, message, mode, name, on, schedule, throttle, when)"},
+		{"mode invalid", rule("mode: dry", validMessage), "3:11: mode must be live or shadow, got \"dry\""},
 		{"duplicate key", rule(validMessage, "when: 'true'", "when: 'false'"), "10:5: duplicate key \"when\" (first at line 9)"},
 		{"wrong type for on.sources", rule("on: {sources: shop}", validMessage), "3:19: on.sources must be a list, e.g. [shop], got \"shop\""},
 		{"wrong type for message", rule("message: hello"), "3:14: message must be a mapping, got \"hello\""},
@@ -305,5 +306,17 @@ func TestDiscoverAndLoad(t *testing.T) {
 	}
 	if _, err := Load([]string{filepath.Join(dir, "missing")}, Options{}); err == nil {
 		t.Error("a missing path loaded")
+	}
+}
+
+func TestMode(t *testing.T) {
+	for _, tc := range []struct{ lines, want string }{{"", ModeLive}, {"mode: live", ModeLive}, {"mode: shadow", ModeShadow}} {
+		set, err := Parse([]File{{Name: "r.yaml", Data: []byte(rule(tc.lines, validMessage))}}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := set.Rule("r"); r.Mode != tc.want || r.Shadow() != (tc.want == ModeShadow) {
+			t.Errorf("%q: mode %q, want %q", tc.lines, r.Mode, tc.want)
+		}
 	}
 }

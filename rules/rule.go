@@ -37,6 +37,7 @@ type Rule struct {
 	Pos         Pos      // where the rule's entry starts
 	Sources     []string // on.sources; empty means any source
 	Subjects    []string // on.subjects; empty means any subject
+	Mode        string   // ModeLive or ModeShadow
 
 	when *condition // nil: always
 
@@ -57,6 +58,17 @@ type Rule struct {
 	schedule    *schedule // nil: sent at once
 }
 
+// Modes of a rule: a live rule's messages are sent; a shadow rule is
+// evaluated and rendered on live traffic, counted and logged, and never
+// sent.
+const (
+	ModeLive   = "live"
+	ModeShadow = "shadow"
+)
+
+// Shadow reports whether the rule only watches (mode: shadow).
+func (r *Rule) Shadow() bool { return r.Mode == ModeShadow }
+
 // conditionEnv declares the names a condition can use, with their types.
 // Templates see the same names (see Event.env).
 var conditionEnv = map[string]any{
@@ -74,7 +86,7 @@ var conditionEnv = map[string]any{
 func compileRule(d *decoder, n *yaml.Node, opts Options) *Rule {
 	n = resolve(n)
 	before := len(*d.errs)
-	r := &Rule{Pos: d.src.pos(n)}
+	r := &Rule{Pos: d.src.pos(n), Mode: ModeLive}
 	var nameNode, msgNode, whenNode *yaml.Node
 	d.fields(n, "a rule", map[string]func(*yaml.Node){
 		"name": func(v *yaml.Node) {
@@ -82,6 +94,13 @@ func compileRule(d *decoder, n *yaml.Node, opts Options) *Rule {
 			r.Name, _ = d.str(v, "name")
 		},
 		"description": func(v *yaml.Node) { r.Description, _ = d.str(v, "description") },
+		"mode": func(v *yaml.Node) {
+			if m, ok := d.str(v, "mode"); ok && m != ModeLive && m != ModeShadow {
+				d.errorf(v, "mode must be live or shadow, got %q", m)
+			} else if ok {
+				r.Mode = m
+			}
+		},
 		"on": func(v *yaml.Node) {
 			d.fields(v, "on", map[string]func(*yaml.Node){
 				"sources":  func(v *yaml.Node) { r.Sources = d.sources(v, opts) },

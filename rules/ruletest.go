@@ -632,11 +632,15 @@ func indent(s string) string {
 
 // Diff shows two texts line by line: lines only in want start with "- ",
 // lines only in got with "+ ", shared lines with spaces.
-func Diff(want, got string) string {
+func Diff(want, got string) string { return DiffAs("want", "got", want, got) }
+
+// DiffAs is Diff with other names than want and got for the two sides.
+func DiffAs(wantName, gotName, want, got string) string {
 	a := strings.Split(strings.TrimSuffix(want, "\n"), "\n")
 	b := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
 	if len(a) == 1 && len(b) == 1 {
-		return fmt.Sprintf("    - want: %q\n    + got:  %q", want, got)
+		width := max(len(wantName), len(gotName)) + 1
+		return fmt.Sprintf("    - %-*s %q\n    + %-*s %q", width, wantName+":", want, width, gotName+":", got)
 	}
 	// Longest common subsequence of lines; bodies are short.
 	lcs := make([][]int, len(a)+1)
@@ -652,7 +656,7 @@ func Diff(want, got string) string {
 			}
 		}
 	}
-	out := []string{"    (- want, + got)"}
+	out := []string{"    (- " + wantName + ", + " + gotName + ")"}
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		switch {

@@ -17,23 +17,28 @@ import (
 // Set is a loaded, compiled set of rules. It is immutable and safe for
 // concurrent use; a reload builds a new Set and swaps it in whole.
 type Set struct {
-	rules []*Rule
-	index *index
-	hash  string
+	rules  []*Rule
+	byName map[string]*Rule
+	index  *index
+	hash   string
 	// cancelers are the rules with a cancel_on, which every event is
 	// checked against whatever the index says.
 	cancelers []int
 }
 
 func newSet(rules []*Rule, hash string) *Set {
-	s := &Set{rules: rules, index: newIndex(rules), hash: hash}
+	s := &Set{rules: rules, byName: make(map[string]*Rule, len(rules)), index: newIndex(rules), hash: hash}
 	for i, r := range rules {
+		s.byName[r.Name] = r
 		if r.schedule != nil && len(r.schedule.cancelOn) > 0 {
 			s.cancelers = append(s.cancelers, i)
 		}
 	}
 	return s
 }
+
+// Rule returns the rule named name, or nil.
+func (s *Set) Rule(name string) *Rule { return s.byName[name] }
 
 // Rules returns the rules in load order (files sorted by name, rules in
 // file order).

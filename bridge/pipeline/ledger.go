@@ -175,7 +175,7 @@ type Throttles struct{ kv KV }
 // it. The job's own earlier attempt holds it too: a retry goes ahead.
 func (t *Throttles) acquire(ctx context.Context, rule string, th *Throttle, jobKey string) (bool, error) {
 	k := kvKey(rule + "\x00" + th.Key)
-	_, err := t.kv.Create(ctx, k, []byte(jobKey), jetstream.KeyTTL(th.Per))
+	_, err := createWithTTL(ctx, t.kv, k, []byte(jobKey), th.Per)
 	if err == nil {
 		return true, nil
 	}

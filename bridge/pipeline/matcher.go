@@ -29,6 +29,7 @@ type Matcher struct {
 	log      zerolog.Logger
 	m        *Metrics
 	received *prometheus.CounterVec // nil: not counted
+	activity *Activity              // nil: not recorded
 	waiting  *Waiting
 
 	cons    jetstream.Consumer
@@ -56,12 +57,15 @@ type MatcherOptions struct {
 	// (bridge_events_received_total): the events stream stores them
 	// itself, so stage 1 is the first of the bridge to see them.
 	Received *prometheus.CounterVec
+	// Activity, when set, records each rule's matches and the last one's
+	// time.
+	Activity *Activity
 }
 
 // StartMatcher starts stage 1.
 func StartMatcher(ctx context.Context, js jetstream.JetStream, o MatcherOptions) (*Matcher, error) {
 	names := o.Topology
-	mt := &Matcher{js: js, names: names, decoder: o.Decoder, rules: o.Rules, log: o.Log, m: o.Metrics, received: o.Received,
+	mt := &Matcher{js: js, names: names, decoder: o.Decoder, rules: o.Rules, log: o.Log, m: o.Metrics, received: o.Received, activity: o.Activity,
 		dlq: &deadLetters{js: js, topology: names}, stop: make(chan struct{})}
 	events, err := streamOf(ctx, js, names.Events.Name)
 	if err != nil {
@@ -155,10 +159,15 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 	if mt.received != nil && meta.NumDelivered == 1 && msg.Headers().Get(event.EnvelopeHeader) == "" {
 		mt.received.WithLabelValues(ev.Source).Inc() // a captured subject's event, seen first here
 	}
-	res := mt.rules().Evaluate(ev)
+	set := mt.rules()
+	res := set.Evaluate(ev)
 	// Cancels first: an event that cancels a rule's waiting message and
-	// schedules a new one under the same key keeps the new one.
+	// schedules a new one under the same key keeps the new one. A shadow
+	// rule cancels nothing: it must not change what live rules send.
 	for _, c := range res.Cancels {
+		if shadow(set, c.Rule) {
+			continue
+		}
 		cancelled, err := mt.waiting.Cancel(ctx, c.Rule, c.Key, meta.Sequence.Stream)
 		if err != nil {
 			return err
@@ -171,6 +180,15 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(res.Deliveries))
 	jobs := make([]*Job, 0, len(res.Deliveries))
 	for _, d := range res.Deliveries {
+		mt.activity.matched(d.Rule, time.Now())
+		if shadow(set, d.Rule) {
+			mt.m.RuleMatches.WithLabelValues(d.Rule, rules.ModeShadow).Inc()
+			if l := mt.log.Debug(); l.Enabled() {
+				l.Str("rule", d.Rule).Str("event_id", ev.ID).Str("delivery_key", DeliveryKey(d.Rule, d.DedupeKey)).
+					Str("mode", rules.ModeShadow).RawJSON("message", shadowMessage(&d.Message)).Msg("shadow rule matched; not sent")
+			}
+			continue
+		}
 		job := &Job{Key: DeliveryKey(d.Rule, d.DedupeKey), Rule: d.Rule, EventID: ev.ID, Source: ev.Source,
 			DedupeKey: d.DedupeKey, Message: d.Message, Received: ev.Time}
 		if d.Throttle != nil {
@@ -182,7 +200,7 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 				if err := mt.schedule(ctx, job); err != nil {
 					return err
 				}
-				mt.m.RuleMatches.WithLabelValues(d.Rule).Inc()
+				mt.m.RuleMatches.WithLabelValues(d.Rule, rules.ModeLive).Inc()
 				continue
 			}
 			// Its time has come already (an at in the past, a replay):
@@ -198,11 +216,17 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 		}
 		futures = append(futures, f)
 		jobs = append(jobs, job)
-		mt.m.RuleMatches.WithLabelValues(d.Rule).Inc()
+		mt.m.RuleMatches.WithLabelValues(d.Rule, rules.ModeLive).Inc()
 		mt.log.Debug().Str("rule", d.Rule).Str("event_id", ev.ID).Str("delivery_key", job.Key).Msg("queued")
 	}
 	for _, e := range res.Errors {
 		mt.m.RuleErrors.WithLabelValues(e.Rule).Inc()
+		if shadow(set, e.Rule) {
+			// Not a dead letter: a replay of it would send a shadow
+			// rule's message.
+			mt.log.Debug().Str("rule", e.Rule).Str("event_id", ev.ID).Str("mode", rules.ModeShadow).Err(e.Err).Msg("shadow rule failed for event")
+			continue
+		}
 		mt.log.Error().Str("rule", e.Rule).Str("event_id", ev.ID).Err(e.Err).Msg("rule failed for event; dead-lettered")
 		if err := mt.deadLetter(ctx, &DeadLetter{Reason: ReasonRender, Error: e.Err.Error(), Rule: e.Rule,
 			EventID: ev.ID, Source: ev.Source, Event: env}, origin); err != nil {
@@ -222,6 +246,21 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 		}
 	}
 	return nil
+}
+
+// shadow reports whether the set's rule is a shadow rule.
+func shadow(set *rules.Set, rule string) bool {
+	r := set.Rule(rule)
+	return r != nil && r.Shadow()
+}
+
+// shadowMessage is a shadow rule's message as its debug line shows it.
+func shadowMessage(m *rules.Message) []byte {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return []byte("null")
+	}
+	return b
 }
 
 // schedule stores a job that waits, replacing its rule's message waiting

@@ -1,6 +1,10 @@
 package pipeline
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/intercom-bridge/bridge/rules"
+)
 
 // Delivery outcomes: the values of bridge_deliveries_total's outcome label.
 // Each counts a decision about one job, so one message can count under
@@ -21,7 +25,7 @@ const (
 // Metrics are the pipeline's metrics.
 type Metrics struct {
 	EventsInvalid   *prometheus.CounterVec // source
-	RuleMatches     *prometheus.CounterVec // rule
+	RuleMatches     *prometheus.CounterVec // rule, mode (rules.ModeLive, rules.ModeShadow)
 	RuleErrors      *prometheus.CounterVec // rule
 	Deliveries      *prometheus.CounterVec // rule, outcome
 	DeadLetters     *prometheus.CounterVec // reason
@@ -55,12 +59,13 @@ var (
 )
 
 // Precreate makes every series whose labels are known at load exist at 0:
-// per rule, per source, per reason and outcome. An alert on increase()
-// then fires on the first dead letter, not on the second. Called again on
-// a reload, for the rules it adds.
-func (m *Metrics) Precreate(ruleNames, sources []string) {
-	for _, r := range ruleNames {
-		m.RuleMatches.WithLabelValues(r)
+// per rule (in its mode), per source, per reason and outcome. An alert on
+// increase() then fires on the first dead letter, not on the second.
+// Called again on a reload, for the rules it adds.
+func (m *Metrics) Precreate(rs []*rules.Rule, sources []string) {
+	for _, rule := range rs {
+		r := rule.Name
+		m.RuleMatches.WithLabelValues(r, rule.Mode)
 		m.RuleErrors.WithLabelValues(r)
 		for _, o := range Outcomes {
 			m.Deliveries.WithLabelValues(r, o)
@@ -86,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		EventsInvalid: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_events_invalid_total",
 			Help: "Stored events that could not be read, by source."}, []string{"source"}),
 		RuleMatches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_rule_matches_total",
-			Help: "Events a rule matched and rendered."}, []string{"rule"}),
+			Help: "Events a rule matched and rendered, by rule and mode: live (sent), shadow (counted, never sent)."}, []string{"rule", "mode"}),
 		RuleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_rule_errors_total",
 			Help: "Events for which a rule's condition or templates failed."}, []string{"rule"}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bridge_deliveries_total",

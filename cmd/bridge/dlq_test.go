@@ -40,6 +40,15 @@ func newDLQEnv(t *testing.T) *dlqEnv {
 	writeFile(t, cfgPath, `nats: {url: "`+srv.ClientURL()+`"}
 sources: [{name: shop, webhook: {auth: {scheme: none}}}]
 `)
+	cfg, b := openStreams(t, cfgPath)
+	t.Cleanup(func() { b.Close() })
+	return &dlqEnv{cfgPath: cfgPath, cfg: cfg, js: b.JS}
+}
+
+// openStreams opens the NATS of the bridge configured at cfgPath, with
+// the bridge's streams, as the bridge does at start.
+func openStreams(t *testing.T, cfgPath string) (*config.Config, *broker.Broker) {
+	t.Helper()
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -48,13 +57,13 @@ sources: [{name: shop, webhook: {auth: {scheme: none}}}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Close() })
 	for _, sc := range cfg.Topology().Streams() {
 		if _, err := b.EnsureStream(context.Background(), sc); err != nil {
+			b.Close()
 			t.Fatal(err)
 		}
 	}
-	return &dlqEnv{cfgPath: cfgPath, cfg: cfg, js: b.JS}
+	return cfg, b
 }
 
 // add stores a dead letter the way the bridge does, and returns its ID.

@@ -28,6 +28,8 @@ func commands() []command {
 		{"validate", "check config and rule files; print every error as file:line:col", runValidate},
 		{"test", "run the rule tests (*.test.yaml) beside the rules", runTest},
 		{"render", "print the Intercom request bodies an event would produce", runRender},
+		{"rules", "list the rules with their mode, matches and last match", runRules},
+		{"backtest", "compare candidate rules with the deployed ones over the stored events", runBacktest},
 		{"check", "verify the Intercom token, admin ids, NATS and streams", runCheck},
 		{"dlq", "list, show, replay or purge dead letters", runDLQ},
 		{"scheduled", "list or cancel the messages that wait", runScheduled},
