@@ -221,8 +221,8 @@ func (mt *Matcher) deadLetter(ctx context.Context, d *DeadLetter, origin string)
 	return nil
 }
 
-// jobMsg is the outbox message of a job; its Nats-Msg-Id is the delivery
-// key, so a job rendered twice is stored once.
+// jobMsg is the outbox message of a job; its Nats-Msg-Id is derived from
+// the delivery key, so a job rendered twice is stored once.
 func jobMsg(names Names, job *Job) (*nats.Msg, error) {
 	body, err := json.Marshal(job)
 	if err != nil {
@@ -230,6 +230,6 @@ func jobMsg(names Names, job *Job) (*nats.Msg, error) {
 	}
 	m := nats.NewMsg(names.OutboxSubject + "." + subjectToken(job.Rule))
 	m.Data = body
-	m.Header.Set(nats.MsgIdHdr, job.Key)
+	m.Header.Set(nats.MsgIdHdr, outboxMsgID(job.Key))
 	return m, nil
 }

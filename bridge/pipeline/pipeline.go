@@ -16,8 +16,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -54,12 +52,6 @@ type Throttle struct {
 // DeliveryKey is the key of a rule's message for a dedupe key: each is sent
 // at most once within the dedupe window.
 func DeliveryKey(rule, dedupeKey string) string { return rule + "/" + dedupeKey }
-
-// kvKey maps any text to a valid KV key.
-func kvKey(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
 
 // Names of the streams, buckets and consumers for a prefix.
 type Names struct {

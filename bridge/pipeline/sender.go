@@ -90,6 +90,10 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", names.Contacts, err)
 	}
+	until, err := legacyUntil(ctx, js, sent, cfg.Delivery.DedupeWindow.D())
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", names.Sent, err)
+	}
 	if opts.Replica == "" {
 		host, _ := os.Hostname()
 		opts.Replica = fmt.Sprintf("%s-%d", cmp.Or(host, "bridge"), os.Getpid())
@@ -101,7 +105,7 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 	s := &Sender{SenderOptions: opts, names: names, delivery: d,
 		policy: Policy{MaxAttempts: d.MaxAttempts, OnUncertain: d.OnUncertain,
 			Backoff: func(attempt int) time.Duration { return Backoff(d.Backoff.Initial.D(), d.Backoff.Max.D(), attempt) }},
-		ledger: &Ledger{kv: sent}, throttles: &Throttles{kv: throttle},
+		ledger: &Ledger{kv: sent, legacyUntil: until}, throttles: &Throttles{kv: throttle},
 		dlq: &deadLetters{js: js, subject: names.DLQSubject}, js: js, stop: make(chan struct{})}
 	co := opts.Contacts
 	co.Log, co.Metrics = opts.Log, opts.Metrics
