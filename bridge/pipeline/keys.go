@@ -84,7 +84,7 @@ type keysEpoch struct {
 // running after the epoch (a rolling upgrade) write old keys that are read
 // for the rest of the window only: finish an upgrade well within it.
 func legacyUntil(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, window time.Duration) (time.Time, error) {
-	for {
+	for range 3 {
 		e, err := kv.Get(ctx, keysMarker)
 		if err == nil {
 			var ep keysEpoch
@@ -112,6 +112,7 @@ func legacyUntil(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyVa
 		}
 		// Written, or another replica wrote it first: read what stands.
 	}
+	return time.Time{}, fmt.Errorf("%s: written, but not there when read back", keysMarker)
 }
 
 // holdsLegacyKeys reports whether the bucket's oldest entry is keyed in the

@@ -499,7 +499,11 @@ func (r *soakReport) print(w io.Writer) {
 		head += "NATS server RSS MB\t"
 	}
 	fmt.Fprintln(tw, head)
-	for _, s := range append(append([]soakSample{r.Start}, r.Rows...), r.End) {
+	rows := r.Rows
+	if len(rows) > 0 && rows[len(rows)-1].Sent == r.End.Sent {
+		rows = rows[:len(rows)-1] // the end says it again, settled
+	}
+	for _, s := range append(append([]soakSample{r.Start}, rows...), r.End) {
 		fmt.Fprintf(tw, "%d\t%.0f\t%.1f\t%.1f\t%.1f\t%d\t%.1f\t%.1f\t%.1f\t", s.Sent, s.Elapsed.Seconds(), mb(s.RSS),
 			mb(s.HeapInuse), mb(s.HeapLive), s.LedgerKeys, mb(s.LedgerBytes), mb(s.EventsBytes), mb(s.Disk))
 		if external {
