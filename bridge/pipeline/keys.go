@@ -115,6 +115,15 @@ func legacyUntil(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyVa
 	return time.Time{}, fmt.Errorf("%s: written, but not there when read back", keysMarker)
 }
 
+// deliveryKeys is how many of a bucket's values are delivery keys: all but
+// the marker, while it is there.
+func deliveryKeys(ctx context.Context, kv jetstream.KeyValue, values uint64) uint64 {
+	if _, err := kv.Get(ctx, keysMarker); err == nil && values > 0 {
+		return values - 1
+	}
+	return values
+}
+
 // holdsLegacyKeys reports whether the bucket's oldest entry is keyed in the
 // older form. The bucket keeps one entry per key (history 1) in the order
 // they were written, and old keys are only written before any new one, so

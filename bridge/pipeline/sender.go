@@ -178,7 +178,7 @@ func (s *Sender) monitor() {
 		}
 		if kv, ok := s.ledger.kv.(jetstream.KeyValue); ok {
 			if st, err := kv.Status(ctx); err == nil {
-				s.Metrics.LedgerKeys.Set(float64(st.Values()))
+				s.Metrics.LedgerKeys.Set(float64(deliveryKeys(ctx, kv, st.Values())))
 				s.Metrics.LedgerBytes.Set(float64(st.Bytes()))
 			}
 		}
