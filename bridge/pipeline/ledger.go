@@ -57,11 +57,21 @@ type KV interface {
 
 // Ledger records which delivery keys are pending or sent, in a KV bucket
 // whose TTL is the dedupe window. It is shared by all replicas.
-type Ledger struct{ kv KV }
+type Ledger struct {
+	kv KV
+	// legacyUntil: until then a key missing under ledgerKey is looked up
+	// under legacyLedgerKey too (see keys.go).
+	legacyUntil time.Time
+}
 
 // get returns the key's entry and revision, or nil when it has none.
 func (l *Ledger) get(ctx context.Context, key string) (*ledgerEntry, uint64, error) {
-	e, err := l.kv.Get(ctx, kvKey(key))
+	e, err := l.kv.Get(ctx, ledgerKey(key))
+	legacy := false
+	if errors.Is(err, jetstream.ErrKeyNotFound) && time.Now().Before(l.legacyUntil) {
+		e, err = l.kv.Get(ctx, legacyLedgerKey(key))
+		legacy = true
+	}
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
@@ -73,6 +83,11 @@ func (l *Ledger) get(ctx context.Context, key string) (*ledgerEntry, uint64, err
 		return nil, 0, fmt.Errorf("ledger entry of %s: %w", key, err)
 	}
 	v.At = e.Created()
+	if legacy {
+		// An old entry is only read: what this attempt writes goes under
+		// the new key, which has none yet.
+		return &v, 0, nil
+	}
 	return &v, e.Revision(), nil
 }
 
@@ -110,7 +125,7 @@ func (l *Ledger) markFailed(ctx context.Context, key string, attempts int, cause
 // forget removes the key's entry (a job that was certainly not sent has
 // been dead-lettered; a replay starts afresh).
 func (l *Ledger) forget(ctx context.Context, key string, rev uint64) error {
-	err := l.kv.Delete(ctx, kvKey(key), jetstream.LastRevision(rev))
+	err := l.kv.Delete(ctx, ledgerKey(key), jetstream.LastRevision(rev))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || isRevisionConflict(err) {
 		return nil
 	}
@@ -131,11 +146,11 @@ func (l *Ledger) write(ctx context.Context, e ledgerEntry, rev uint64) (uint64, 
 	}
 	switch rev {
 	case anyRevision:
-		rev, err = l.kv.Put(ctx, kvKey(e.Key), v)
+		rev, err = l.kv.Put(ctx, ledgerKey(e.Key), v)
 	case 0:
-		rev, err = l.kv.Create(ctx, kvKey(e.Key), v)
+		rev, err = l.kv.Create(ctx, ledgerKey(e.Key), v)
 	default:
-		rev, err = l.kv.Update(ctx, kvKey(e.Key), v, rev)
+		rev, err = l.kv.Update(ctx, ledgerKey(e.Key), v, rev)
 	}
 	if isRevisionConflict(err) {
 		return 0, errBusy

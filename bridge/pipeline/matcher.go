@@ -297,8 +297,8 @@ func (mt *Matcher) deadLetter(ctx context.Context, d *DeadLetter, origin string)
 	return nil
 }
 
-// JobMsg is the outbox message of a job; its Nats-Msg-Id is the delivery
-// key, so a job rendered twice is stored once.
+// JobMsg is the outbox message of a job; its Nats-Msg-Id is derived from
+// the delivery key, so a job rendered twice is stored once.
 func JobMsg(names broker.Topology, job *Job) (*nats.Msg, error) {
 	body, err := json.Marshal(job)
 	if err != nil {
@@ -306,6 +306,6 @@ func JobMsg(names broker.Topology, job *Job) (*nats.Msg, error) {
 	}
 	m := nats.NewMsg(names.OutboxSubjectFor(job.Rule))
 	m.Data = body
-	m.Header.Set(nats.MsgIdHdr, job.Key)
+	m.Header.Set(nats.MsgIdHdr, outboxMsgID(job.Key))
 	return m, nil
 }

@@ -122,7 +122,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StreamBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bridge_stream_bytes",
 			Help: "Bytes held by the bridge's streams."}, []string{"stream"}),
 		LedgerKeys: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_ledger_keys",
-			Help: "Delivery keys in the sent ledger (kept for delivery.dedupe_window)."}),
+			Help: "Delivery keys in the sent ledger (kept for delivery.dedupe_window), with the cancel marks of messages that waited."}),
 		LedgerBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bridge_ledger_bytes",
 			Help: "Bytes the sent ledger holds."}),
 	}

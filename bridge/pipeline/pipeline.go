@@ -17,8 +17,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -57,12 +55,6 @@ type Throttle struct {
 // DeliveryKey is the key of a rule's message for a dedupe key: each is sent
 // at most once within the dedupe window.
 func DeliveryKey(rule, dedupeKey string) string { return rule + "/" + dedupeKey }
-
-// kvKey maps any text to a valid KV key.
-func kvKey(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
 
 // ensureBucket creates or updates a KV bucket, retrying what passes by
 // itself (a cluster starting, see broker.Retry) while ctx lasts. It asks to

@@ -98,6 +98,10 @@ func newSender(ctx context.Context, js jetstream.JetStream, opts SenderOptions) 
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", names.Contacts.Bucket, err)
 	}
+	until, err := legacyUntil(ctx, js, sent, names.Sent.TTL)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", names.Sent.Bucket, err)
+	}
 	if opts.Replica == "" {
 		host, _ := os.Hostname()
 		opts.Replica = fmt.Sprintf("%s-%d", cmp.Or(host, "bridge"), os.Getpid())
@@ -106,7 +110,7 @@ func newSender(ctx context.Context, js jetstream.JetStream, opts SenderOptions) 
 		return nil, errors.New("stage 2: no timeouts (see NewTimeouts)")
 	}
 	s := &Sender{SenderOptions: opts, names: names,
-		ledger: &Ledger{kv: sent}, throttles: &Throttles{kv: throttle},
+		ledger: &Ledger{kv: sent, legacyUntil: until}, throttles: &Throttles{kv: throttle},
 		dlq: &deadLetters{js: js, topology: names}, js: js, stop: make(chan struct{})}
 	co := opts.Contacts
 	co.Log, co.Metrics = opts.Log, opts.Metrics
@@ -188,7 +192,7 @@ func (s *Sender) monitor() {
 		}
 		if kv, ok := s.ledger.kv.(jetstream.KeyValue); ok {
 			if st, err := kv.Status(ctx); err == nil {
-				s.Metrics.LedgerKeys.Set(float64(st.Values()))
+				s.Metrics.LedgerKeys.Set(float64(deliveryKeys(ctx, kv, st.Values())))
 				s.Metrics.LedgerBytes.Set(float64(st.Bytes()))
 			}
 		}

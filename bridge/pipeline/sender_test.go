@@ -136,7 +136,8 @@ type senderFixture struct {
 type senderSetup struct {
 	tune     func(*SenderOptions)
 	timeouts Timeouts
-	wrapKV   func(KV) KV // wraps the ledger's bucket
+	wrapKV   func(KV) KV               // wraps the ledger's bucket
+	seed     func(jetstream.JetStream) // runs on the streams before the Sender opens its buckets
 	before   func(*senderFixture)
 	contacts ContactFinder // looks recipients up; nil: only ids with a role
 	sender   MessageSender // replaces the fake message sender
@@ -150,6 +151,9 @@ func newSenderFixture(t *testing.T, client *fakeSender, setup senderSetup) *send
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if setup.seed != nil {
+		setup.seed(js)
 	}
 	f := &senderFixture{js: js, m: NewMetrics(prometheus.NewRegistry()), logs: &syncbuf.Buffer{}, client: client}
 	timeouts := setup.timeouts

@@ -121,7 +121,7 @@ type cancelMark struct {
 	At  time.Time `json:"at"`
 }
 
-func cancelKey(rule, key string) string { return "cancel." + kvKey(rule+"/"+key) }
+func cancelKey(rule, key string) string { return "cancel." + shortHash(rule+"/"+key) }
 
 // Cancel cancels the message of rule waiting under key, scheduled by
 // events before seq (the cancelling event's; for a cancel by hand, one

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -21,12 +22,65 @@ import (
 // adminID is the admin the fake knows and the rules send from.
 const adminID = "394051"
 
+// child is a subprocess whose output goes to a log file.
+type child struct {
+	name    string // "the bridge", for messages
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	exitErr error
+	logPath string
+}
+
+// startChild starts bin with args, its output appended to logPath.
+func startChild(name, bin string, args []string, logPath string) (*child, error) {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close() // the child has its own descriptor
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, exited: make(chan struct{}), logPath: logPath}
+	go func() { c.exitErr = cmd.Wait(); close(c.exited) }()
+	return c, nil
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// stop asks the child to stop (SIGTERM) and kills it if it takes more
+// than 30 s.
+func (c *child) stop() error {
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(30 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.exited
+		return fmt.Errorf("%s did not stop within 30 s; killed", c.name)
+	}
+	var ee *exec.ExitError
+	if errors.As(c.exitErr, &ee) {
+		return fmt.Errorf("%s exited with %v\n%s", c.name, c.exitErr, c.logTail(20))
+	}
+	return c.exitErr
+}
+
+// logTail returns the last n lines of the child's log.
+func (c *child) logTail(n int) string {
+	data, _ := os.ReadFile(c.logPath)
+	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return c.name + " log (" + c.logPath + "):\n" + string(bytes.Join(lines, []byte("\n")))
+}
+
 // bridgeProc is a bridge started as a subprocess on a temp config.
 type bridgeProc struct {
-	cmd        *exec.Cmd
-	exited     chan struct{}
-	exitErr    error
-	logPath    string
+	*child
 	webhookURL string // http://host:port/hooks/hook
 	natsURL    string
 	adminURL   string
@@ -84,13 +138,44 @@ type bridgeConfig struct {
 	dir, natsAddr, httpAddr, adminAddr string
 	secret, intercomURL, token         string
 	rateLimit, workers                 int
+	state                              stateConfig
+}
+
+// stateConfig is where the bridge keeps its state and for how long; the
+// zero value is the bridge's defaults with the embedded server.
+type stateConfig struct {
+	natsURL      string        // an external server; "": embedded
+	dedupeWindow time.Duration // delivery.dedupe_window; 0: default
+	duplicates   time.Duration // nats.events.duplicates; 0: default
+	maxStore     int64         // nats.max_store; 0: default
+}
+
+// yaml is the nats: block, followed by the dedupe window if it is set.
+func (s stateConfig) yaml(natsAddr string) (nats, delivery string) {
+	var f []string
+	if s.natsURL != "" {
+		f = append(f, fmt.Sprintf("url: %q", s.natsURL))
+	} else {
+		f = append(f, fmt.Sprintf("listen: %q", natsAddr))
+	}
+	if s.duplicates > 0 {
+		f = append(f, fmt.Sprintf("events: {duplicates: %s}", s.duplicates))
+	}
+	if s.maxStore > 0 {
+		f = append(f, fmt.Sprintf("max_store: %d", s.maxStore))
+	}
+	if s.dedupeWindow > 0 {
+		delivery = fmt.Sprintf(", dedupe_window: %s", s.dedupeWindow)
+	}
+	return "{" + strings.Join(f, ", ") + "}", delivery
 }
 
 func (c bridgeConfig) yaml() string {
+	natsBlock, delivery := c.state.yaml(c.natsAddr)
 	return fmt.Sprintf(`# Written by bridge-load.
 log: {level: warn, format: json}
 data_dir: %q
-nats: {listen: %q}
+nats: %s
 http: {listen: %q}
 admin: {listen: %q}
 sources:
@@ -104,15 +189,15 @@ intercom:
   default_admin_id: %q
   rate_limit_per_minute: %d
 rules: {paths: [%q], watch: false}
-delivery: {workers: %d}
-`, filepath.Join(c.dir, "data"), c.natsAddr, c.httpAddr, c.adminAddr, c.secret,
-		c.intercomURL, c.token, adminID, c.rateLimit, filepath.Join(c.dir, "rules.yaml"), c.workers)
+delivery: {workers: %d%s}
+`, filepath.Join(c.dir, "data"), natsBlock, c.httpAddr, c.adminAddr, c.secret,
+		c.intercomURL, c.token, adminID, c.rateLimit, filepath.Join(c.dir, "rules.yaml"), c.workers, delivery)
 }
 
 // startBridge writes the config and rules into dir, starts bin on them and
 // waits until /readyz answers 200.
 func startBridge(ctx context.Context, bin, dir string, o *options, intercomURL, token string) (*bridgeProc, error) {
-	c := bridgeConfig{dir: dir, intercomURL: intercomURL, token: token, rateLimit: o.rateLimit, workers: o.workers}
+	c := bridgeConfig{dir: dir, intercomURL: intercomURL, token: token, rateLimit: o.rateLimit, workers: o.workers, state: o.state}
 	for _, a := range []*string{&c.natsAddr, &c.httpAddr, &c.adminAddr} {
 		var err error
 		if *a, err = freePort(); err != nil {
@@ -129,32 +214,22 @@ func startBridge(ctx context.Context, bin, dir string, o *options, intercomURL, 
 	if err := os.WriteFile(cfgPath, []byte(c.yaml()), 0o600); err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(dir, "bridge.log")
-	logFile, err := os.Create(logPath)
+	ch, err := startChild("the bridge", bin, []string{"run", "-config", cfgPath}, filepath.Join(dir, "bridge.log"))
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close() // the child has its own descriptor
-	cmd := exec.Command(bin, "run", "-config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
 	b := &bridgeProc{
-		cmd: cmd, exited: make(chan struct{}), logPath: logPath, secret: c.secret,
+		child: ch, secret: c.secret,
 		webhookURL: "http://" + c.httpAddr + "/hooks/hook",
-		natsURL:    "nats://" + c.natsAddr,
+		natsURL:    cmp.Or(o.state.natsURL, "nats://"+c.natsAddr),
 		adminURL:   "http://" + c.adminAddr,
 	}
-	go func() { b.exitErr = cmd.Wait(); close(b.exited) }()
 	if err := b.waitReady(ctx, time.Minute); err != nil {
 		b.stop()
 		return nil, fmt.Errorf("%w\n%s", err, b.logTail(20))
 	}
 	return b, nil
 }
-
-func (b *bridgeProc) pid() int { return b.cmd.Process.Pid }
 
 func (b *bridgeProc) waitReady(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
@@ -179,32 +254,4 @@ func (b *bridgeProc) waitReady(ctx context.Context, timeout time.Duration) error
 			return fmt.Errorf("the bridge was not ready after %s", timeout)
 		}
 	}
-}
-
-// stop asks the bridge to stop (SIGTERM) and kills it if it takes more
-// than 30 s.
-func (b *bridgeProc) stop() error {
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-b.exited:
-	case <-time.After(30 * time.Second):
-		b.cmd.Process.Kill()
-		<-b.exited
-		return errors.New("the bridge did not stop within 30 s; killed")
-	}
-	var ee *exec.ExitError
-	if errors.As(b.exitErr, &ee) {
-		return fmt.Errorf("the bridge exited with %v\n%s", b.exitErr, b.logTail(20))
-	}
-	return b.exitErr
-}
-
-// logTail returns the last n lines of the bridge's log.
-func (b *bridgeProc) logTail(n int) string {
-	data, _ := os.ReadFile(b.logPath)
-	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "bridge log (" + b.logPath + "):\n" + string(bytes.Join(lines, []byte("\n")))
 }

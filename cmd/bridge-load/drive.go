@@ -66,7 +66,7 @@ func driveNATS(ctx context.Context, p *phase, nc *nats.Conn, subject string, rat
 		}
 	})
 	for i := range p.matching {
-		if !pace(ctx, p.start, i, rate) {
+		if !p.pace(ctx, i, rate) {
 			break
 		}
 		data := p.payload(i, rules)
@@ -108,7 +108,7 @@ func (d *webhookDriver) drive(ctx context.Context, p *phase, rate float64, concu
 		})
 	}
 	for i := range p.matching {
-		if !pace(ctx, p.start, i, rate) {
+		if !p.pace(ctx, i, rate) {
 			break
 		}
 		select {

@@ -234,12 +234,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Skip("builds and runs the bridge")
 	}
 	ctx := context.Background()
-	dir := t.TempDir()
-	var log bytes.Buffer
-	bin, err := buildBridge(ctx, dir, &log)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, log.String())
-	}
+	bin := bridgeBinary(t)
 	for _, via := range []string{"nats", "webhook"} {
 		t.Run(via, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "report.json")

@@ -13,6 +13,9 @@
 //	go run ./cmd/bridge-load -events 10000 -via nats -rate 0
 //	go run ./cmd/bridge-load -via webhook -rate 200 -events 4000 -match 1
 //	go run ./cmd/bridge-load -sweep 200,500,1000,2000,5000 -duration 20s -plot docs/latency.svg
+//
+// "bridge-load soak" sends a million messages and reports how the bridge's
+// memory and the state it keeps grow with them (see soak.go).
 package main
 
 import (
@@ -74,13 +77,15 @@ type options struct {
 	jsonPath    string
 	keep        bool
 	quiet       bool
+	backlog     int         // soak: the bound of phase.maxBacklog
+	state       stateConfig // set by soak; the flags of a load run leave the defaults
 }
 
 func newFlagSet(stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("bridge-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: bridge-load [flags]\n\nDrives a bridge with events and reports throughput, latency to a fake Intercom, CPU and memory.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: bridge-load [flags]\n       bridge-load soak [flags]\n\nDrives a bridge with events and reports throughput, latency to a fake Intercom, CPU and memory.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	return fs
@@ -118,11 +123,8 @@ func parseOptions(args []string, stderr io.Writer) (o *options, code int, ok boo
 	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to `file`")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (config, rules, data, bridge log)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress lines")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, 0, false
-		}
-		return nil, 2, false
+	if code, ok := parseFlags(fs, args); !ok {
+		return nil, code, false
 	}
 	bad := func(format string, args ...any) (*options, int, bool) {
 		fmt.Fprintf(stderr, "bridge-load: "+format+"\n", args...)
@@ -163,8 +165,40 @@ func parseOptions(args []string, stderr io.Writer) (o *options, code int, ok boo
 	return o, 0, true
 }
 
+// parseFlags parses args; when it returns ok false, the command ends with
+// code (-h: 0, a bad flag: 2).
+func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	return 0, true
+}
+
+// sleepCtx waits for d, or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // run is main without os.Exit, for tests.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "soak":
+			return soak(ctx, args[1:], stdout, stderr)
+		case "serve-nats":
+			return serveNATS(ctx, args[1:], stderr)
+		}
+	}
 	o, code, ok := parseOptions(args, stderr)
 	if !ok {
 		return code
@@ -189,25 +223,16 @@ type env struct {
 	natsURL    string
 	webhookURL string
 	secret     string
+	// watch, when set, runs alongside a phase until stop is closed (soak's
+	// sampler).
+	watch func(p *phase, stop <-chan struct{})
 }
 
 // execute starts the fake Intercom and the bridge, runs the load (or the
 // sweep), and prints and writes the reports.
 func execute(ctx context.Context, o *options, stdout, stderr io.Writer) ([]*report, error) {
-	rec := &recorder{}
-	fake := intercomtest.NewServer(
-		intercomtest.WithPermissive(true),
-		intercomtest.WithRecordLimit(1),
-		intercomtest.WithRequestHook(rec.hook),
-	)
+	fake, rec := newFake(o)
 	defer fake.Close()
-	fake.AddAdmin(adminID, "Load Test", "load@example.com")
-	if o.icLatency > 0 {
-		fake.SetDelay(o.icLatency)
-	}
-	// Without -ic-limit the fake states a limit nothing reaches: the
-	// bridge paces to the limit Intercom states.
-	fake.SetWindowLimit(cmp.Or(o.icLimit, 1<<30), intercomtest.DefaultWindow)
 
 	var e env
 	if o.target != "" || o.natsURL != "" {
@@ -319,6 +344,24 @@ func execute(ctx context.Context, o *options, stdout, stderr io.Writer) ([]*repo
 	return reports, nil
 }
 
+// newFake serves the fake Intercom, its requests handed to rec.
+func newFake(o *options) (*intercomtest.Server, *recorder) {
+	rec := &recorder{}
+	fake := intercomtest.NewServer(
+		intercomtest.WithPermissive(true),
+		intercomtest.WithRecordLimit(1),
+		intercomtest.WithRequestHook(rec.hook),
+	)
+	fake.AddAdmin(adminID, "Load Test", "load@example.com")
+	if o.icLatency > 0 {
+		fake.SetDelay(o.icLatency)
+	}
+	// Without -ic-limit the fake states a limit nothing reaches: the
+	// bridge paces to the limit Intercom states.
+	fake.SetWindowLimit(cmp.Or(o.icLimit, 1<<30), intercomtest.DefaultWindow)
+	return fake, rec
+}
+
 func randomID() string {
 	b := make([]byte, 6)
 	rand.Read(b)
@@ -331,15 +374,7 @@ func measureIdle(ctx context.Context, pid int, warmup, idle time.Duration) (idle
 	if pid == 0 {
 		return idleStats{}, nil
 	}
-	sleep := func(d time.Duration) error {
-		select {
-		case <-time.After(d):
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	if err := sleep(warmup); err != nil {
+	if err := sleepCtx(ctx, warmup); err != nil {
 		return idleStats{}, err
 	}
 	s0, err := readProc(pid)
@@ -347,7 +382,7 @@ func measureIdle(ctx context.Context, pid int, warmup, idle time.Duration) (idle
 		return idleStats{}, err
 	}
 	t0 := time.Now()
-	if err := sleep(idle); err != nil {
+	if err := sleepCtx(ctx, idle); err != nil {
 		return idleStats{}, err
 	}
 	s1, err := readProc(pid)

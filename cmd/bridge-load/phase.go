@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,6 +19,9 @@ type phase struct {
 	base     int64
 	matching []bool // read-only once the phase starts
 	start    time.Time
+	// maxBacklog bounds the matching events accepted whose message has not
+	// arrived yet: the drivers wait while that many are (0: no bound).
+	maxBacklog int64
 
 	sent     []atomic.Int64 // unix ns event i was sent (published, or its POST started)
 	accepted []atomic.Int64 // unix ns the bridge accepted event i; 0: not accepted
@@ -72,6 +76,19 @@ func (p *phase) payload(i int, rules int) []byte {
 	b = strconv.AppendInt(b, n, 10)
 	b = append(b, `"}`...)
 	return b
+}
+
+// pace waits until event i may go: until fewer than maxBacklog messages
+// are on their way, then until it is due at rate (see pace).
+func (p *phase) pace(ctx context.Context, i int, rate float64) bool {
+	for p.maxBacklog > 0 && p.nAcceptedMatching.Load()-p.distinct.Load() >= p.maxBacklog {
+		select {
+		case <-time.After(time.Millisecond):
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return pace(ctx, p.start, i, rate)
 }
 
 func (p *phase) send(i int) { p.sent[i].Store(time.Now().UnixNano()) }

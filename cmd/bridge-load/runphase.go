@@ -17,6 +17,7 @@ const settle = 500 * time.Millisecond
 // every matching accepted event has reached the fake, or the timeout.
 func runPhase(ctx context.Context, o *options, e env, rec *recorder, runID string, base int64, n int, rate float64, stderr io.Writer) (*report, error) {
 	p := newPhase(base, n, o.match, o.rules)
+	p.maxBacklog = int64(o.backlog)
 	pctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
@@ -50,6 +51,9 @@ func runPhase(ctx context.Context, o *options, e env, rec *recorder, runID strin
 	}
 	if !o.quiet {
 		bg.Go(func() { progress(p, stderr, stopSampling) })
+	}
+	if e.watch != nil {
+		bg.Go(func() { e.watch(p, stopSampling) })
 	}
 
 	driving := make(chan struct{})
