@@ -3,7 +3,8 @@
 // admin endpoints.
 //
 // It owns the wiring and the service's own metrics; it is the only package,
-// besides cmd, that imports config and maps the file onto the others.
+// besides cmd, that imports config (whose options.go maps the file onto
+// the other packages' options).
 package bridge
 
 import (

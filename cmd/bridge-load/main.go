@@ -10,6 +10,10 @@
 // With -sweep it runs one fixed-rate step per offered load and plots the
 // latency against the load as an SVG picture.
 //
+// It runs the bridge as a separate process, so that it measures what a
+// user runs; of the bridge's packages it imports only webhook (to sign
+// what it sends) and the fake Intercom.
+//
 //	go run ./cmd/bridge-load -events 10000 -via nats -rate 0
 //	go run ./cmd/bridge-load -via webhook -rate 200 -events 4000 -match 1
 //	go run ./cmd/bridge-load -sweep 200,500,1000,2000,5000 -duration 20s -plot docs/latency.svg

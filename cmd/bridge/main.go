@@ -3,6 +3,10 @@
 //
 // Each subcommand lives in its own file as a function with the signature of
 // command.run; main only dispatches.
+//
+// It owns the command line (flags, usage, exit codes, human messages) and
+// the process (signals, the reload channel); it holds no logic of the
+// service's, which it reaches through the bridge packages and config.
 package main
 
 import (

@@ -3,6 +3,9 @@
 // prints each message. It is for trying the bridge without an Intercom
 // workspace: point intercom.base_url and intercom.token at it. It is a
 // command of its own so the service binary does not ship the fake.
+//
+// It owns only its flags; the fake is intercomtest, and the service
+// packages never import either.
 package main
 
 import (

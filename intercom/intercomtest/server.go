@@ -13,6 +13,9 @@
 //
 // Like Intercom, and unlike older versions of this fake, it accepts fields
 // the description does not list: the descriptions allow them.
+//
+// It owns the fake and its copy of the published contract; it imports
+// intercom (the types) and nothing of the service's.
 package intercomtest
 
 import (

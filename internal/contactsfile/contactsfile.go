@@ -2,6 +2,8 @@
 // Intercom serves and that `bridge render` looks recipients up in. It is a
 // package of its own so the service binary can read the file without
 // linking the fake.
+//
+// It owns the file format; it imports intercom (the contact type) only.
 package contactsfile
 
 import (

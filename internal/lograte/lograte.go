@@ -9,6 +9,8 @@ import (
 
 // maxKeys bounds the reasons remembered, so that keys taken from requests
 // cannot grow the map without end; past it, old reasons are forgotten.
+//
+// It imports none of the bridge's packages.
 const maxKeys = 1024
 
 // Limiter decides, per reason, whether a log line goes out now. It is

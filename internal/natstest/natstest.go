@@ -1,5 +1,6 @@
 // Package natstest starts real NATS servers with JetStream for tests: a temp
-// directory, a random port, shut down when the test ends.
+// directory, a random port, shut down when the test ends, and clusters of
+// them. It is for tests only and imports none of the bridge's packages.
 package natstest
 
 import (

@@ -2,7 +2,7 @@
 // own time (a message arrives, a port opens, a log line is written) instead
 // of sleeping for a fixed time: a fixed sleep is either too short on a busy
 // machine, and the test flakes, or too long everywhere, and the suite
-// crawls.
+// crawls. It is for tests only and imports none of the bridge's packages.
 package poll
 
 import (

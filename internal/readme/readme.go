@@ -1,5 +1,6 @@
 // Package readme reads the examples out of the project's README.md, so
-// that tests run them as a user copies them.
+// that tests run them as a user copies them. It is for tests only and
+// imports none of the bridge's packages.
 package readme
 
 import (

@@ -1,5 +1,5 @@
 // Package syncbuf is a bytes.Buffer that a logger can write to while a test
-// reads it.
+// reads it. It is for tests only and imports nothing of the bridge's.
 package syncbuf
 
 import (
