@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -109,12 +110,19 @@ func TestConsolePagesLoad(t *testing.T) {
 	}
 }
 
+// deadLetter has Intercom refuse an order's message and returns its dead
+// letter's id.
+func (h *harness) deadLetter(id string, order int) uint64 {
+	h.t.Helper()
+	h.ic.FailNext(1, 400)
+	h.webhook(id, map[string]any{"type": "order.paid", "order": order, "user": fmt.Sprintf("u-%d", order), "name": "Bo", "amount": 10})
+	h.waitFor("the dead letter", func() bool { return len(h.dlq()) == 1 })
+	return h.dlq()[0].Seq
+}
+
 func TestConsoleReplaysADeadLetter(t *testing.T) {
 	h := newHarness(t, nil)
-	h.ic.FailNext(1, 400)
-	h.webhook("msg_c2", map[string]any{"type": "order.paid", "order": 2, "user": "u-2", "name": "Bo", "amount": 10})
-	h.waitFor("the dead letter", func() bool { return len(h.dlq()) == 1 })
-	seq := h.dlq()[0].Seq
+	seq := h.deadLetter("msg_c2", 2)
 	c := h.console()
 	_, list := c.get("/console/dead-letters?rule=order-thanks&reason=permanent&age=1h")
 	if !strings.Contains(list, `value="`+itoa(seq)+`"`) {
@@ -141,11 +149,9 @@ func TestConsoleReplaysADeadLetter(t *testing.T) {
 
 func TestConsolePurgesADeadLetter(t *testing.T) {
 	h := newHarness(t, nil)
-	h.ic.FailNext(1, 400)
-	h.webhook("msg_c3", map[string]any{"type": "order.paid", "order": 3, "user": "u-3", "name": "Cy", "amount": 10})
-	h.waitFor("the dead letter", func() bool { return len(h.dlq()) == 1 })
+	seq := h.deadLetter("msg_c3", 3)
 	c := h.console()
-	form := url.Values{"csrf": {c.csrf()}, "id": {itoa(h.dlq()[0].Seq)}, "confirm": {"yes"}}
+	form := url.Values{"csrf": {c.csrf()}, "id": {itoa(seq)}, "confirm": {"yes"}}
 	if code, body, _ := c.do("POST", "/console/dead-letters/purge", form); code != http.StatusSeeOther {
 		t.Fatalf("purge: %d\n%s", code, body)
 	}
@@ -157,12 +163,10 @@ func TestConsolePurgesADeadLetter(t *testing.T) {
 // TestConsoleCSRF: a POST without the page's token changes nothing.
 func TestConsoleCSRF(t *testing.T) {
 	h := newHarness(t, nil)
-	h.ic.FailNext(1, 400)
-	h.webhook("msg_c4", map[string]any{"type": "order.paid", "order": 4, "user": "u-4", "name": "Di", "amount": 10})
-	h.waitFor("the dead letter", func() bool { return len(h.dlq()) == 1 })
+	seq := h.deadLetter("msg_c4", 4)
 	c := h.console()
 	for _, token := range []string{"", "forged", c.csrf() + "x"} {
-		form := url.Values{"id": {itoa(h.dlq()[0].Seq)}, "confirm": {"yes"}}
+		form := url.Values{"id": {itoa(seq)}, "confirm": {"yes"}}
 		if token != "" {
 			form.Set("csrf", token)
 		}

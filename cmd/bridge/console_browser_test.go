@@ -87,26 +87,26 @@ func (b *browserRun) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
-func (b *browserRun) text(sel string) string {
+// read runs an action that reads a string, failing the test with what.
+func (b *browserRun) read(what string, a chromedp.Action[string]) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS(sel)))
+	s, err := chromedp.Run(ctx, a)
 	if err != nil {
-		b.t.Fatalf("text of %s: %v", sel, err)
+		b.t.Fatalf("%s: %v", what, err)
 	}
 	return s
 }
 
+func (b *browserRun) text(sel string) string {
+	b.t.Helper()
+	return b.read("text of "+sel, chromedp.TextContent(chromedp.CSS(sel)))
+}
+
 func (b *browserRun) value(sel string) string {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS(sel)))
-	if err != nil {
-		b.t.Fatalf("value of %s: %v", sel, err)
-	}
-	return s
+	return b.read("value of "+sel, chromedp.Value(chromedp.CSS(sel)))
 }
 
 // screenshot keeps the whole page as name.png.
