@@ -11,7 +11,6 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/console"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
-	"github.com/intercom-bridge/bridge/rules"
 )
 
 // consoleAuth is admin.auth as the admin listener checks it.
@@ -66,7 +65,9 @@ func (s *Service) sample() console.Sample {
 	})
 	for _, r := range s.rules.Load().Rules() {
 		out.Rules[r.Name] = console.RuleCounts{
-			Matches:     value(s.pipeline.RuleMatches.WithLabelValues(r.Name, rules.ModeLive)) + value(s.pipeline.RuleMatches.WithLabelValues(r.Name, rules.ModeShadow)),
+			// In its mode only: asking for the other would create its
+			// series, and a shadow rule has no live one.
+			Matches:     value(s.pipeline.RuleMatches.WithLabelValues(r.Name, r.Mode)),
 			Sent:        value(s.pipeline.Deliveries.WithLabelValues(r.Name, pipeline.OutcomeSent)),
 			DeadLetters: value(s.pipeline.Deliveries.WithLabelValues(r.Name, pipeline.OutcomeDeadLetter)),
 		}
