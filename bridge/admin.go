@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/intercom-bridge/bridge/bridge/console"
 )
 
 // readiness is the body of /readyz.
@@ -52,14 +54,23 @@ func (s *Service) rulesStatus() RulesStatus {
 	return st
 }
 
-// adminHandler serves /healthz, /readyz, /rules and /metrics.
-func (s *Service) adminHandler() http.Handler {
+// adminHandler serves /healthz, /readyz, /rules, /metrics and, when c is
+// not nil, the console under /console/ (/ leads there). With admin.auth
+// set, everything but /healthz and /readyz asks for it: probes carry no
+// credentials, while /metrics and /rules name every rule and what it did
+// (Prometheus scrapes with bearer_token or basic_auth).
+func (s *Service) adminHandler(c *console.Console) http.Handler {
+	open := http.NewServeMux()
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	if c != nil {
+		mux.Handle(console.Prefix, c.Handler())
+		mux.Handle("GET /{$}", http.RedirectHandler(console.Prefix, http.StatusFound))
+	}
+	open.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	open.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		rd := s.readiness()
 		w.Header().Set("Content-Type", "application/json")
 		if !rd.Ready {
@@ -76,7 +87,8 @@ func (s *Service) adminHandler() http.Handler {
 		enc.Encode(s.rulesStatus())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
-	return mux
+	open.Handle("/", consoleAuth(s.cfg.Admin.Auth).Wrap(mux))
+	return open
 }
 
 func (s *Service) readiness() readiness {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -332,3 +333,100 @@ func BenchmarkWebhookToIntercom(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
+
+// BenchmarkConsolePages measures each console page's server time (the
+// handler, from the request to the last byte, without the network) with
+// 1,000 rules, a test case per rule, 1,000 stored events and 20 dead
+// letters; the median is reported as median-ms. The rules page runs the
+// tests once per rule set and keeps the results; its first view, and how
+// long the tests take to show, are measured once (rules-first).
+//
+//	go test -run '^$' -bench ConsolePages -benchtime 50x ./bridge/
+func BenchmarkConsolePages(b *testing.B) {
+	const n = 1000
+	ic := intercomtest.NewServer(intercomtest.WithPermissive(true))
+	defer ic.Close()
+	ic.AddAdmin("394051", "Wash", "w@example.com")
+	cfg := benchConfig(b, n, ic.URL(), ic.Token())
+	cfg.Admin.Listen = "127.0.0.1:0"
+	var tests strings.Builder
+	tests.WriteString("tests:\n")
+	for i := range n {
+		fmt.Fprintf(&tests, "  - name: r%d sends\n    source: app\n    event: {kind: k%d, user: u-%d, n: %d}\n    expect:\n      - {rule: r%d, type: inapp}\n", i, i, i, i, i)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(cfg.Rules.Paths[0]), "rules.test.yaml"), []byte(tests.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	svc, err := Start(ctx, cfg, zerolog.Nop(), Options{Version: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Stop(ctx)
+	ic.FailNext(20, 400)
+	publishEvents(b, svc.Broker().JS, n, 1, n)
+	for dl := 0.0; dl < 20; dl = testutil.ToFloat64(svc.PipelineMetrics().DeadLetters.WithLabelValues(pipeline.ReasonPermanent)) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	h := svc.admin.Handler
+	get := func(path string) time.Duration {
+		req, _ := http.NewRequest("GET", path, nil)
+		w := &discardWriter{header: http.Header{}}
+		start := time.Now()
+		h.ServeHTTP(w, req)
+		d := time.Since(start)
+		if w.code != 0 && w.code != 200 {
+			b.Fatalf("%s: %d", path, w.code)
+		}
+		return d
+	}
+	// The first view starts the rule tests and waits for them up to a
+	// limit; tests-ready is how long they take to show.
+	start := time.Now()
+	first := get("/console/rules")
+	for {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/console/rules", nil))
+		if strings.Contains(w.Body.String(), fmt.Sprintf("Tests: %d passed, 0 failed", n)) {
+			break
+		}
+		if !strings.Contains(w.Body.String(), "tests-running") {
+			b.Fatalf("the rule tests did not all pass:\n%.3000s", w.Body.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ready := time.Since(start)
+	b.Run("rules-first", func(b *testing.B) {
+		b.ReportMetric(float64(first.Microseconds())/1000, "ms")
+		b.ReportMetric(float64(ready.Microseconds())/1000, "tests-ready-ms")
+	})
+	for _, p := range []struct{ name, path string }{
+		{"status", "/console/"}, {"rules", "/console/rules"}, {"playground", "/console/playground"},
+		{"playground-event", "/console/playground?event=1"}, {"dead-letters", "/console/dead-letters"},
+		{"dead-letter", "/console/dead-letters/1"}, {"scheduled", "/console/scheduled"},
+	} {
+		b.Run(p.name, func(b *testing.B) {
+			times := make([]time.Duration, 0, b.N)
+			for b.Loop() {
+				times = append(times, get(p.path))
+			}
+			sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+			b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "median-ms")
+		})
+	}
+}
+
+// discardWriter is a ResponseWriter that keeps only the status.
+type discardWriter struct {
+	header http.Header
+	code   int
+}
+
+func (w *discardWriter) Header() http.Header { return w.header }
+func (w *discardWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = 200
+	}
+	return len(p), nil
+}
+func (w *discardWriter) WriteHeader(code int) { w.code = code }

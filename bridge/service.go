@@ -67,6 +67,10 @@ type Service struct {
 	reloader  *reloader
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
+
+	version     string             // the binary's, for the console
+	stopHistory context.CancelFunc // the console's sampling of counters
+	historyDone chan struct{}
 }
 
 // LoadRules loads the rules that cfg names, checked against its sources
@@ -80,7 +84,7 @@ func LoadRules(cfg *config.Config) (*rules.Set, error) {
 func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Options) (_ *Service, err error) {
 	reg := newRegistry()
 	s := &Service{cfg: cfg, log: log, registry: reg, metrics: newServiceMetrics(reg), pipeline: pipeline.NewMetrics(reg),
-		ingest: ingest.NewMetrics(reg), activity: pipeline.NewActivity()}
+		ingest: ingest.NewMetrics(reg), activity: pipeline.NewActivity(), version: opts.Version}
 	registerBuildInfo(reg, opts.Version, cfg.Intercom.Version)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bridge_ready",
 		Help: "1 while /readyz answers 200, else 0 (its body says why)."}, func() float64 {
@@ -174,7 +178,11 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 		if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 			return nil, fmt.Errorf("admin.listen: %w", err)
 		}
-		s.admin = s.serve(s.adminLn, s.adminHandler(), "admin")
+		c, err := s.startConsole(topoCtx)
+		if err != nil {
+			return nil, err
+		}
+		s.admin = s.serve(s.adminLn, s.adminHandler(c), "admin")
 	}
 	for _, w := range cfg.Warnings() {
 		log.Warn().Str("setting", w.Msg).Str("at", w.Pos.String()).Msg("weak setting")
@@ -352,6 +360,10 @@ func (s *Service) Stop(ctx context.Context) error {
 	}
 	if s.admin != nil {
 		errs = append(errs, s.admin.Shutdown(ctx))
+	}
+	if s.stopHistory != nil {
+		s.stopHistory()
+		<-s.historyDone
 	}
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close())

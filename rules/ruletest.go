@@ -3,7 +3,9 @@ package rules
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -83,6 +85,30 @@ type ExpectedError struct {
 // testEpoch is the time a test event carries unless the case sets one, so
 // that templates that print the time render the same on every run.
 var testEpoch = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// LoadTests reads and parses rule test files; the error, if any, lists
+// every problem of every file.
+func LoadTests(names []string) ([]*TestFile, error) {
+	var out []*TestFile
+	var errs ErrorList
+	for _, name := range names {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		tf, err := ParseTests(File{Name: name, Data: data})
+		if err != nil {
+			var list ErrorList
+			if !errors.As(err, &list) {
+				return nil, err
+			}
+			errs = append(errs, list...)
+			continue
+		}
+		out = append(out, tf)
+	}
+	return out, errs.Err()
+}
 
 // ParseTests parses one rule test file. The error, if any, is an ErrorList.
 func ParseTests(f File) (*TestFile, error) {

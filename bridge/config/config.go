@@ -137,10 +137,32 @@ type HTTP struct {
 	BodyIdleTimeout Duration `yaml:"body_idle_timeout"`
 }
 
-// Admin configures the listener for health checks and metrics.
+// Admin configures the listener for health checks, metrics and the
+// console.
 type Admin struct {
-	Listen string `yaml:"listen"`
+	Listen string    `yaml:"listen"`
+	Auth   AdminAuth `yaml:"auth"`
 }
+
+// AdminAuth is what the admin listener asks of every request but /healthz
+// and /readyz: a bearer token, a user and password (HTTP basic auth, what
+// a browser prompts for), or either when both are set. Unset: nothing is
+// asked, and the console is served on loopback only.
+type AdminAuth struct {
+	Bearer     string    `yaml:"bearer"`
+	BearerFile string    `yaml:"bearer_file"`
+	Basic      BasicAuth `yaml:"basic"`
+}
+
+// BasicAuth is a user and password for HTTP basic auth.
+type BasicAuth struct {
+	User         string `yaml:"user"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+}
+
+// IsSet reports whether the admin listener asks for credentials.
+func (a AdminAuth) IsSet() bool { return a.Bearer != "" || a.Basic.User != "" }
 
 // Source is where events come from: exactly one of Webhook or NATS.
 type Source struct {
@@ -466,6 +488,16 @@ func (c *Config) Validate() []FieldError {
 			bad("admin.listen", "must be host:port, not %q", c.Admin.Listen)
 		}
 	}
+	if b := c.Admin.Auth.Basic; b.User != "" || b.Password != "" {
+		switch {
+		case b.User == "":
+			bad("admin.auth.basic.user", "is required with a password")
+		case strings.ContainsAny(b.User, ":\r\n"):
+			bad("admin.auth.basic.user", "must not contain ':' or a line break (HTTP basic auth cannot carry them)")
+		case b.Password == "":
+			bad("admin.auth.basic", "needs password or password_file")
+		}
+	}
 
 	errs = append(errs, c.validateSources()...)
 
@@ -609,7 +641,7 @@ func (c *Config) SourceNames() []string {
 // errors can be checked for them.
 func (c *Config) Secrets() []string {
 	var out []string
-	for _, v := range []string{c.Intercom.Token, c.NATS.Password, c.NATS.Token} {
+	for _, v := range []string{c.Intercom.Token, c.NATS.Password, c.NATS.Token, c.Admin.Auth.Bearer, c.Admin.Auth.Basic.Password} {
 		if v != "" {
 			out = append(out, v)
 		}

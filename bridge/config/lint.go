@@ -65,6 +65,14 @@ func (c *Config) Lint() []FieldError {
 			}
 		}
 	}
+	if c.Admin.Listen != "" && !IsLoopback(c.Admin.Listen) && !c.Admin.Auth.IsSet() {
+		warn("admin.listen", "%q is not a loopback address and admin.auth is not set: /metrics and /rules are open to whoever reaches it, and the console is off; set admin.auth", c.Admin.Listen)
+	}
+	for _, s := range []struct{ key, secret string }{{"admin.auth.bearer", c.Admin.Auth.Bearer}, {"admin.auth.basic.password", c.Admin.Auth.Basic.Password}} {
+		if s.secret != "" && len(s.secret) < minSecretBytes {
+			warn(s.key, "a secret of %d bytes is easy to guess: use at least %d random bytes", len(s.secret), minSecretBytes)
+		}
+	}
 	if u, err := url.Parse(c.Intercom.BaseURL); err == nil && u.Scheme == "http" && !IsLoopback(u.Host+portOr(u, "80")) {
 		warn("intercom.base_url", "is http: the token and every message cross the network unencrypted; use https")
 	}

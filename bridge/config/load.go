@@ -131,6 +131,9 @@ func (c *Config) secretFiles() []secretFile {
 		{key: "nats.password_file", file: c.NATS.PasswordFile, valueSet: c.NATS.Password != "", store: one(&c.NATS.Password)},
 		{key: "nats.token_file", file: c.NATS.TokenFile, valueSet: c.NATS.Token != "", store: one(&c.NATS.Token)},
 		{key: "intercom.token_file", file: c.Intercom.TokenFile, valueSet: c.Intercom.Token != "", store: one(&c.Intercom.Token)},
+		{key: "admin.auth.bearer_file", file: c.Admin.Auth.BearerFile, valueSet: c.Admin.Auth.Bearer != "", store: one(&c.Admin.Auth.Bearer)},
+		{key: "admin.auth.basic.password_file", file: c.Admin.Auth.Basic.PasswordFile, valueSet: c.Admin.Auth.Basic.Password != "",
+			store: one(&c.Admin.Auth.Basic.Password)},
 	} {
 		if f.file != "" {
 			out = append(out, f)
@@ -225,6 +228,8 @@ func (c *Config) resolvePaths() {
 	abs(&c.NATS.TLS.Cert)
 	abs(&c.NATS.TLS.Key)
 	abs(&c.Intercom.TokenFile)
+	abs(&c.Admin.Auth.BearerFile)
+	abs(&c.Admin.Auth.Basic.PasswordFile)
 	for _, s := range c.Sources {
 		if s.Webhook != nil {
 			abs(&s.Webhook.Auth.SecretFile)

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
@@ -118,4 +121,48 @@ func (c *Config) RuleOptions() rules.Options {
 	return rules.Options{DefaultAdminID: c.Intercom.DefaultAdminID, Sources: c.SourceNames(),
 		NoRecipientLists: !intercom.Capabilities(c.Intercom.Version).RecipientLists, IntercomVersion: c.Intercom.Version,
 		MaxDelay: c.NATS.Events.MaxAge.D()}
+}
+
+// AsStored makes an event of a webhook source what the service would
+// store: its headers only those the source keeps (its headers list; never
+// credentials or signatures), and, when it has none, the subject the
+// service would store it under: the source's subject expression, else
+// <prefix>.in.<source>. So a rule sees in render, test and the console's
+// playground what it sees in run. With a nil Config, or for a NATS source
+// (whose subject is whatever it was published on), the event stays as it
+// is.
+func (c *Config) AsStored(ev *rules.Event) error {
+	if c == nil || ev.Source == "" {
+		return nil
+	}
+	for _, s := range c.Sources {
+		if s.Name != ev.Source || s.Webhook == nil {
+			continue
+		}
+		all := make(map[string][]string, len(ev.Headers))
+		for k, v := range ev.Headers {
+			all[k] = []string{v}
+		}
+		var keep func(string) bool
+		if len(s.Webhook.Headers) > 0 {
+			keep = func(name string) bool {
+				return slices.ContainsFunc(s.Webhook.Headers, func(h string) bool { return strings.EqualFold(h, name) })
+			}
+		}
+		ev.Headers = event.Headers(all, keep)
+		if ev.Subject != "" {
+			continue
+		}
+		expr, err := event.CompileExpr(s.Webhook.Subject)
+		if err != nil {
+			return fmt.Errorf("source %s: subject: %w", s.Name, err)
+		}
+		def := c.Topology().SourceSubject(s.Name)
+		subject, err := expr.Eval(ev.Headers, ev.Data, s.Name, def)
+		if err != nil {
+			return fmt.Errorf("source %s: subject: %w", s.Name, err)
+		}
+		ev.Subject = cmp.Or(subject, def)
+	}
+	return nil
 }

@@ -101,3 +101,26 @@ func TestReadmeNATSSources(t *testing.T) {
 		t.Errorf("modes %v, want capture, bind and core", modes)
 	}
 }
+
+// TestReadmeAdminAuth: the README's admin.auth loads with its files, and
+// warns about nothing.
+func TestReadmeAdminAuth(t *testing.T) {
+	src := readmeYAML(t, "Off loopback, set `admin.auth`:")
+	dir := t.TempDir()
+	for name, v := range map[string]string{"admin-password": "a-long-admin-password\n", "admin-token": "a-long-admin-bearer-token\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src = strings.ReplaceAll(src, "/run/secrets/", dir+"/")
+	cfg, err := Parse(filepath.Join(dir, "c.yaml"), []byte(src), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Admin.Auth; a.Basic.User != "ops" || a.Basic.Password != "a-long-admin-password" || a.Bearer != "a-long-admin-bearer-token" {
+		t.Errorf("admin.auth: %+v", a)
+	}
+	if w := cfg.Warnings(); len(w) != 0 {
+		t.Errorf("warnings: %v", w)
+	}
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -174,5 +175,59 @@ func TestLint(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAdminAuth: admin.auth takes its secrets written out or from files,
+// is checked at its place in the file, lists them as secrets, and warns
+// about an admin listener off loopback without it.
+func TestAdminAuth(t *testing.T) {
+	dir := t.TempDir()
+	for name, v := range map[string]string{"bearer": "a-bearer-token-from-a-file\n", "pw": "a-password-from-a-file\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct{ name, src, want string }{
+		{"files", "admin: {auth: {bearer_file: bearer, basic: {user: ops, password_file: pw}}}\n", ""},
+		{"no user", "admin:\n  auth:\n    basic: {password: p4ssword-long-enough}\n", "c.yaml:3:12: admin.auth.basic.user: is required with a password"},
+		{"colon in user", "admin: {auth: {basic: {user: 'a:b', password: p}}}\n", "admin.auth.basic.user: must not contain ':'"},
+		{"no password", "admin: {auth: {basic: {user: ops}}}\n", "admin.auth.basic: needs password or password_file"},
+		{"both", "admin: {auth: {bearer: t, bearer_file: bearer}}\n", "admin.auth.bearer_file: set either the value or the file, not both"},
+		{"unknown key", "admin: {auth: {token: t}}\n", "token"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(filepath.Join(dir, "c.yaml"), []byte(tc.src), env(nil))
+			if tc.want == "" && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "p4ssword") {
+				t.Errorf("the error shows the password: %v", err)
+			}
+		})
+	}
+	cfg, err := Parse(filepath.Join(dir, "c.yaml"), []byte("admin: {listen: 0.0.0.0:9090, auth: {bearer_file: bearer, basic: {user: ops, password_file: pw}}}\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Admin.Auth; a.Bearer != "a-bearer-token-from-a-file" || a.Basic.Password != "a-password-from-a-file" || !a.IsSet() {
+		t.Errorf("from the files: %+v", a)
+	}
+	if s := cfg.Secrets(); !slices.Contains(s, "a-bearer-token-from-a-file") || !slices.Contains(s, "a-password-from-a-file") {
+		t.Errorf("admin secrets are not listed as secrets: %q", s)
+	}
+	if w := cfg.Warnings(); len(w) != 0 {
+		t.Errorf("warnings with auth: %v", w)
+	}
+	cfg, err = Parse(filepath.Join(dir, "c.yaml"), []byte("admin: {listen: 0.0.0.0:9090}\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.Warnings(); len(w) != 1 || !strings.Contains(w[0].Error(), "c.yaml:1:17: admin.listen") || !strings.Contains(w[0].Error(), "the console is off") {
+		t.Errorf("warnings off loopback without auth: %v", w)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge"
 	"github.com/intercom-bridge/bridge/bridge/backtest"
 	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/render"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -90,7 +91,7 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return dlqFailed(fs, stderr, err)
 	}
 	if *asJSON {
-		if err := writeJSON(stdout, rep, ""); err != nil {
+		if err := render.WriteJSON(stdout, rep, ""); err != nil {
 			return dlqFailed(fs, stderr, err)
 		}
 	} else {

@@ -19,6 +19,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/dlq"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
+	"github.com/intercom-bridge/bridge/bridge/render"
 )
 
 // dlqReasons are the values -reason accepts.
@@ -184,7 +185,7 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if entries == nil {
 			entries = []dlq.Entry{}
 		}
-		if err := writeJSON(stdout, entries, ""); err != nil {
+		if err := render.WriteJSON(stdout, entries, ""); err != nil {
 			return dlqFailed(f.fs, stderr, err)
 		}
 		return 0
@@ -252,7 +253,7 @@ func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if e.Raw != nil && utf8.Valid(e.Raw.Data) {
 			out.RawText = string(e.Raw.Data)
 		}
-		if err := writeJSON(stdout, out, ""); err != nil {
+		if err := render.WriteJSON(stdout, out, ""); err != nil {
 			return dlqFailed(f.fs, stderr, err)
 		}
 	}

@@ -52,6 +52,7 @@ func TestReadmeBlocksAccountedFor(t *testing.T) {
 		"contacts:":                         "rules: TestReadmeExamples",
 		"tests:\n  - name: activating":      "rules: TestReadmeWaitingMessage",
 		"nats:":                             "bridge/config: TestReadmeNATSListener",
+		"admin:":                            "bridge/config: TestReadmeAdminAuth",
 		"sources:\n  - name: shop\n":        "bridge/config: TestReadmeWebhookSources",
 		"sources:\n  - name: github":        "bridge/config: TestReadmePresets",
 		"sources:\n  - name: shopify":       "bridge/config: TestReadmePresets",

@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +15,8 @@ import (
 	"time"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
-	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
+	"github.com/intercom-bridge/bridge/bridge/render"
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/internal/contactsfile"
 	"github.com/intercom-bridge/bridge/rules"
@@ -64,28 +63,6 @@ func rulePaths(paths []string) (ruleFiles, testFiles []string, err error) {
 	return ruleFiles, testFiles, nil
 }
 
-func loadTests(testFiles []string) ([]*rules.TestFile, error) {
-	var out []*rules.TestFile
-	var errs rules.ErrorList
-	for _, name := range testFiles {
-		data, err := os.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		tf, err := rules.ParseTests(rules.File{Name: name, Data: data})
-		if err != nil {
-			var list rules.ErrorList
-			if !errors.As(err, &list) {
-				return nil, err
-			}
-			errs = append(errs, list...)
-			continue
-		}
-		out = append(out, tf)
-	}
-	return out, errs.Err()
-}
-
 // runValidate checks rule files (and the rule tests beside them) and prints
 // every problem as file:line:col: message.
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -120,7 +97,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 1
 	}
 	set, ruleErr := rules.LoadFiles(ruleFiles, opts)
-	_, testErr := loadTests(testFiles)
+	_, testErr := rules.LoadTests(testFiles)
 	if err := errors.Join(ruleErr, testErr); err != nil {
 		if ruleErr != nil {
 			printErrors(stderr, ruleErr)
@@ -207,7 +184,7 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printErrors(stderr, err)
 		return 1
 	}
-	tests, err := loadTests(testFiles)
+	tests, err := rules.LoadTests(testFiles)
 	if err != nil {
 		printErrors(stderr, err)
 		return 1
@@ -215,16 +192,9 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	passed, failed, found := 0, 0, 0
 	for _, tf := range tests {
 		found += len(tf.Cases)
-		var contacts contactList
-		for _, c := range tf.Contacts {
-			contacts = append(contacts, intercom.Contact{ID: c.ID, Role: c.Role, ExternalID: c.ExternalID, Email: c.Email})
-		}
-		request := func(m rules.Message) ([]byte, error) {
-			v, err := wireFor(opts.IntercomVersion, m, contacts)
-			return v.Request, err
-		}
+		request := render.TestRequest(opts.IntercomVersion, tf)
 		for _, tc := range rules.FilterCases(tf, filter) {
-			if err := serviceSubject(cfg, &tc.Event); err != nil {
+			if err := cfg.AsStored(&tc.Event); err != nil {
 				fmt.Fprintf(stderr, "%s: %s: %v\n", tc.Pos, tc.Name, err)
 				return 1
 			}
@@ -295,96 +265,6 @@ func configRules(path, defaultAdmin, version string) (*config.Config, rules.Opti
 	return cfg, opts, nil
 }
 
-// serviceSubject makes an event of a webhook source what the service
-// would store: its headers only those the source keeps (its headers list;
-// never credentials or signatures), and, when the command line names
-// none, the subject the service would store it under: the source's
-// subject expression, else <prefix>.in.<source>. So a rule sees in render
-// and test what it sees in run. Without a config, or for a NATS source
-// (whose subject is whatever it was published on), the event stays as it
-// is.
-func serviceSubject(cfg *config.Config, ev *rules.Event) error {
-	if cfg == nil || ev.Source == "" {
-		return nil
-	}
-	for _, s := range cfg.Sources {
-		if s.Name != ev.Source || s.Webhook == nil {
-			continue
-		}
-		all := make(map[string][]string, len(ev.Headers))
-		for k, v := range ev.Headers {
-			all[k] = []string{v}
-		}
-		var keep func(string) bool
-		if len(s.Webhook.Headers) > 0 {
-			keep = func(name string) bool {
-				return slices.ContainsFunc(s.Webhook.Headers, func(h string) bool { return strings.EqualFold(h, name) })
-			}
-		}
-		ev.Headers = event.Headers(all, keep)
-		if ev.Subject != "" {
-			continue
-		}
-		expr, err := event.CompileExpr(s.Webhook.Subject)
-		if err != nil {
-			return fmt.Errorf("source %s: subject: %w", s.Name, err)
-		}
-		def := cfg.Topology().SourceSubject(s.Name)
-		subject, err := expr.Eval(ev.Headers, ev.Data, s.Name, def)
-		if err != nil {
-			return fmt.Errorf("source %s: subject: %w", s.Name, err)
-		}
-		ev.Subject = cmp.Or(subject, def)
-	}
-	return nil
-}
-
-// renderedDelivery is how render prints one delivery: the message as the
-// rule names it, when it waits for, the look-ups its recipients need, and
-// the request.
-type renderedDelivery struct {
-	Rule      string            `json:"rule"`
-	DedupeKey string            `json:"dedupe_key"`
-	Throttle  *renderedLimit    `json:"throttle,omitempty"`
-	Schedule  *renderedSchedule `json:"schedule,omitempty"`
-	Message   rules.Message     `json:"message"`
-	wireView
-}
-
-type renderedLimit struct {
-	Key string `json:"key"`
-	Per string `json:"per"`
-}
-
-type renderedSchedule struct {
-	At  string `json:"at"` // RFC 3339, UTC
-	Key string `json:"key"`
-}
-
-// renderedCancels is what render prints after the deliveries when the
-// event cancels waiting messages.
-type renderedCancels struct {
-	Cancels []renderedCancel `json:"cancels"`
-}
-
-type renderedCancel struct {
-	Rule string `json:"rule"`
-	Key  string `json:"key"`
-}
-
-func toRendered(d rules.Delivery, version string, contacts contactList) (renderedDelivery, error) {
-	out := renderedDelivery{Rule: d.Rule, DedupeKey: d.DedupeKey, Message: d.Message}
-	if d.Throttle != nil {
-		out.Throttle = &renderedLimit{Key: d.Throttle.Key, Per: d.Throttle.Per.String()}
-	}
-	if d.Schedule != nil {
-		out.Schedule = &renderedSchedule{At: d.Schedule.At.UTC().Format(time.RFC3339), Key: d.Schedule.Key}
-	}
-	var err error
-	out.wireView, err = wireFor(version, d.Message, contacts)
-	return out, err
-}
-
 // runRender prints the Intercom request bodies an event would produce, or
 // with -explain what every rule did with it.
 func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -419,7 +299,7 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "-time: %v\n", err)
 		return 2
 	}
-	var contacts contactList
+	var contacts render.Contacts
 	if *contactsFile != "" {
 		list, err := contactsfile.Load(*contactsFile)
 		if err != nil {
@@ -462,69 +342,45 @@ func runRender(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	ev := &rules.Event{ID: *id, Source: *source, Subject: *subject, Type: *ceType, Headers: headers, Data: data, Time: when}
-	if err := serviceSubject(cfg, ev); err != nil {
+	if err := cfg.AsStored(ev); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	if *explain {
 		// A rule that fails for the event fails the command, as without
 		// -explain.
-		code := 0
-		for _, x := range set.Explain(ev) {
-			fmt.Fprintf(stdout, "%s (%s): %s", x.Rule, x.Pos, x.Outcome)
-			switch x.Outcome {
-			case rules.Skipped:
-				fmt.Fprintf(stdout, ": %s", x.Reason)
-			case rules.Failed:
-				fmt.Fprintf(stdout, ": %v", x.Err)
-				code = 1
-			}
-			if x.Wait != "" {
-				fmt.Fprintf(stdout, ": %s", x.Wait)
-			}
-			for _, c := range x.Cancels {
-				fmt.Fprintf(stdout, "; cancels the message waiting with key %q", c.Key)
-			}
-			if x.CancelErr != nil {
-				fmt.Fprintf(stdout, "; cancel_on: error: %v", x.CancelErr)
-				code = 1
-			}
-			fmt.Fprintln(stdout)
-			if x.Delivery != nil {
-				r, err := toRendered(*x.Delivery, opts.IntercomVersion, contacts)
-				if err == nil {
-					err = writeJSON(stdout, r, "    ")
-				}
-				if err != nil {
-					fmt.Fprintln(stderr, err)
-					return 1
-				}
-			}
+		failed, err := render.Explain(stdout, set, ev, opts.IntercomVersion, contacts)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
 		}
-		return code
+		if failed {
+			return 1
+		}
+		return 0
 	}
 	res := set.Evaluate(ev)
-	out := make([]renderedDelivery, 0, len(res.Deliveries))
+	out := make([]render.Delivery, 0, len(res.Deliveries))
 	for _, d := range res.Deliveries {
-		r, err := toRendered(d, opts.IntercomVersion, contacts)
+		r, err := render.DeliveryFor(d, opts.IntercomVersion, contacts)
 		if err != nil {
 			fmt.Fprintf(stderr, "rule %s: %v\n", d.Rule, err)
 			return 1
 		}
 		out = append(out, r)
 	}
-	if err := writeJSON(stdout, out, ""); err != nil {
+	if err := render.WriteJSON(stdout, out, ""); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	// Cancels follow as a second JSON value, so that the deliveries print
 	// as they always have.
 	if len(res.Cancels) > 0 {
-		var c renderedCancels
+		var c render.Cancels
 		for _, x := range res.Cancels {
-			c.Cancels = append(c.Cancels, renderedCancel{Rule: x.Rule, Key: x.Key})
+			c.Cancels = append(c.Cancels, render.Cancel{Rule: x.Rule, Key: x.Key})
 		}
-		if err := writeJSON(stdout, c, ""); err != nil {
+		if err := render.WriteJSON(stdout, c, ""); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
@@ -550,18 +406,4 @@ func parseTimeFlag(s string) (time.Time, error) {
 		return time.Unix(sec, 0).UTC(), nil
 	}
 	return time.Time{}, fmt.Errorf("%q is not a time: use RFC 3339 (2026-03-14T10:00:00Z) or unix seconds (1773482400)", s)
-}
-
-// writeJSON prints v indented, with HTML left as it is: a body is meant to
-// be read.
-func writeJSON(w io.Writer, v any, prefix string) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent(prefix, "  ")
-	enc.SetEscapeHTML(false)
-	if prefix != "" {
-		if _, err := io.WriteString(w, prefix); err != nil {
-			return err
-		}
-	}
-	return enc.Encode(v)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge"
 	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/render"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -48,7 +49,7 @@ func runRules(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	if *asJSON {
-		if err := writeJSON(stdout, st, ""); err != nil {
+		if err := render.WriteJSON(stdout, st, ""); err != nil {
 			return dlqFailed(fs, stderr, err)
 		}
 		return 0

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
+	"github.com/intercom-bridge/bridge/bridge/render"
 )
 
 // runScheduled lists or cancels the messages that wait.
@@ -81,7 +82,7 @@ func runScheduledList(ctx context.Context, args []string, stdout, stderr io.Writ
 		if msgs == nil {
 			msgs = []pipeline.WaitingMessage{}
 		}
-		if err := writeJSON(stdout, msgs, ""); err != nil {
+		if err := render.WriteJSON(stdout, msgs, ""); err != nil {
 			return dlqFailed(fs, stderr, err)
 		}
 		return 0
