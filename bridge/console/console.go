@@ -34,6 +34,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/dlq"
 	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
+	"github.com/intercom-bridge/bridge/internal/plural"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -130,6 +131,7 @@ func New(ctx context.Context, opts Options, auth Auth) (*Console, error) {
 }
 
 var funcs = template.FuncMap{
+	"count": plural.Count,
 	"when": func(t time.Time) string {
 		if t.IsZero() {
 			return "never"

@@ -13,6 +13,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/dlq"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/bridge/render"
+	"github.com/intercom-bridge/bridge/internal/plural"
 )
 
 // maxListed bounds the rows of the dead-letter list; the counts above it
@@ -152,7 +153,7 @@ func (c *Console) deadLettersAction(w http.ResponseWriter, r *http.Request) {
 			items[i] = fmt.Sprint(id)
 		}
 		c.render(w, r, "confirm", confirmData{Action: action, Path: Prefix + "dead-letters/" + action, Back: Prefix + "dead-letters",
-			What: plural(len(ids), "dead letter"), Fields: map[string][]string{"id": r.PostForm["id"]}, Items: items})
+			What: plural.Count(len(ids), "dead letter"), Fields: map[string][]string{"id": r.PostForm["id"]}, Items: items})
 		return
 	}
 	f := dlq.Filter{IDs: ids}
@@ -165,21 +166,14 @@ func (c *Console) deadLettersAction(w http.ResponseWriter, r *http.Request) {
 	}
 	c.opts.Log.Info().Str("action", action).Int("entries", n).Msg("console: dead letters " + action + "ed")
 	if err != nil {
-		c.fail(w, r, http.StatusConflict, fmt.Errorf("%sed %s, then: %w", action, plural(n, "dead letter"), err))
+		c.fail(w, r, http.StatusConflict, fmt.Errorf("%sed %s, then: %w", action, plural.Count(n, "dead letter"), err))
 		return
 	}
 	done := "replayed"
 	if action == "purge" {
 		done = "purged"
 	}
-	redirect(w, r, Prefix+"dead-letters", fmt.Sprintf("%s %s", done, plural(n, "dead letter")))
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
+	redirect(w, r, Prefix+"dead-letters", fmt.Sprintf("%s %s", done, plural.Count(n, "dead letter")))
 }
 
 type scheduledData struct {

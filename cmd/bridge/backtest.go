@@ -13,6 +13,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/backtest"
 	"github.com/intercom-bridge/bridge/bridge/config"
 	"github.com/intercom-bridge/bridge/bridge/render"
+	"github.com/intercom-bridge/bridge/internal/plural"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -99,7 +100,7 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	if rep.NewErrors > 0 {
 		if !*asJSON {
-			fmt.Fprintf(stdout, "FAIL: the candidate rules fail for %s the deployed rules do not fail for\n", plural(rep.NewErrors, "event"))
+			fmt.Fprintf(stdout, "FAIL: the candidate rules fail for %s the deployed rules do not fail for\n", plural.Count(rep.NewErrors, "event"))
 		}
 		return 1
 	}
@@ -140,9 +141,9 @@ func backtestWindow(since, from, to string, now time.Time) (time.Time, time.Time
 // printBacktest writes the report for people: the window, a line per rule
 // with before → after, then the sample events of each rule that differs.
 func printBacktest(w io.Writer, rep *backtest.Report) {
-	fmt.Fprintf(w, "%s from %s to %s (stream %s)", plural(rep.Events, "event"), stamp(rep.From), stamp(rep.To), rep.Stream.Name)
+	fmt.Fprintf(w, "%s from %s to %s (stream %s)", plural.Count(rep.Events, "event"), stamp(rep.From), stamp(rep.To), rep.Stream.Name)
 	if rep.Unreadable > 0 {
-		fmt.Fprintf(w, ", %s unreadable", plural(rep.Unreadable, "event"))
+		fmt.Fprintf(w, ", %s unreadable", plural.Count(rep.Unreadable, "event"))
 	}
 	fmt.Fprintln(w)
 	if rep.From.Before(rep.Stream.First) {
@@ -150,7 +151,7 @@ func printBacktest(w io.Writer, rep *backtest.Report) {
 	}
 	if rep.Events == 0 {
 		fmt.Fprintf(w, "no events in the window: the stream holds %s from %s to %s\n",
-			plural(int(rep.Stream.Events), "event"), stamp(rep.Stream.First), stamp(rep.Stream.Last))
+			plural.Count(int(rep.Stream.Events), "event"), stamp(rep.Stream.First), stamp(rep.Stream.Last))
 		return
 	}
 	fmt.Fprintln(w)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge"
 	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/internal/plural"
 )
 
 // runCheck verifies the token, the admin ids, NATS and the streams, a line
@@ -30,7 +31,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	if failed > 0 {
-		fmt.Fprintf(stdout, "%s failed\n", plural(failed, "check"))
+		fmt.Fprintf(stdout, "%s failed\n", plural.Count(failed, "check"))
 		return 1
 	}
 	return 0

@@ -20,6 +20,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/dlq"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/bridge/render"
+	"github.com/intercom-bridge/bridge/internal/plural"
 )
 
 // dlqReasons are the values -reason accepts.
@@ -207,7 +208,7 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		total += s.Count
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "%s\n\n", plural(total, "dead letter"))
+	fmt.Fprintf(stdout, "%s\n\n", plural.Count(total, "dead letter"))
 	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tAGE\tRULE\tREASON\tEVENT\tERROR")
 	for _, e := range entries {
@@ -284,7 +285,7 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 	n, err := q.Replay(ctx, flt, progress)
-	fmt.Fprintf(stdout, "replayed %s\n", plural(n, "dead letter"))
+	fmt.Fprintf(stdout, "replayed %s\n", plural.Count(n, "dead letter"))
 	if err != nil {
 		return dlqFailed(f.fs, stderr, err)
 	}
@@ -310,7 +311,7 @@ func runDLQPurge(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	defer closeFn()
 	n, err := q.Purge(ctx, flt)
-	fmt.Fprintf(stdout, "purged %s\n", plural(n, "dead letter"))
+	fmt.Fprintf(stdout, "purged %s\n", plural.Count(n, "dead letter"))
 	if err != nil {
 		return dlqFailed(f.fs, stderr, err)
 	}

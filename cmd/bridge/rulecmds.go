@@ -19,6 +19,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/render"
 	"github.com/intercom-bridge/bridge/intercom"
 	"github.com/intercom-bridge/bridge/internal/contactsfile"
+	"github.com/intercom-bridge/bridge/internal/plural"
 	"github.com/intercom-bridge/bridge/rules"
 )
 
@@ -114,7 +115,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			}
 		}
 	}
-	fmt.Fprintf(stdout, "ok: %s in %s, %s\n", plural(set.Len(), "rule"), plural(len(ruleFiles), "file"), plural(len(testFiles), "test file"))
+	fmt.Fprintf(stdout, "ok: %s in %s, %s\n", plural.Count(set.Len(), "rule"), plural.Count(len(ruleFiles), "file"), plural.Count(len(testFiles), "test file"))
 	return 0
 }
 

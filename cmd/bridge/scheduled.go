@@ -10,6 +10,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/bridge/render"
+	"github.com/intercom-bridge/bridge/internal/plural"
 )
 
 // runScheduled lists or cancels the messages that wait.
@@ -102,7 +103,7 @@ func runScheduledList(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.At.UTC().Format(time.RFC3339), dlqAge(m.At.Sub(now)), m.Rule, m.Key, to, dlqDash(m.Job.EventID))
 	}
 	tw.Flush()
-	fmt.Fprintln(stdout, plural(len(msgs), "message")+" waiting")
+	fmt.Fprintln(stdout, plural.Count(len(msgs), "message")+" waiting")
 	return 0
 }
 
