@@ -52,7 +52,8 @@ func (s *Service) rulesStatus() RulesStatus {
 	return st
 }
 
-// adminHandler serves /healthz, /readyz, /rules and /metrics.
+// adminHandler serves /healthz, /readyz, /rules and /metrics, and
+// /debug/pprof/ with admin.pprof.
 func (s *Service) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -76,6 +77,9 @@ func (s *Service) adminHandler() http.Handler {
 		enc.Encode(s.rulesStatus())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	if s.cfg.Admin.PProf {
+		mountPProf(mux)
+	}
 	return mux
 }
 

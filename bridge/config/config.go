@@ -140,6 +140,9 @@ type HTTP struct {
 // Admin configures the listener for health checks and metrics.
 type Admin struct {
 	Listen string `yaml:"listen"`
+	// PProf mounts Go's profiler (net/http/pprof) under /debug/pprof/ on
+	// this listener, so that a live bridge can be profiled.
+	PProf bool `yaml:"pprof"`
 }
 
 // Source is where events come from: exactly one of Webhook or NATS.
@@ -465,6 +468,8 @@ func (c *Config) Validate() []FieldError {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 			bad("admin.listen", "must be host:port, not %q", c.Admin.Listen)
 		}
+	} else if c.Admin.PProf {
+		bad("admin.pprof", "is served on the admin listener: set admin.listen, or remove it")
 	}
 
 	errs = append(errs, c.validateSources()...)
