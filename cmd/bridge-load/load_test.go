@@ -287,3 +287,42 @@ func TestParseOptionsPlot(t *testing.T) {
 		})
 	}
 }
+
+// TestCompareEndToEnd runs compare on a few events: each contender
+// delivers every matching event once, and the table has a row for each.
+func TestCompareEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the bridge")
+	}
+	bin := bridgeBinary(t)
+	out := filepath.Join(t.TempDir(), "compare.json")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"compare", "-bridge", bin, "-baseline", bin, "-events", "400", "-rules", "2",
+		"-rounds", "1", "-timeout", "2m", "-json", out}, &stdout, &stderr)
+	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	if code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []compareRun
+	if err := json.Unmarshal(data, &runs); err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 5 {
+		t.Fatalf("%d runs, want 5 (capture, bind, both again as the baseline, the ceiling)", len(runs))
+	}
+	for _, r := range runs {
+		if r.Sends != 200 || r.Lost != 0 || r.Duplicates != 0 || r.EventsPerSec <= 0 || r.PeakRSSMB <= 0 {
+			t.Errorf("%s: %d sent, %d lost, %d duplicates, %.0f events/s, %.1f MB; want 200 sent, none lost or duplicated",
+				r.Contender, r.Sends, r.Lost, r.Duplicates, r.EventsPerSec, r.PeakRSSMB)
+		}
+	}
+	for _, row := range []string{"| bridge, capture mode |", "| bridge, bind mode |", "| ceiling (consume, filter, POST, ack) |", "bind / capture"} {
+		if !strings.Contains(stdout.String(), row) {
+			t.Errorf("no %q in the table", row)
+		}
+	}
+}
