@@ -31,8 +31,9 @@ type child struct {
 	logPath string
 }
 
-// startChild starts bin with args, its output appended to logPath.
-func startChild(name, bin string, args []string, logPath string) (*child, error) {
+// startChild starts bin with args, its output appended to logPath; env
+// (nil: none) is added to this process's environment.
+func startChild(name, bin string, args, env []string, logPath string) (*child, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -40,6 +41,9 @@ func startChild(name, bin string, args []string, logPath string) (*child, error)
 	defer logFile.Close() // the child has its own descriptor
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -230,7 +234,7 @@ func startBridge(ctx context.Context, bin, dir string, o *options, intercomURL, 
 			return nil, err
 		}
 	}
-	ch, err := startChild("the bridge", bin, []string{"run", "-config", cfgPath}, filepath.Join(dir, "bridge.log"))
+	ch, err := startChild("the bridge", bin, []string{"run", "-config", cfgPath}, nil, filepath.Join(dir, "bridge.log"))
 	if err != nil {
 		return nil, err
 	}

@@ -27,8 +27,9 @@ import (
 //   - bind: the bridge, reading the stream LOAD with a bind source;
 //   - ceiling: the ceiling subcommand on LOAD (see ceiling.go);
 //
-// and, with -baseline, capture and bind again with another bridge binary
-// (an earlier commit's). Every contender sends to the same fake Intercom,
+// with -baseline, capture and bind again with another bridge binary (an
+// earlier commit's); and with -engine, another program on LOAD, such as
+// bench/benthos.sh (see engineEnv). Every contender sends to the same fake Intercom,
 // with the bridge's pacing lifted. A run is timed from the first message
 // at the fake to the last matching one; its CPU is the contender's process
 // and the NATS server's over that time, from /proc.
@@ -41,6 +42,7 @@ type compareOptions struct {
 	rounds   int
 	inFlight int
 	baseline string
+	engine   string
 	jsonPath string
 }
 
@@ -65,6 +67,7 @@ func parseCompareOptions(args []string, stderr io.Writer) (*compareOptions, int,
 	fs.IntVar(&o.workers, "workers", 32, "the bridge's delivery.workers, and the ceiling's messages in flight")
 	fs.StringVar(&o.bridgePath, "bridge", "", "the bridge binary `path` (default: go build ./cmd/bridge into a temp dir)")
 	fs.StringVar(&co.baseline, "baseline", "", "another bridge binary `path` to run in both modes too (an earlier commit's)")
+	fs.StringVar(&co.engine, "engine", "", "an executable `path` to run as a contender too, such as bench/benthos.sh (see BENCHMARKS.md)")
 	fs.IntVar(&co.rounds, "rounds", 3, "rounds; each runs every contender once, in a rotating order")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a run after this long")
 	fs.StringVar(&co.jsonPath, "json", "", "also write every run as JSON to `file`")
@@ -115,8 +118,8 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type contender struct {
 	name string // as the table shows it
 	tag  string // starts the NATS prefix and consumer names of its runs
-	mode string // capture, bind or ceiling
-	bin  string // the bridge binary; "" for the ceiling
+	mode string // capture, bind, engine or ceiling
+	bin  string // the bridge binary, or the engine's; "" for the ceiling
 }
 
 // compareRun is one contender's run.
@@ -204,6 +207,9 @@ func runCompare(ctx context.Context, co *compareOptions, stdout, stderr io.Write
 	if co.baseline != "" {
 		contenders = append(contenders, contender{"baseline, capture mode", "pc", "capture", co.baseline}, contender{"baseline, bind mode", "pb", "bind", co.baseline})
 	}
+	if co.engine != "" {
+		contenders = append(contenders, contender{"engine " + filepath.Base(co.engine), "e", "engine", co.engine})
+	}
 	contenders = append(contenders, contender{"ceiling (consume, filter, POST, ack)", "x", "ceiling", ""})
 
 	fmt.Fprintf(stderr, "bridge-load compare: %d events stored in %s (%g%% matching, %d rules), %d rounds, load average %s\n",
@@ -261,7 +267,18 @@ func (c *comparison) run(ctx context.Context, k contender, round int) (*compareR
 	case "ceiling":
 		ch, err := startChild("the ceiling", c.exe, []string{"ceiling", "-nats", c.nats.url, "-stream", loadStream, "-durable", name,
 			"-intercom", c.fake.url, "-token", c.fake.token, "-inflight", fmt.Sprint(c.co.inFlight)},
-			filepath.Join(dir, "ceiling.log"))
+			nil, filepath.Join(dir, "ceiling.log"))
+		if err != nil {
+			return nil, err
+		}
+		proc = ch
+		defer func() {
+			if err := ch.stop(); err != nil {
+				fmt.Fprintf(c.stderr, "bridge-load compare: %v\n", err)
+			}
+		}()
+	case "engine":
+		ch, err := startChild("the engine", k.bin, nil, c.engineEnv(name), filepath.Join(dir, "engine.log"))
 		if err != nil {
 			return nil, err
 		}
@@ -303,6 +320,19 @@ func (c *comparison) run(ctx context.Context, k contender, round int) (*compareR
 	}
 	r.Contender, r.Round = k.name, round
 	return r, nil
+}
+
+// engineEnv is what an -engine program is told, in its environment: where
+// the stored events are, the durable consumer to create on them (a new
+// name each run), and where to POST the in-app message of each event whose
+// kind is not "none". It must deliver until SIGTERM, and exec the engine
+// so that the process measured is the engine's.
+func (c *comparison) engineEnv(durable string) []string {
+	return []string{
+		"NATS_URL=" + c.nats.url, "LOAD_STREAM=" + loadStream, "LOAD_SUBJECT=" + loadSubject, "LOAD_DURABLE=" + durable,
+		"INTERCOM_URL=" + c.fake.url, "INTERCOM_TOKEN=" + c.fake.token, "INTERCOM_ADMIN=" + adminID,
+		fmt.Sprintf("IN_FLIGHT=%d", c.co.inFlight),
+	}
 }
 
 // captured creates the events stream of the bridge configured in cfgPath,
