@@ -264,21 +264,13 @@ func (c *comparison) run(ctx context.Context, k contender, round int) (*compareR
 	start := time.Now()
 	var proc *child
 	switch k.mode {
-	case "ceiling":
-		ch, err := startChild("the ceiling", c.exe, []string{"ceiling", "-nats", c.nats.url, "-stream", loadStream, "-durable", name,
-			"-intercom", c.fake.url, "-token", c.fake.token, "-inflight", fmt.Sprint(c.co.inFlight)},
-			nil, filepath.Join(dir, "ceiling.log"))
-		if err != nil {
-			return nil, err
+	case "ceiling", "engine":
+		bin, args, env := c.exe, []string{"ceiling", "-nats", c.nats.url, "-stream", loadStream, "-durable", name,
+			"-intercom", c.fake.url, "-token", c.fake.token, "-inflight", fmt.Sprint(c.co.inFlight)}, []string(nil)
+		if k.mode == "engine" {
+			bin, args, env = k.bin, nil, c.engineEnv(name)
 		}
-		proc = ch
-		defer func() {
-			if err := ch.stop(); err != nil {
-				fmt.Fprintf(c.stderr, "bridge-load compare: %v\n", err)
-			}
-		}()
-	case "engine":
-		ch, err := startChild("the engine", k.bin, nil, c.engineEnv(name), filepath.Join(dir, "engine.log"))
+		ch, err := startChild("the "+k.mode, bin, args, env, filepath.Join(dir, k.mode+".log"))
 		if err != nil {
 			return nil, err
 		}
