@@ -154,8 +154,8 @@ func TestBindRefusedCopiesComeBack(t *testing.T) {
 }
 
 // TestBindStopSettlesCopies: a graceful stop acks every message whose copy
-// was stored, so that nothing waits out the AckWait; a new start goes on
-// where it stopped and stores nothing twice.
+// was stored (soon, not after the AckWait of 30 s), so that a new start
+// goes on where it stopped; and it stores nothing twice.
 func TestBindStopSettlesCopies(t *testing.T) {
 	const n = 5000
 	e := bindEnv(t, n)
@@ -166,16 +166,15 @@ func TestBindStopSettlesCopies(t *testing.T) {
 		return err == nil && info.AckFloor.Stream > 0
 	})
 	sources.Stop()
-	info, err := e.bindConsumer().Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.NumAckPending != 0 {
-		t.Errorf("%d messages left unacked by a graceful stop", info.NumAckPending)
-	}
+	// Acks are not answered: the server may take them a moment after
+	// the stop.
+	poll.For(t, 5*time.Second, "every message with a stored copy to be acked", func() bool {
+		info, err := cons().Info(context.Background())
+		return err == nil && info.AckFloor.Stream == uint64(len(e.storedCopies()))
+	})
 	e.checkAckedStored("after the stop")
 
 	sources, _ = startBind(t, e, zerolog.Nop())
 	defer sources.Stop()
-	e.waitAllStoredOnce(n, 30*time.Second)
+	e.waitAllStoredOnce(n, 60*time.Second)
 }
