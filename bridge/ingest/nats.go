@@ -12,6 +12,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/event"
+	"github.com/intercom-bridge/bridge/internal/lograte"
 )
 
 // NATSSources runs the NATS sources that need the bridge to read them: bind
@@ -78,8 +79,10 @@ func (n *NATSSources) bind(ctx context.Context, s Source) error {
 	}
 	b := &binder{n: n, source: s.Name, stream: s.NATS.Stream, id: id,
 		slots: make(chan struct{}, bindWindow), copies: make(chan bindCopy, bindWindow), settled: make(chan struct{}),
-		failLog: n.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second})}
+		logs: lograte.New(logInterval)}
 	go b.settle()
+	// Pulled no further ahead than the window holds: the rest would only
+	// wait in the client.
 	consumer, err := cons.Consume(b.handle, jetstream.PullMaxMessages(bindWindow))
 	if err != nil {
 		close(b.copies)
@@ -100,10 +103,10 @@ type binder struct {
 	id     *event.Expr
 	cc     jetstream.ConsumeContext
 
-	slots   chan struct{} // one per copy published and not settled: the window
-	copies  chan bindCopy // the unsettled copies, in the order published
-	settled chan struct{} // closed once settle has returned
-	failLog zerolog.Logger
+	slots   chan struct{}    // one per copy published and not settled: the window
+	copies  chan bindCopy    // the unsettled copies, in the order published
+	settled chan struct{}    // closed once settle has returned
+	logs    *lograte.Limiter // a copy refused again and again is one line per reason per interval
 }
 
 // bindCopy is a consumed message whose copy is on its way to the store.
@@ -165,12 +168,16 @@ func (b *binder) settle() {
 // a second, or after the consumer's AckWait when the nak cannot reach the
 // server either.
 func (b *binder) failed(m jetstream.Msg, err error) {
-	b.failLog.Warn().Err(err).Str("source", b.source).Str("subject", m.Subject()).Msg("message not stored; redelivered")
+	if ok, suppressed := b.logs.Allow(storeReason(err)); ok {
+		b.n.log.Warn().Err(err).Str("source", b.source).Str("subject", m.Subject()).Int("suppressed", suppressed).
+			Msg("message not stored; redelivered")
+	}
 	m.NakWithDelay(time.Second)
 }
 
 // stop stops reading and waits until every copy published is settled, so
-// that a graceful stop leaves nothing to wait out the AckWait.
+// that the messages whose copies are stored are acked rather than left to
+// wait out the AckWait.
 func (b *binder) stop() {
 	b.cc.Drain()
 	<-b.cc.Closed()
