@@ -54,8 +54,9 @@ func (s *Service) rulesStatus() RulesStatus {
 	return st
 }
 
-// adminHandler serves /healthz, /readyz, /rules, /metrics and, when c is
-// not nil, the console under /console/ (/ leads there). With admin.auth
+// adminHandler serves /healthz, /readyz, /rules, /metrics, /debug/pprof/
+// with admin.pprof and, when c is not nil, the console under /console/
+// (/ leads there). With admin.auth
 // set, everything but /healthz and /readyz asks for it: probes carry no
 // credentials, while /metrics and /rules name every rule and what it did
 // (Prometheus scrapes with bearer_token or basic_auth).
@@ -87,6 +88,9 @@ func (s *Service) adminHandler(c *console.Console) http.Handler {
 		enc.Encode(s.rulesStatus())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	if s.cfg.Admin.PProf {
+		mountPProf(mux)
+	}
 	open.Handle("/", consoleAuth(s.cfg.Admin.Auth).Wrap(mux))
 	return open
 }

@@ -320,3 +320,24 @@ func TestSIGHUPRereadsWebhookSecretFiles(t *testing.T) {
 		t.Error("a secret in the logs")
 	}
 }
+
+// TestPProfOnlyWhenAsked: /debug/pprof/ answers on the admin listener with
+// admin.pprof, and is not found without it, nor ever beside the webhooks.
+func TestPProfOnlyWhenAsked(t *testing.T) {
+	off := newHarness(t, nil)
+	if code, _ := getURL(t, "http://"+off.svc.AdminAddr()+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("admin.pprof off: /debug/pprof/ answered %d, want 404", code)
+	}
+
+	on := newHarness(t, func(c *config.Config) { c.Admin.PProf = true })
+	code, body := getURL(t, "http://"+on.svc.AdminAddr()+"/debug/pprof/")
+	if code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Errorf("admin.pprof on: /debug/pprof/ answered %d:\n%.300s", code, body)
+	}
+	if code, body := getURL(t, "http://"+on.svc.AdminAddr()+"/debug/pprof/heap?debug=1"); code != http.StatusOK || !strings.Contains(body, "heap profile") {
+		t.Errorf("admin.pprof on: /debug/pprof/heap answered %d:\n%.300s", code, body)
+	}
+	if code, _ := getURL(t, "http://"+on.svc.WebhookAddr()+"/debug/pprof/"); code == http.StatusOK {
+		t.Errorf("the webhook listener serves /debug/pprof/")
+	}
+}

@@ -142,6 +142,9 @@ type HTTP struct {
 type Admin struct {
 	Listen string    `yaml:"listen"`
 	Auth   AdminAuth `yaml:"auth"`
+	// PProf mounts Go's profiler (net/http/pprof) under /debug/pprof/ on
+	// this listener, so that a live bridge can be profiled.
+	PProf bool `yaml:"pprof"`
 }
 
 // AdminAuth is what the admin listener asks of every request but /healthz
@@ -487,6 +490,8 @@ func (c *Config) Validate() []FieldError {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 			bad("admin.listen", "must be host:port, not %q", c.Admin.Listen)
 		}
+	} else if c.Admin.PProf {
+		bad("admin.pprof", "is served on the admin listener: set admin.listen, or remove it")
 	}
 	if b := c.Admin.Auth.Basic; b.User != "" || b.Password != "" {
 		switch {

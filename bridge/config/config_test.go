@@ -113,6 +113,7 @@ func TestLoadErrors(t *testing.T) {
 		{"listen on external", "nats:\n  url: nats://h:4222\n  listen: :4222\n", "c.yaml:3:11: nats.listen: is for the embedded server; with nats.url set the bridge uses that server"},
 		{"bad nats url", "nats:\n  url: localhost\n", `c.yaml:2:8: nats.url: "localhost" is not a URL such as nats://host:4222`},
 		{"on_uncertain", "delivery: {on_uncertain: maybe}\n", `c.yaml:1:26: delivery.on_uncertain: must be resend or dead_letter, not "maybe"`},
+		{"pprof without the admin listener", "admin: {listen: '', pprof: true}\n", "c.yaml:1:28: admin.pprof: is served on the admin listener: set admin.listen, or remove it"},
 		{"admin id", "intercom: {default_admin_id: bob}\n", "c.yaml:1:30: intercom.default_admin_id: must be an admin id (digits)"},
 	}
 	for _, tc := range tests {

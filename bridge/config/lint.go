@@ -73,6 +73,9 @@ func (c *Config) Lint() []FieldError {
 			warn(s.key, "a secret of %d bytes is easy to guess: use at least %d random bytes", len(s.secret), minSecretBytes)
 		}
 	}
+	if c.Admin.PProf && c.Admin.Listen != "" && !IsLoopback(c.Admin.Listen) && !c.Admin.Auth.IsSet() {
+		warn("admin.pprof", "lets anyone who can reach admin.listen %q read the process's memory profiles and make it spend CPU profiling", c.Admin.Listen)
+	}
 	if u, err := url.Parse(c.Intercom.BaseURL); err == nil && u.Scheme == "http" && !IsLoopback(u.Host+portOr(u, "80")) {
 		warn("intercom.base_url", "is http: the token and every message cross the network unencrypted; use https")
 	}

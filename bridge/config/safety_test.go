@@ -157,6 +157,9 @@ func TestLint(t *testing.T) {
 		{"a header chosen at run time", "sources: [{name: s, webhook: {auth: {scheme: hmac-sha256, secret: 0123456789abcdef0123}, id: 'headers[event.h]'}}]\n",
 			[]string{"reads header chosen at run time"}},
 		{"http intercom", "intercom: {base_url: 'http://api.intercom.io'}\n", []string{"intercom.base_url: is http"}},
+		{"pprof off loopback", "admin: {listen: '0.0.0.0:9090', pprof: true}\n", []string{`c.yaml:1:17: admin.listen: "0.0.0.0:9090" is not a loopback address and admin.auth is not set`, `c.yaml:1:40: admin.pprof: lets anyone who can reach admin.listen "0.0.0.0:9090"`}},
+		{"pprof off loopback behind auth", "admin: {listen: '0.0.0.0:9090', pprof: true, auth: {bearer: 0123456789abcdef0123456789abcdef}}\n", nil},
+		{"pprof on loopback", "admin: {pprof: true}\n", nil},
 		{"http intercom on loopback", "intercom: {base_url: 'http://127.0.0.1:8089'}\n", nil},
 	}
 	for _, tc := range cases {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/event"
+	"github.com/intercom-bridge/bridge/internal/lograte"
 )
 
 // NATSSources runs the NATS sources that need the bridge to read them: bind
@@ -24,9 +25,9 @@ type NATSSources struct {
 	topology broker.Topology
 	log      zerolog.Logger
 
-	consumers []jetstream.ConsumeContext
-	subs      []*nats.Subscription
-	m         *Metrics
+	binders []*binder
+	subs    []*nats.Subscription
+	m       *Metrics
 }
 
 // StartNATSSources starts the bind and core sources among sources,
@@ -52,9 +53,15 @@ func StartNATSSources(ctx context.Context, t broker.Topology, sources []Source, 
 	return n, nil
 }
 
+// bindWindow bounds the copies a bind source has published into the
+// events stream and not yet seen stored: reading waits while this many are
+// unconfirmed. Publishing without waiting for each answer is what lets a
+// bind source go faster than one store round trip per event.
+const bindWindow = 256
+
 // bind reads an existing stream with a durable consumer named
 // <prefix>_<source>, so that replicas share the work and a restart goes on
-// where it stopped. Each message is acked only after its event is stored.
+// where it stopped. Each message is acked only after its copy is stored.
 func (n *NATSSources) bind(ctx context.Context, s Source) error {
 	id, err := event.CompileExpr(s.NATS.ID)
 	if err != nil {
@@ -70,29 +77,112 @@ func (n *NATSSources) bind(ctx context.Context, s Source) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s on stream %s: %w", durable, s.NATS.Stream, err)
 	}
-	stream := s.NATS.Stream
-	consumer, err := cons.Consume(func(m jetstream.Msg) {
-		meta, err := m.Metadata()
-		if err != nil {
-			n.log.Error().Err(err).Str("source", s.Name).Msg("message without metadata")
-			m.Nak()
-			return
-		}
-		// A stored message's own sequence is a stable id: a redelivery
-		// after a crash is stored once.
-		msg := event.NATSMsg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data(), Time: meta.Timestamp,
-			Fallback: event.Seq(stream, meta.Sequence.Stream)}
-		if err := n.store(s.Name, id, msg); err != nil {
-			m.NakWithDelay(time.Second)
-			return
-		}
-		m.Ack()
-	})
+	b := &binder{n: n, source: s.Name, stream: s.NATS.Stream, id: id,
+		slots: make(chan struct{}, bindWindow), copies: make(chan bindCopy, bindWindow), settled: make(chan struct{}),
+		logs: lograte.New(logInterval)}
+	go b.settle()
+	// Pulled no further ahead than the window holds: the rest would only
+	// wait in the client.
+	consumer, err := cons.Consume(b.handle, jetstream.PullMaxMessages(bindWindow))
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", stream, err)
+		close(b.copies)
+		return fmt.Errorf("consume %s: %w", b.stream, err)
 	}
-	n.consumers = append(n.consumers, consumer)
+	b.cc = consumer
+	n.binders = append(n.binders, b)
 	return nil
+}
+
+// binder copies one bind source's messages into the events stream: handle
+// publishes each copy without waiting, settle acks each consumed message
+// once JetStream has stored its copy, or naks it to come back.
+type binder struct {
+	n      *NATSSources
+	source string
+	stream string
+	id     *event.Expr
+	cc     jetstream.ConsumeContext
+
+	slots   chan struct{}    // one per copy published and not settled: the window
+	copies  chan bindCopy    // the unsettled copies, in the order published
+	settled chan struct{}    // closed once settle has returned
+	logs    *lograte.Limiter // a copy refused again and again is one line per reason per interval
+}
+
+// bindCopy is a consumed message whose copy is on its way to the store.
+type bindCopy struct {
+	msg      jetstream.Msg
+	stored   jetstream.PubAckFuture
+	deadline time.Time // past it, the copy counts as not stored
+}
+
+// handle runs for each consumed message, one at a time.
+func (b *binder) handle(m jetstream.Msg) {
+	meta, err := m.Metadata()
+	if err != nil {
+		b.n.log.Error().Err(err).Str("source", b.source).Msg("message without metadata")
+		m.Nak()
+		return
+	}
+	// A stored message's own sequence is a stable id: a redelivery
+	// after a crash, or of a copy stored whose answer was lost, is
+	// stored once (the events stream's Nats-Msg-Id window).
+	out := b.n.eventMsg(b.source, b.id, event.NATSMsg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data(),
+		Time: meta.Timestamp, Fallback: event.Seq(b.stream, meta.Sequence.Stream)})
+	b.slots <- struct{}{}
+	f, err := b.n.js.PublishMsgAsync(out)
+	if err != nil {
+		<-b.slots
+		b.failed(m, err)
+		return
+	}
+	b.copies <- bindCopy{msg: m, stored: f, deadline: time.Now().Add(publishTimeout)}
+}
+
+// settle acks or naks the copies in the order they were published.
+// JetStream answers one connection's publishes to a stream in the order it
+// stores them, so this acks each message as soon as its copy is stored; a
+// publish never answered holds those behind it until its deadline.
+func (b *binder) settle() {
+	defer close(b.settled)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for c := range b.copies {
+		timer.Reset(time.Until(c.deadline))
+		select {
+		case ack := <-c.stored.Ok():
+			if !ack.Duplicate {
+				b.n.m.EventsReceived.WithLabelValues(b.source).Inc()
+			}
+			c.msg.Ack()
+		case err := <-c.stored.Err():
+			b.failed(c.msg, err)
+		case <-timer.C:
+			b.failed(c.msg, fmt.Errorf("no acknowledgement from JetStream within %s", publishTimeout))
+		}
+		<-b.slots
+	}
+}
+
+// failed puts back a message whose copy was not stored: it comes back in
+// a second, or after the consumer's AckWait when the nak cannot reach the
+// server either.
+func (b *binder) failed(m jetstream.Msg, err error) {
+	if ok, suppressed := b.logs.Allow(storeReason(err)); ok {
+		b.n.log.Warn().Err(err).Str("source", b.source).Str("subject", m.Subject()).Int("suppressed", suppressed).
+			Msg("message not stored; redelivered")
+	}
+	m.NakWithDelay(time.Second)
+}
+
+// stop stops reading and waits until every copy published is settled, so
+// that the messages whose copies are stored are acked rather than left to
+// wait out the AckWait.
+func (b *binder) stop() {
+	b.cc.Drain()
+	<-b.cc.Closed()
+	close(b.copies)
+	<-b.settled
 }
 
 // core subscribes with a queue group: at-most-once, since a message
@@ -120,25 +210,12 @@ func (n *NATSSources) core(s Source) error {
 	return nil
 }
 
-// store puts one message's event in the events stream. A message that is
-// not a valid event is stored as it is, without an envelope: stage 1 then
-// dead-letters it with the reason, so that nothing is dropped here.
+// store puts one message's event in the events stream and waits until it
+// is stored.
 func (n *NATSSources) store(source string, id *event.Expr, msg event.NATSMsg) error {
-	subject := n.topology.SourceSubject(source)
-	var m *nats.Msg
-	env, err := event.FromNATS(source, id, msg)
-	if err == nil {
-		m, err = env.Msg(subject)
-	}
-	if err != nil {
-		n.log.Error().Err(err).Str("source", source).Str("subject", msg.Subject).Msg("message is not a valid event; stored for the dead-letter stream")
-		m = nats.NewMsg(subject)
-		m.Data = msg.Data
-		m.Header.Set(nats.MsgIdHdr, event.MsgID(source, msg.Fallback))
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	ack, err := n.js.PublishMsg(ctx, m)
+	ack, err := n.js.PublishMsg(ctx, n.eventMsg(source, id, msg))
 	if err != nil {
 		return err
 	}
@@ -148,11 +225,32 @@ func (n *NATSSources) store(source string, id *event.Expr, msg event.NATSMsg) er
 	return nil
 }
 
-// Stop stops reading. Messages being handled finish; unacked ones are
-// redelivered to another replica or after a restart.
+// eventMsg is the events-stream message of one message of a source. A
+// message that is not a valid event is stored as it is, without an
+// envelope: stage 1 then dead-letters it with the reason, so that nothing
+// is dropped here.
+func (n *NATSSources) eventMsg(source string, id *event.Expr, msg event.NATSMsg) *nats.Msg {
+	subject := n.topology.SourceSubject(source)
+	env, err := event.FromNATS(source, id, msg)
+	if err == nil {
+		var m *nats.Msg
+		if m, err = env.Msg(subject); err == nil {
+			return m
+		}
+	}
+	n.log.Error().Err(err).Str("source", source).Str("subject", msg.Subject).Msg("message is not a valid event; stored for the dead-letter stream")
+	m := nats.NewMsg(subject)
+	m.Data = msg.Data
+	m.Header.Set(nats.MsgIdHdr, event.MsgID(source, msg.Fallback))
+	return m
+}
+
+// Stop stops reading. Messages being handled finish, and the copies of
+// bind sources on their way are settled; unacked messages are redelivered
+// to another replica or after a restart.
 func (n *NATSSources) Stop() {
-	for _, cc := range n.consumers {
-		cc.Drain()
+	for _, b := range n.binders {
+		b.stop()
 	}
 	for _, s := range n.subs {
 		s.Drain()

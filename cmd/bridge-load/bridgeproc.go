@@ -31,8 +31,9 @@ type child struct {
 	logPath string
 }
 
-// startChild starts bin with args, its output appended to logPath.
-func startChild(name, bin string, args []string, logPath string) (*child, error) {
+// startChild starts bin with args, its output appended to logPath; env
+// (nil: none) is added to this process's environment.
+func startChild(name, bin string, args, env []string, logPath string) (*child, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -40,6 +41,9 @@ func startChild(name, bin string, args []string, logPath string) (*child, error)
 	defer logFile.Close() // the child has its own descriptor
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -139,12 +143,23 @@ type bridgeConfig struct {
 	secret, intercomURL, token         string
 	rateLimit, workers                 int
 	state                              stateConfig
+	// sources is the sources: list; "": a webhook source hook and a
+	// capture source app on app.>.
+	sources string
 }
+
+// defaultSources are the load's sources: %[1]q is the webhook secret.
+const defaultSources = `
+  - name: hook
+    webhook: {auth: {scheme: standard-webhooks, secret: %[1]q}}
+  - name: app
+    nats: {subjects: ["app.>"]}`
 
 // stateConfig is where the bridge keeps its state and for how long; the
 // zero value is the bridge's defaults with the embedded server.
 type stateConfig struct {
 	natsURL      string        // an external server; "": embedded
+	prefix       string        // nats.prefix; "": default
 	dedupeWindow time.Duration // delivery.dedupe_window; 0: default
 	duplicates   time.Duration // nats.events.duplicates; 0: default
 	maxStore     int64         // nats.max_store; 0: default
@@ -157,6 +172,9 @@ func (s stateConfig) yaml(natsAddr string) (nats, delivery string) {
 		f = append(f, fmt.Sprintf("url: %q", s.natsURL))
 	} else {
 		f = append(f, fmt.Sprintf("listen: %q", natsAddr))
+	}
+	if s.prefix != "" {
+		f = append(f, fmt.Sprintf("prefix: %q", s.prefix))
 	}
 	if s.duplicates > 0 {
 		f = append(f, fmt.Sprintf("events: {duplicates: %s}", s.duplicates))
@@ -178,11 +196,7 @@ data_dir: %q
 nats: %s
 http: {listen: %q}
 admin: {listen: %q}
-sources:
-  - name: hook
-    webhook: {auth: {scheme: standard-webhooks, secret: %q}}
-  - name: app
-    nats: {subjects: ["app.>"]}
+sources:%s
 intercom:
   base_url: %q
   token: %q
@@ -190,14 +204,15 @@ intercom:
   rate_limit_per_minute: %d
 rules: {paths: [%q], watch: false}
 delivery: {workers: %d%s}
-`, filepath.Join(c.dir, "data"), natsBlock, c.httpAddr, c.adminAddr, c.secret,
+`, filepath.Join(c.dir, "data"), natsBlock, c.httpAddr, c.adminAddr, cmp.Or(c.sources, fmt.Sprintf(defaultSources, c.secret)),
 		c.intercomURL, c.token, adminID, c.rateLimit, filepath.Join(c.dir, "rules.yaml"), c.workers, delivery)
 }
 
-// startBridge writes the config and rules into dir, starts bin on them and
-// waits until /readyz answers 200.
-func startBridge(ctx context.Context, bin, dir string, o *options, intercomURL, token string) (*bridgeProc, error) {
-	c := bridgeConfig{dir: dir, intercomURL: intercomURL, token: token, rateLimit: o.rateLimit, workers: o.workers, state: o.state}
+// startBridge writes the config and rules into dir, calls prepare (nil:
+// none) with the config's path, starts bin on them and waits until
+// /readyz answers 200.
+func startBridge(ctx context.Context, bin, dir string, o *options, intercomURL, token string, prepare func(cfgPath string) error) (*bridgeProc, error) {
+	c := bridgeConfig{dir: dir, intercomURL: intercomURL, token: token, rateLimit: o.rateLimit, workers: o.workers, state: o.state, sources: o.sources}
 	for _, a := range []*string{&c.natsAddr, &c.httpAddr, &c.adminAddr} {
 		var err error
 		if *a, err = freePort(); err != nil {
@@ -214,7 +229,12 @@ func startBridge(ctx context.Context, bin, dir string, o *options, intercomURL, 
 	if err := os.WriteFile(cfgPath, []byte(c.yaml()), 0o600); err != nil {
 		return nil, err
 	}
-	ch, err := startChild("the bridge", bin, []string{"run", "-config", cfgPath}, filepath.Join(dir, "bridge.log"))
+	if prepare != nil {
+		if err := prepare(cfgPath); err != nil {
+			return nil, err
+		}
+	}
+	ch, err := startChild("the bridge", bin, []string{"run", "-config", cfgPath}, nil, filepath.Join(dir, "bridge.log"))
 	if err != nil {
 		return nil, err
 	}

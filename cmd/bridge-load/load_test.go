@@ -287,3 +287,55 @@ func TestParseOptionsPlot(t *testing.T) {
 		})
 	}
 }
+
+// TestCompareEndToEnd runs compare on a few events: each contender
+// delivers every matching event once, and the table has a row for each.
+// The engine is the ceiling again, started from a script with compare's
+// environment, as bench/benthos.sh starts Redpanda Connect.
+func TestCompareEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the bridge")
+	}
+	bin := bridgeBinary(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	engine := filepath.Join(dir, "engine.sh")
+	script := fmt.Sprintf("#!/bin/sh\nexec %q ceiling -nats \"$NATS_URL\" -stream \"$LOAD_STREAM\" -durable \"$LOAD_DURABLE\" "+
+		"-intercom \"$INTERCOM_URL\" -token \"$INTERCOM_TOKEN\" -inflight \"$IN_FLIGHT\"\n", exe)
+	if err := os.WriteFile(engine, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "compare.json")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"compare", "-bridge", bin, "-baseline", bin, "-engine", engine, "-events", "400", "-rules", "2",
+		"-rounds", "1", "-timeout", "2m", "-json", out}, &stdout, &stderr)
+	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	if code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []compareRun
+	if err := json.Unmarshal(data, &runs); err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 6 {
+		t.Fatalf("%d runs, want 6 (capture, bind, both again as the baseline, the engine, the ceiling)", len(runs))
+	}
+	for _, r := range runs {
+		if r.Sends != 200 || r.Lost != 0 || r.Duplicates != 0 || r.EventsPerSec <= 0 || r.PeakRSSMB <= 0 {
+			t.Errorf("%s: %d sent, %d lost, %d duplicates, %.0f events/s, %.1f MB; want 200 sent, none lost or duplicated",
+				r.Contender, r.Sends, r.Lost, r.Duplicates, r.EventsPerSec, r.PeakRSSMB)
+		}
+	}
+	for _, row := range []string{"| bridge, capture mode |", "| bridge, bind mode |", "| engine engine.sh |", "| ceiling (consume, filter, POST, ack) |", "bind / capture"} {
+		if !strings.Contains(stdout.String(), row) {
+			t.Errorf("no %q in the table", row)
+		}
+	}
+}

@@ -82,7 +82,8 @@ type options struct {
 	keep        bool
 	quiet       bool
 	backlog     int         // soak: the bound of phase.maxBacklog
-	state       stateConfig // set by soak; the flags of a load run leave the defaults
+	state       stateConfig // set by soak and compare; the flags of a load run leave the defaults
+	sources     string      // set by compare: the bridge's sources: list (see bridgeConfig)
 }
 
 func newFlagSet(stderr io.Writer) *flag.FlagSet {
@@ -199,8 +200,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "soak":
 			return soak(ctx, args[1:], stdout, stderr)
+		case "compare":
+			return compare(ctx, args[1:], stdout, stderr)
 		case "serve-nats":
 			return serveNATS(ctx, args[1:], stderr)
+		case "ceiling":
+			return ceiling(ctx, args[1:], stderr)
 		}
 	}
 	o, code, ok := parseOptions(args, stderr)
@@ -265,7 +270,7 @@ func execute(ctx context.Context, o *options, stdout, stderr io.Writer) ([]*repo
 				return nil, err
 			}
 		}
-		bp, err := startBridge(ctx, bin, dir, o, fake.URL(), fake.Token())
+		bp, err := startBridge(ctx, bin, dir, o, fake.URL(), fake.Token(), nil)
 		if err != nil {
 			return nil, err
 		}
@@ -337,15 +342,20 @@ func execute(ctx context.Context, o *options, stdout, stderr io.Writer) ([]*repo
 		}{reports, o.plot}
 	}
 	if o.jsonPath != "" {
-		data, err := json.MarshalIndent(out, "", "  ")
-		if err != nil {
-			return reports, err
-		}
-		if err := os.WriteFile(o.jsonPath, append(data, '\n'), 0o644); err != nil {
+		if err := writeJSON(o.jsonPath, out); err != nil {
 			return reports, err
 		}
 	}
 	return reports, nil
+}
+
+// writeJSON writes v, indented, to path.
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
 }
 
 // newFake serves the fake Intercom, its requests handed to rec.

@@ -71,7 +71,7 @@ func startNATS(ctx context.Context, dir string) (*natsProc, error) {
 		return nil, err
 	}
 	store := filepath.Join(dir, "nats")
-	ch, err := startChild("the NATS server", exe, []string{"serve-nats", "-listen", addr, "-store", store}, filepath.Join(dir, "nats.log"))
+	ch, err := startChild("the NATS server", exe, []string{"serve-nats", "-listen", addr, "-store", store}, nil, filepath.Join(dir, "nats.log"))
 	if err != nil {
 		return nil, err
 	}

@@ -389,7 +389,7 @@ func runSoak(ctx context.Context, so *soakOptions, stderr io.Writer) (*soakRepor
 		}()
 		o.state.natsURL, smp.store, smp.natsPID = ns.url, ns.store, ns.pid()
 	}
-	bp, err := startBridge(ctx, bin, dir, o, fake.URL(), fake.Token())
+	bp, err := startBridge(ctx, bin, dir, o, fake.URL(), fake.Token(), nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -16,10 +16,11 @@ import (
 	"time"
 )
 
-// TestMain lets the test binary stand in for the command when soak starts
-// it as the external NATS server (os.Executable is the test binary).
+// TestMain lets the test binary stand in for the command when soak and
+// compare start it as the external NATS server or the ceiling
+// (os.Executable is the test binary).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "serve-nats" {
+	if len(os.Args) > 1 && (os.Args[1] == "serve-nats" || os.Args[1] == "ceiling") {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 		stop()

@@ -1,0 +1,512 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/intercom-bridge/bridge/bridge/config"
+)
+
+// "bridge-load compare" stores -events events once in an external NATS
+// server (serve-nats, a process of its own) and delivers them, over
+// -rounds interleaved rounds, with each contender in turn:
+//
+//   - capture: the bridge, the events in its events stream as a capture
+//     source's (copied there before it starts);
+//   - bind: the bridge, reading the stream LOAD with a bind source;
+//   - ceiling: the ceiling subcommand on LOAD (see ceiling.go);
+//
+// with -baseline, capture and bind again with another bridge binary (an
+// earlier commit's); and with -engine, another program on LOAD, such as
+// bench/benthos.sh (see engineEnv). Every contender sends to the same fake Intercom,
+// with the bridge's pacing lifted. A run is timed from the first message
+// at the fake to the last matching one; its CPU is the contender's process
+// and the NATS server's over that time, from /proc.
+//
+//	go run ./cmd/bridge-load compare -events 100000 -rounds 3
+
+// compareOptions are the flags of compare.
+type compareOptions struct {
+	load     *options // the bridge's settings: -rules, -match, -workers, -bridge, -timeout, -keep
+	rounds   int
+	inFlight int
+	baseline string
+	engine   string
+	jsonPath string
+}
+
+// loadStream holds the stored events that bind and the ceiling read.
+const (
+	loadStream  = "LOAD"
+	loadSubject = "load.events"
+)
+
+func parseCompareOptions(args []string, stderr io.Writer) (*compareOptions, int, bool) {
+	fs := flag.NewFlagSet("bridge-load compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: bridge-load compare [flags]\n\nDelivers the same stored events with the bridge in capture mode, in bind mode, and a minimal consumer (the ceiling), interleaved, and prints events/s, CPU and memory of each.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	o := &options{rateLimit: 100_000_000, via: "nats"}
+	co := &compareOptions{load: o}
+	fs.IntVar(&o.events, "events", 100000, "`number` of events stored")
+	fs.Float64Var(&o.match, "match", 0.5, "share of events that match a rule, 0..1")
+	fs.IntVar(&o.rules, "rules", 10, "`number` of rules; rule i matches event.kind == \"k<i>\"")
+	fs.IntVar(&o.workers, "workers", 32, "the bridge's delivery.workers, and the ceiling's messages in flight")
+	fs.StringVar(&o.bridgePath, "bridge", "", "the bridge binary `path` (default: go build ./cmd/bridge into a temp dir)")
+	fs.StringVar(&co.baseline, "baseline", "", "another bridge binary `path` to run in both modes too (an earlier commit's)")
+	fs.StringVar(&co.engine, "engine", "", "an executable `path` to run as a contender too, such as bench/benthos.sh (see BENCHMARKS.md)")
+	fs.IntVar(&co.rounds, "rounds", 3, "rounds; each runs every contender once, in a rotating order")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a run after this long")
+	fs.StringVar(&co.jsonPath, "json", "", "also write every run as JSON to `file`")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs, the NATS store)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return nil, code, false
+	}
+	switch {
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "bridge-load compare: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		return nil, 2, false
+	case o.events < 1 || o.rules < 1 || o.workers < 1 || co.rounds < 1:
+		fmt.Fprintln(stderr, "bridge-load compare: -events, -rules, -workers and -rounds must be positive")
+		return nil, 2, false
+	case o.match <= 0 || o.match > 1:
+		fmt.Fprintln(stderr, "bridge-load compare: -match must be above 0 and at most 1")
+		return nil, 2, false
+	}
+	co.inFlight = o.workers
+	return co, 0, true
+}
+
+func compare(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	co, code, ok := parseCompareOptions(args, stderr)
+	if !ok {
+		return code
+	}
+	runs, err := runCompare(ctx, co, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "bridge-load compare: %v\n", err)
+		return 1
+	}
+	if co.jsonPath != "" {
+		if err := writeJSON(co.jsonPath, runs); err != nil {
+			fmt.Fprintf(stderr, "bridge-load compare: %v\n", err)
+			return 1
+		}
+	}
+	for _, r := range runs {
+		if r.Lost > 0 || r.Duplicates > 0 || r.TimedOut {
+			return 1
+		}
+	}
+	return 0
+}
+
+// contender is one way of delivering the stored events.
+type contender struct {
+	name string // as the table shows it
+	tag  string // starts the NATS prefix and consumer names of its runs
+	mode string // capture, bind, engine or ceiling
+	bin  string // the bridge binary, or the engine's; "" for the ceiling
+}
+
+// compareRun is one contender's run.
+type compareRun struct {
+	Contender    string  `json:"contender"`
+	Round        int     `json:"round"`
+	EventsPerSec float64 `json:"events_per_sec"`
+	CPUPer10k    float64 `json:"cpu_s_per_10k"`          // the contender's process
+	CPUPer10kAll float64 `json:"cpu_s_per_10k_and_nats"` // and the NATS server's
+	PeakRSSMB    float64 `json:"peak_rss_mb"`            // the contender's VmHWM
+	FirstAfter   float64 `json:"first_message_after_s"`  // from its start
+	Sends        int64   `json:"sends"`
+	Duplicates   int64   `json:"duplicates"`
+	Lost         int     `json:"lost"`
+	TimedOut     bool    `json:"timed_out"`
+	LoadAvg      string  `json:"load_average"` // /proc/loadavg at the end
+}
+
+// comparison is what every run of a compare shares.
+type comparison struct {
+	o      *options
+	co     *compareOptions
+	dir    string
+	exe    string // this command, for the ceiling
+	nats   *natsProc
+	js     jetstream.JetStream
+	fake   fakeIntercom
+	rec    *recorder
+	stderr io.Writer
+}
+
+// fakeIntercom is what the runs need of the fake.
+type fakeIntercom struct{ url, token string }
+
+func runCompare(ctx context.Context, co *compareOptions, stdout, stderr io.Writer) ([]*compareRun, error) {
+	o := co.load
+	fake, rec := newFake(o)
+	defer fake.Close()
+	dir, err := os.MkdirTemp("", "bridge-compare-")
+	if err != nil {
+		return nil, err
+	}
+	if o.keep {
+		fmt.Fprintf(stderr, "bridge-load compare: keeping %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	bin := o.bridgePath
+	if bin == "" {
+		if bin, err = buildBridge(ctx, dir, stderr); err != nil {
+			return nil, err
+		}
+	}
+	ns, err := startNATS(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := ns.stop(); err != nil {
+			fmt.Fprintf(stderr, "bridge-load compare: %v\n", err)
+		}
+	}()
+	nc, err := nats.Connect(ns.url, nats.Name("bridge-load compare"))
+	if err != nil {
+		return nil, fmt.Errorf("nats %s: %w", ns.url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	c := &comparison{o: o, co: co, dir: dir, exe: exe, nats: ns, js: js, fake: fakeIntercom{fake.URL(), fake.Token()}, rec: rec, stderr: stderr}
+
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: loadStream, Subjects: []string{loadSubject}, Storage: jetstream.FileStorage}); err != nil {
+		return nil, fmt.Errorf("stream %s: %w", loadStream, err)
+	}
+	if err := c.storeEvents(ctx, nc, loadSubject); err != nil {
+		return nil, err
+	}
+	contenders := []contender{{"bridge, capture mode", "c", "capture", bin}, {"bridge, bind mode", "b", "bind", bin}}
+	if co.baseline != "" {
+		contenders = append(contenders, contender{"baseline, capture mode", "pc", "capture", co.baseline}, contender{"baseline, bind mode", "pb", "bind", co.baseline})
+	}
+	if co.engine != "" {
+		contenders = append(contenders, contender{"engine " + filepath.Base(co.engine), "e", "engine", co.engine})
+	}
+	contenders = append(contenders, contender{"ceiling (consume, filter, POST, ack)", "x", "ceiling", ""})
+
+	fmt.Fprintf(stderr, "bridge-load compare: %d events stored in %s (%g%% matching, %d rules), %d rounds, load average %s\n",
+		o.events, loadStream, o.match*100, o.rules, co.rounds, loadAverage())
+	loadStart := loadAverage()
+	var runs []*compareRun
+	for round := 1; round <= co.rounds; round++ {
+		for i := range contenders {
+			k := contenders[(i+round-1)%len(contenders)] // rotate, so that no contender always runs first
+			r, err := c.run(ctx, k, round)
+			if err != nil {
+				return runs, fmt.Errorf("%s, round %d: %w", k.name, round, err)
+			}
+			fmt.Fprintf(stderr, "bridge-load compare: round %d  %-38s %8.0f events/s  %.3f / %.3f CPU s per 10k  %5.1f MB  (first message after %.2f s; %d sent, %d lost, %d duplicates; load %s)\n",
+				round, k.name, r.EventsPerSec, r.CPUPer10k, r.CPUPer10kAll, r.PeakRSSMB, r.FirstAfter, r.Sends, r.Lost, r.Duplicates, r.LoadAvg)
+			runs = append(runs, r)
+		}
+	}
+	printComparison(stdout, o, contenders, runs, loadStart, loadAverage())
+	return runs, nil
+}
+
+// storeEvents publishes the events, numbered from 0, to subject and waits
+// until JetStream has stored every one.
+func (c *comparison) storeEvents(ctx context.Context, nc *nats.Conn, subject string) error {
+	p := newPhase(0, c.o.events, c.o.match, c.o.rules)
+	if err := driveNATS(ctx, p, nc, subject, 0, c.o.rules); err != nil {
+		return fmt.Errorf("store the events: %w", err)
+	}
+	if n := p.nAccepted.Load(); n != int64(c.o.events) {
+		return fmt.Errorf("store the events: %d of %d stored", n, c.o.events)
+	}
+	return nil
+}
+
+// run delivers the stored events with k once.
+func (c *comparison) run(ctx context.Context, k contender, round int) (*compareRun, error) {
+	name := fmt.Sprintf("%s%d", k.tag, round)
+	dir := filepath.Join(c.dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	defer c.cleanUp(ctx)
+	p := newPhase(0, c.o.events, c.o.match, c.o.rules)
+	now := time.Now()
+	for i := range p.matching {
+		p.accept(i, now) // every event is stored already
+	}
+	c.rec.cur.Store(p)
+	defer c.rec.cur.CompareAndSwap(p, nil)
+
+	start := time.Now()
+	var proc *child
+	switch k.mode {
+	case "ceiling", "engine":
+		bin, args, env := c.exe, []string{"ceiling", "-nats", c.nats.url, "-stream", loadStream, "-durable", name,
+			"-intercom", c.fake.url, "-token", c.fake.token, "-inflight", fmt.Sprint(c.co.inFlight)}, []string(nil)
+		if k.mode == "engine" {
+			bin, args, env = k.bin, nil, c.engineEnv(name)
+		}
+		ch, err := startChild("the "+k.mode, bin, args, env, filepath.Join(dir, k.mode+".log"))
+		if err != nil {
+			return nil, err
+		}
+		proc = ch
+		defer func() {
+			if err := ch.stop(); err != nil {
+				fmt.Fprintf(c.stderr, "bridge-load compare: %v\n", err)
+			}
+		}()
+	default:
+		o := *c.o
+		o.state = stateConfig{natsURL: c.nats.url, prefix: name}
+		prepare := func(string) error { start = time.Now(); return nil }
+		if k.mode == "capture" {
+			subject := "captured." + name
+			o.sources = fmt.Sprintf("\n  - {name: app, nats: {subjects: [%q]}}", subject)
+			prepare = func(cfgPath string) error {
+				err := c.captured(ctx, cfgPath, subject)
+				start = time.Now() // the copies into the events stream are not the bridge's time
+				return err
+			}
+		} else {
+			o.sources = fmt.Sprintf("\n  - {name: app, nats: {stream: %s, subjects: [%q]}}", loadStream, loadSubject)
+		}
+		bp, err := startBridge(ctx, k.bin, dir, &o, c.fake.url, c.fake.token, prepare)
+		if err != nil {
+			return nil, err
+		}
+		proc = bp.child
+		defer func() {
+			if err := bp.stop(); err != nil {
+				fmt.Fprintf(c.stderr, "bridge-load compare: %v\n", err)
+			}
+		}()
+	}
+	r, err := c.measure(ctx, p, proc, start)
+	if err != nil {
+		return nil, err
+	}
+	r.Contender, r.Round = k.name, round
+	return r, nil
+}
+
+// engineEnv is what an -engine program is told, in its environment: where
+// the stored events are, the durable consumer to create on them (a new
+// name each run), and where to POST the in-app message of each event whose
+// kind is not "none". It must deliver until SIGTERM, and exec the engine
+// so that the process measured is the engine's.
+func (c *comparison) engineEnv(durable string) []string {
+	return []string{
+		"NATS_URL=" + c.nats.url, "LOAD_STREAM=" + loadStream, "LOAD_SUBJECT=" + loadSubject, "LOAD_DURABLE=" + durable,
+		"INTERCOM_URL=" + c.fake.url, "INTERCOM_TOKEN=" + c.fake.token, "INTERCOM_ADMIN=" + adminID,
+		fmt.Sprintf("IN_FLIGHT=%d", c.co.inFlight),
+	}
+}
+
+// captured creates the events stream of the bridge configured in cfgPath,
+// as the bridge itself would, and copies the stored events into it under
+// the capture source's subject, so that the bridge starts on a backlog as
+// a bind source does.
+func (c *comparison) captured(ctx context.Context, cfgPath, subject string) error {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return fmt.Errorf("the bridge's config: %w", err)
+	}
+	if _, err := c.js.CreateStream(ctx, cfg.Topology().Events); err != nil {
+		return fmt.Errorf("the events stream: %w", err)
+	}
+	nc, err := nats.Connect(c.nats.url, nats.Name("bridge-load compare capture"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return c.storeEvents(ctx, nc, subject)
+}
+
+// measure waits until every matching event's message has reached the
+// fake, sampling proc and the NATS server at the first message and at the
+// last.
+func (c *comparison) measure(ctx context.Context, p *phase, proc *child, start time.Time) (*compareRun, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.o.timeout)
+	defer cancel()
+	sample := func() (own, srv procSample, err error) {
+		if own, err = readProc(proc.pid()); err == nil {
+			srv, err = readProc(c.nats.pid())
+		}
+		return own, srv, err
+	}
+	var own0, srv0 procSample
+	var t0 time.Time
+	r := &compareRun{}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				r.TimedOut = true
+				r.Lost = int(p.nAcceptedMatching.Load() - p.distinct.Load())
+				return r, nil
+			}
+			return nil, ctx.Err()
+		case <-proc.exited:
+			return nil, fmt.Errorf("%s exited: %v\n%s", proc.name, proc.exitErr, proc.logTail(20))
+		case <-tick.C:
+		}
+		if t0.IsZero() && p.distinct.Load() > 0 {
+			var err error
+			if own0, srv0, err = sample(); err != nil {
+				return nil, err
+			}
+			t0 = time.Now()
+			r.FirstAfter = t0.Sub(start).Seconds()
+		}
+		if !p.done() {
+			continue
+		}
+		own1, srv1, err := sample()
+		if err != nil {
+			return nil, err
+		}
+		elapsed := time.Since(t0).Seconds()
+		per10k := 10000 / float64(c.o.events)
+		ownCPU := (own1.CPU - own0.CPU).Seconds()
+		r.EventsPerSec = float64(c.o.events) / elapsed
+		r.CPUPer10k = ownCPU * per10k
+		r.CPUPer10kAll = (ownCPU + (srv1.CPU - srv0.CPU).Seconds()) * per10k
+		r.PeakRSSMB = mb(own1.HWM)
+		time.Sleep(settle) // duplicates still on their way
+		r.Sends, r.Duplicates = p.sends.Load(), p.duplicates.Load()
+		r.LoadAvg = loadAverage()
+		return r, nil
+	}
+}
+
+// cleanUp removes what a run left in the NATS server, the stream LOAD and
+// its events aside: the bridge's streams and buckets, and the consumers on
+// LOAD, so that every run starts from the same server.
+func (c *comparison) cleanUp(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var names []string
+	for name := range c.js.StreamNames(ctx).Name() {
+		if name != loadStream {
+			names = append(names, name)
+		}
+	}
+	for _, name := range names {
+		if err := c.js.DeleteStream(ctx, name); err != nil {
+			fmt.Fprintf(c.stderr, "bridge-load compare: delete stream %s: %v\n", name, err)
+		}
+	}
+	load, err := c.js.Stream(ctx, loadStream)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "bridge-load compare: stream %s: %v\n", loadStream, err)
+		return
+	}
+	var consumers []string
+	for name := range load.ConsumerNames(ctx).Name() {
+		consumers = append(consumers, name)
+	}
+	for _, name := range consumers {
+		if err := load.DeleteConsumer(ctx, name); err != nil {
+			fmt.Fprintf(c.stderr, "bridge-load compare: delete consumer %s: %v\n", name, err)
+		}
+	}
+}
+
+// loadAverage is the first three fields of /proc/loadavg.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// printComparison prints the medians per contender as a Markdown table,
+// with the ratios the bridge is judged by.
+func printComparison(w io.Writer, o *options, contenders []contender, runs []*compareRun, loadStart, loadEnd string) {
+	type row struct {
+		rate, cpu, cpuAll, rss float64
+	}
+	med := map[string]row{}
+	for _, k := range contenders {
+		var rate, cpu, cpuAll, rss []float64
+		for _, r := range runs {
+			if r.Contender == k.name {
+				rate, cpu, cpuAll, rss = append(rate, r.EventsPerSec), append(cpu, r.CPUPer10k), append(cpuAll, r.CPUPer10kAll), append(rss, r.PeakRSSMB)
+			}
+		}
+		med[k.name] = row{median(rate), median(cpu), median(cpuAll), median(rss)}
+	}
+	ceil := med[contenders[len(contenders)-1].name]
+	fmt.Fprintf(w, "\n%d stored events, %g%% matching, %d rules, %d in flight; medians of %d interleaved rounds; load average %s at the start, %s at the end\n\n",
+		o.events, o.match*100, o.rules, o.workers, len(runs)/len(contenders), loadStart, loadEnd)
+	fmt.Fprintln(w, "| contender | events/s | CPU s per 10k (process / + nats-server) | peak RSS | events/s vs ceiling | CPU (+ nats-server) vs ceiling |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
+	for _, k := range contenders {
+		m := med[k.name]
+		fmt.Fprintf(w, "| %s | %s | %.3f / %.3f | %.0f MB | %.2fx | %.1fx |\n", k.name, thousands(m.rate), m.cpu, m.cpuAll, m.rss, m.rate/ceil.rate, m.cpuAll/ceil.cpuAll)
+	}
+	for _, prefix := range []string{"bridge", "baseline"} {
+		capture, bind := med[prefix+", capture mode"], med[prefix+", bind mode"]
+		if capture.rate > 0 && bind.rate > 0 {
+			fmt.Fprintf(w, "\n%s: bind / capture %.2fx events/s, %.2fx CPU per event (+ nats-server)", prefix, bind.rate/capture.rate, bind.cpuAll/capture.cpuAll)
+		}
+	}
+	if b, a := med["baseline, bind mode"], med["bridge, bind mode"]; b.rate > 0 {
+		fmt.Fprintf(w, "\nbridge / baseline: bind %.2fx events/s, capture %.2fx", a.rate/b.rate, med["bridge, capture mode"].rate/med["baseline, capture mode"].rate)
+	}
+	fmt.Fprintln(w)
+}
+
+// median of xs; 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// thousands formats n rounded, with commas: 14,408.
+func thousands(n float64) string {
+	s := fmt.Sprintf("%.0f", n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
