@@ -20,7 +20,7 @@ import (
 func TestFaultBindConnectionClosed(t *testing.T) {
 	const n = 20000
 	e := bindEnv(t, n)
-	sources, nc := startBind(t, e, zerolog.Nop())
+	sources, nc := runBindSource(t, e, zerolog.Nop())
 	cons := e.bindConsumer()
 	poll.For(t, 30*time.Second, "a third of the messages acked", func() bool {
 		info, err := cons.Info(context.Background())
@@ -37,7 +37,7 @@ func TestFaultBindConnectionClosed(t *testing.T) {
 	}
 	e.checkAckedStored("after the cut")
 
-	sources, _ = startBind(t, e, zerolog.Nop())
+	sources, _ = runBindSource(t, e, zerolog.Nop())
 	defer sources.Stop()
 	e.waitAllStoredOnce(n, 90*time.Second)
 }

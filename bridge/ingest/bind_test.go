@@ -37,9 +37,9 @@ func bindEnv(t *testing.T, n int) *env {
 	return e
 }
 
-// startBind runs the bind source on a connection of its own, which the
+// runBindSource runs the bind source on a connection of its own, which the
 // caller may close to cut the bridge off.
-func startBind(t *testing.T, e *env, log zerolog.Logger) (*NATSSources, *nats.Conn) {
+func runBindSource(t *testing.T, e *env, log zerolog.Logger) (*NATSSources, *nats.Conn) {
 	t.Helper()
 	nc, err := nats.Connect(e.srv.ClientURL())
 	if err != nil {
@@ -136,7 +136,7 @@ func TestBindRefusedCopiesComeBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncbuf.Buffer
-	sources, _ := startBind(t, e, zerolog.New(&logs))
+	sources, _ := runBindSource(t, e, zerolog.New(&logs))
 	defer sources.Stop()
 
 	poll.For(t, 10*time.Second, "the events stream to fill and refuse a copy", func() bool {
@@ -160,7 +160,7 @@ func TestBindStopSettlesCopies(t *testing.T) {
 	const n = 5000
 	e := bindEnv(t, n)
 	cons := e.bindConsumer
-	sources, _ := startBind(t, e, zerolog.Nop())
+	sources, _ := runBindSource(t, e, zerolog.Nop())
 	poll.For(t, 10*time.Second, "some messages acked", func() bool {
 		info, err := cons().Info(context.Background())
 		return err == nil && info.AckFloor.Stream > 0
@@ -174,7 +174,7 @@ func TestBindStopSettlesCopies(t *testing.T) {
 	})
 	e.checkAckedStored("after the stop")
 
-	sources, _ = startBind(t, e, zerolog.Nop())
+	sources, _ = runBindSource(t, e, zerolog.Nop())
 	defer sources.Stop()
 	e.waitAllStoredOnce(n, 60*time.Second)
 }

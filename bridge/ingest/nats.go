@@ -25,9 +25,28 @@ type NATSSources struct {
 	topology broker.Topology
 	log      zerolog.Logger
 
-	binders []*binder
-	subs    []*nats.Subscription
+	readers []Reader
 	m       *Metrics
+}
+
+// A Reader is a running source that reads its events from elsewhere and
+// stores them in the events stream: a bind source, a core one; a Kafka
+// source would be another. Stop ends it once what it holds is settled;
+// what it never acked comes back to a replica or after a restart.
+type Reader interface {
+	Stop()
+}
+
+// startReader starts one kind of source that the bridge reads itself, on
+// n's connection and store. Capture sources need none (the events stream
+// stores their subjects), webhooks come to the HTTP handler.
+type startReader func(ctx context.Context, n *NATSSources, s Source) (Reader, error)
+
+// readers are the kinds the bridge reads: a new kind is its Kind, its
+// settings in Source, and its start function here.
+var readers = map[Kind]startReader{
+	KindBind: startBind,
+	KindCore: startCore,
 }
 
 // StartNATSSources starts the bind and core sources among sources,
@@ -36,19 +55,16 @@ type NATSSources struct {
 func StartNATSSources(ctx context.Context, t broker.Topology, sources []Source, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger, m *Metrics) (*NATSSources, error) {
 	n := &NATSSources{js: js, nc: nc, topology: t, log: log, m: m.orNew()}
 	for _, s := range sources {
-		var err error
-		switch s.Kind {
-		case KindBind:
-			err = n.bind(ctx, s)
-		case KindCore:
-			err = n.core(s)
-		default:
+		start, ok := readers[s.Kind]
+		if !ok {
 			continue
 		}
+		r, err := start(ctx, n, s)
 		if err != nil {
 			n.Stop()
 			return nil, fmt.Errorf("source %s: %w", s.Name, err)
 		}
+		n.readers = append(n.readers, r)
 	}
 	return n, nil
 }
@@ -59,13 +75,13 @@ func StartNATSSources(ctx context.Context, t broker.Topology, sources []Source, 
 // bind source go faster than one store round trip per event.
 const bindWindow = 256
 
-// bind reads an existing stream with a durable consumer named
+// startBind reads an existing stream with a durable consumer named
 // <prefix>_<source>, so that replicas share the work and a restart goes on
 // where it stopped. Each message is acked only after its copy is stored.
-func (n *NATSSources) bind(ctx context.Context, s Source) error {
+func startBind(ctx context.Context, n *NATSSources, s Source) (Reader, error) {
 	id, err := event.CompileExpr(s.NATS.ID)
 	if err != nil {
-		return fmt.Errorf("id: %w", err)
+		return nil, fmt.Errorf("id: %w", err)
 	}
 	cc := n.topology.BindConsumerConfig(s.Name, s.NATS.Subjects)
 	durable := cc.Durable
@@ -75,7 +91,7 @@ func (n *NATSSources) bind(ctx context.Context, s Source) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("consumer %s on stream %s: %w", durable, s.NATS.Stream, err)
+		return nil, fmt.Errorf("consumer %s on stream %s: %w", durable, s.NATS.Stream, err)
 	}
 	b := &binder{n: n, source: s.Name, stream: s.NATS.Stream, id: id,
 		slots: make(chan struct{}, bindWindow), copies: make(chan bindCopy, bindWindow), settled: make(chan struct{}),
@@ -86,11 +102,10 @@ func (n *NATSSources) bind(ctx context.Context, s Source) error {
 	consumer, err := cons.Consume(b.handle, jetstream.PullMaxMessages(bindWindow))
 	if err != nil {
 		close(b.copies)
-		return fmt.Errorf("consume %s: %w", b.stream, err)
+		return nil, fmt.Errorf("consume %s: %w", b.stream, err)
 	}
 	b.cc = consumer
-	n.binders = append(n.binders, b)
-	return nil
+	return b, nil
 }
 
 // binder copies one bind source's messages into the events stream: handle
@@ -178,20 +193,32 @@ func (b *binder) failed(m jetstream.Msg, err error) {
 // stop stops reading and waits until every copy published is settled, so
 // that the messages whose copies are stored are acked rather than left to
 // wait out the AckWait.
-func (b *binder) stop() {
+// Stop drains the consumer and settles the copies on their way.
+func (b *binder) Stop() {
 	b.cc.Drain()
 	<-b.cc.Closed()
 	close(b.copies)
 	<-b.settled
 }
 
-// core subscribes with a queue group: at-most-once, since a message
+// coreReader is a core source's queue subscriptions, one per subject.
+type coreReader []*nats.Subscription
+
+// Stop drains the subscriptions: what they hold is stored first.
+func (c coreReader) Stop() {
+	for _, s := range c {
+		s.Drain()
+	}
+}
+
+// startCore subscribes with a queue group: at-most-once, since a message
 // published while no bridge listens, or lost before it is stored, is gone.
-func (n *NATSSources) core(s Source) error {
+func startCore(_ context.Context, n *NATSSources, s Source) (Reader, error) {
 	id, err := event.CompileExpr(s.NATS.ID)
 	if err != nil {
-		return fmt.Errorf("id: %w", err)
+		return nil, fmt.Errorf("id: %w", err)
 	}
+	var subs coreReader
 	for _, subject := range s.NATS.Subjects {
 		sub, err := n.nc.QueueSubscribe(subject, s.NATS.Queue, func(m *nats.Msg) {
 			msg := event.NATSMsg{Subject: m.Subject, Header: m.Header, Data: m.Data, Time: time.Now(), Fallback: nuid.Next()}
@@ -200,14 +227,15 @@ func (n *NATSSources) core(s Source) error {
 			}
 		})
 		if err != nil {
-			return fmt.Errorf("subscribe %s: %w", subject, err)
+			subs.Stop()
+			return nil, fmt.Errorf("subscribe %s: %w", subject, err)
 		}
 		// Core messages arrive faster than they can be stored at times:
 		// hold many rather than drop them as a slow consumer.
 		sub.SetPendingLimits(1<<20, 1<<30)
-		n.subs = append(n.subs, sub)
+		subs = append(subs, sub)
 	}
-	return nil
+	return subs, nil
 }
 
 // store puts one message's event in the events stream and waits until it
@@ -249,10 +277,7 @@ func (n *NATSSources) eventMsg(source string, id *event.Expr, msg event.NATSMsg)
 // bind sources on their way are settled; unacked messages are redelivered
 // to another replica or after a restart.
 func (n *NATSSources) Stop() {
-	for _, b := range n.binders {
-		b.stop()
-	}
-	for _, s := range n.subs {
-		s.Drain()
+	for _, r := range n.readers {
+		r.Stop()
 	}
 }

@@ -11,10 +11,10 @@
 // config file's preset key reads them.
 // To add a kind of source that reads from elsewhere (Kafka, say): a Kind
 // constant and the source's settings in source.go, and a file with its
-// start function, which stores each event with the same store path as the
-// NATS sources (an Envelope on the topology's SourceSubject, acked only
-// once JetStream has it) and returns something to stop; then map the
-// config file's block onto it in config/options.go.
+// start function (a startReader, listed in readers in nats.go), which
+// stores each event as the NATS sources do (an Envelope on the topology's
+// SourceSubject, acked only once JetStream has it) and returns a Reader
+// to stop; then map the config file's block onto it in config/options.go.
 package ingest
 
 import (
