@@ -31,9 +31,26 @@ var dlqReasons = []string{
 
 // runDLQ lists, shows, replays or purges dead letters.
 func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub := map[string]func(context.Context, []string, io.Writer, io.Writer) int{
+	return runSubcommand(ctx, "dlq", map[string]func(context.Context, []string, io.Writer, io.Writer) int{
 		"list": runDLQList, "show": runDLQShow, "replay": runDLQReplay, "purge": runDLQPurge,
-	}
+	}, `Usage: bridge dlq <command> [-config FILE] [flags]
+
+Commands:
+  list    [-rule R] [-reason X] [-since D] [-json]        dead letters by rule and reason, then one line each
+  show    ID...                                           entries in full, as JSON
+  replay  [-rule R] [-reason X] [-since D] [ID...]        put entries back into the pipeline (default: all)
+  purge   [-rule R] [-reason X] [-since D] [-yes] [ID...] delete entries
+
+IDs are the first column of 'bridge dlq list'. Run 'bridge dlq <command> -h' for the flags.
+`, args, stdout, stderr)
+}
+
+// runSubcommand runs the subcommand of a command with subcommands
+// (bridge dlq list): "help SUB" is "SUB -h", and a missing or unknown
+// subcommand prints usage (to stdout with exit 0 when asked for, else to
+// stderr with exit 2).
+func runSubcommand(ctx context.Context, name string, sub map[string]func(context.Context, []string, io.Writer, io.Writer) int,
+	usage string, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 1 && args[0] == "help" { // bridge dlq help list
 		args = append(args[1:2], "-h")
 	}
@@ -46,18 +63,9 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help") {
 		code, w = 0, stdout
 	} else if len(args) > 0 {
-		fmt.Fprintf(stderr, "bridge dlq: unknown command %q\n\n", args[0])
+		fmt.Fprintf(stderr, "bridge %s: unknown command %q\n\n", name, args[0])
 	}
-	fmt.Fprint(w, `Usage: bridge dlq <command> [-config FILE] [flags]
-
-Commands:
-  list    [-rule R] [-reason X] [-since D] [-json]        dead letters by rule and reason, then one line each
-  show    ID...                                           entries in full, as JSON
-  replay  [-rule R] [-reason X] [-since D] [ID...]        put entries back into the pipeline (default: all)
-  purge   [-rule R] [-reason X] [-since D] [-yes] [ID...] delete entries
-
-IDs are the first column of 'bridge dlq list'. Run 'bridge dlq <command> -h' for the flags.
-`)
+	fmt.Fprint(w, usage)
 	return code
 }
 

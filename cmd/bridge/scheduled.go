@@ -15,32 +15,16 @@ import (
 
 // runScheduled lists or cancels the messages that wait.
 func runScheduled(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub := map[string]func(context.Context, []string, io.Writer, io.Writer) int{
+	return runSubcommand(ctx, "scheduled", map[string]func(context.Context, []string, io.Writer, io.Writer) int{
 		"list": runScheduledList, "cancel": runScheduledCancel,
-	}
-	if len(args) > 1 && args[0] == "help" { // bridge scheduled help list
-		args = append(args[1:2], "-h")
-	}
-	if len(args) > 0 {
-		if run, ok := sub[args[0]]; ok {
-			return run(ctx, args[1:], stdout, stderr)
-		}
-	}
-	code, w := 2, stderr
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help") {
-		code, w = 0, stdout
-	} else if len(args) > 0 {
-		fmt.Fprintf(stderr, "bridge scheduled: unknown command %q\n\n", args[0])
-	}
-	fmt.Fprint(w, `Usage: bridge scheduled <command> [-config FILE] [flags]
+	}, `Usage: bridge scheduled <command> [-config FILE] [flags]
 
 Commands:
   list    [-rule R] [-key K] [-json]   messages that wait, soonest first: when, rule, key, recipient
   cancel  -rule R -key K               cancel the message of rule R that waits under key K
 
 Run 'bridge scheduled <command> -h' for the flags.
-`)
-	return code
+`, args, stdout, stderr)
 }
 
 // openWaiting opens the messages that wait of the bridge configured in
