@@ -28,6 +28,7 @@ func contactsBucket(t *testing.T) KV {
 }
 
 func TestContactsLookUpOncePerPerson(t *testing.T) {
+	t.Parallel()
 	user := intercom.Contact{ID: "65b2a9c0d1e2f3a4b5c6d7e8", Role: "user", ExternalID: "u-42", Email: "ada@example.com"}
 	kv := contactsBucket(t)
 	srv, client := contractFake(t, "2.14", []intercom.Contact{user})
@@ -85,6 +86,7 @@ func TestContactsLookUpOncePerPerson(t *testing.T) {
 }
 
 func TestChooseContact(t *testing.T) {
+	t.Parallel()
 	u := intercom.Contact{ID: "u1", Role: "user"}
 	u2 := intercom.Contact{ID: "u2", Role: "user"}
 	l := intercom.Contact{ID: "l1", Role: "lead"}
@@ -116,6 +118,7 @@ func TestChooseContact(t *testing.T) {
 // A message to a person Intercom does not know ends as one dead letter
 // contact_not_found, with the key searched; it is not retried.
 func TestSenderContactNotFound(t *testing.T) {
+	t.Parallel()
 	_, finder := contractFake(t, "2.14", nil)
 	client := &fakeSender{}
 	f := newSenderFixture(t, client, senderSetup{contacts: finder})

@@ -53,6 +53,7 @@ func contractSend(t *testing.T, client *intercom.Client, version string, m rules
 // accepted by the fake, which checks each request against the published
 // description of its version.
 func TestExampleRulesMeetTheContract(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join("..", "..", "examples", "rules")
 	ruleFiles, testFiles, err := rules.Discover([]string{dir})
 	if err != nil {
@@ -104,6 +105,7 @@ func TestExampleRulesMeetTheContract(t *testing.T) {
 // accepts, at both versions, for email and in-app; what a version cannot
 // send is refused when the rules load.
 func TestEveryRecipientFormMeetsTheContract(t *testing.T) {
+	t.Parallel()
 	user := intercom.Contact{ID: "65b2a9c0d1e2f3a4b5c6d7e8", Role: "user", ExternalID: "u-42", Email: "ada@example.com"}
 	lead := intercom.Contact{ID: "6571f0a1b2c3d4e5f6a7b8c9", Role: "lead", ExternalID: "l-7", Email: "grace@example.com"}
 	forms := []struct {

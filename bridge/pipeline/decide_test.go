@@ -16,6 +16,7 @@ func testPolicy(onUncertain string) Policy {
 }
 
 func TestDecide(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	pending := func(age, lease time.Duration, errText string) *ledgerEntry {
 		return &ledgerEntry{State: statePending, Key: "r/1", Owner: "other-1#2", Attempts: 2, Lease: lease,
@@ -72,6 +73,7 @@ func TestDecide(t *testing.T) {
 }
 
 func TestAfterSend(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	status := func(code int) error { return &intercom.Error{StatusCode: code} }
 	rateLimited := &intercom.Error{StatusCode: http.StatusTooManyRequests, RetryAt: now.Add(3 * time.Second)}
@@ -129,6 +131,7 @@ func TestAfterSend(t *testing.T) {
 // A look-up only reads: none of its failures is ambiguous, and nobody
 // found is a dead letter at once.
 func TestAfterLookup(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	status := func(code int) error { return &intercom.Error{StatusCode: code} }
 	notFound := &ContactNotFoundError{Field: "email"}

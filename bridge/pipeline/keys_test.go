@@ -14,6 +14,7 @@ import (
 )
 
 func TestShortKeys(t *testing.T) {
+	t.Parallel()
 	valid := regexp.MustCompile(`^[A-Za-z0-9_-]{22}$`)
 	seen := map[string]string{}
 	for _, k := range []string{"", "r/1", "r/2", "welcome email/ünïcode key with spaces.and*wildcards>", DeliveryKey("r", "1")} {
@@ -63,6 +64,7 @@ func putEntry(t *testing.T, kv jetstream.KeyValue, kvKey string, e ledgerEntry) 
 // The legacy lookup is on exactly when the bucket held old keys at the
 // first start of the new form, for one dedupe window from then.
 func TestLegacyUntil(t *testing.T) {
+	t.Parallel()
 	window := 7 * 24 * time.Hour
 	cases := []struct {
 		name   string
@@ -116,6 +118,7 @@ func TestLegacyUntil(t *testing.T) {
 // while the legacy lookup lasts, and is read-only: a new attempt writes
 // the new key.
 func TestLedgerReadsLegacyKeys(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	_, kv := sentBucket(t)
 	putEntry(t, kv, legacyLedgerKey("r/sent"), ledgerEntry{State: stateSent, Key: "r/sent", MessageID: "m1"})
@@ -152,6 +155,7 @@ func TestLedgerReadsLegacyKeys(t *testing.T) {
 // Upgrading over a ledger that recorded a message under its old key does
 // not send it again.
 func TestSenderUpgradeKeepsOldRecords(t *testing.T) {
+	t.Parallel()
 	client := &fakeSender{}
 	job, fresh := testJob("up", "old"), testJob("up", "new")
 	f := newSenderFixture(t, client, senderSetup{seed: func(js jetstream.JetStream) {

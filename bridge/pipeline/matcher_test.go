@@ -91,6 +91,7 @@ func (f *matcherFixture) outbox(t *testing.T) uint64 {
 // A second event with the same dedupe key inside the outbox's duplicate
 // window is dropped visibly: logged with rule and key, and counted.
 func TestMatcherOutboxDuplicateIsCounted(t *testing.T) {
+	t.Parallel()
 	f := newMatcherFixture(t)
 	f.event(t, "e1", `{"type":"order.paid","order":"o-7","contact":"c1"}`)
 	f.event(t, "e2", `{"type":"order.paid","order":"o-7","contact":"c1"}`)

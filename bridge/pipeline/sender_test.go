@@ -259,6 +259,7 @@ func (f *senderFixture) outboxEmpty() bool {
 // hand, is neither handed out again nor sent twice: 40 jobs, one request
 // admitted every 100 ms, AckWait 600 ms.
 func TestSenderPacerWaitLongerThanAckWait(t *testing.T) {
+	t.Parallel()
 	pacer := &slowPacer{every: 100 * time.Millisecond}
 	client := &fakeSender{wait: pacer.wait}
 	f := newSenderFixture(t, client, senderSetup{})
@@ -286,6 +287,7 @@ func TestSenderPacerWaitLongerThanAckWait(t *testing.T) {
 // A key pending under another worker's live lease is never sent; once the
 // lease ran out (the worker died) on_uncertain decides.
 func TestSenderLease(t *testing.T) {
+	t.Parallel()
 	for _, policy := range []string{"resend", "dead_letter"} {
 		t.Run(policy, func(t *testing.T) {
 			t.Parallel()
@@ -346,6 +348,7 @@ func (k *flakyKV) Put(ctx context.Context, key string, value []byte) (uint64, er
 // A send whose "sent" record cannot be written is not acked until the
 // record lands, and is not sent again meanwhile.
 func TestSenderRecordsBeforeAck(t *testing.T) {
+	t.Parallel()
 	client := &fakeSender{}
 	kv := &flakyKV{fails: 5}
 	f := newSenderFixture(t, client, senderSetup{wrapKV: func(k KV) KV { kv.KV = k; return kv }})
@@ -369,6 +372,7 @@ func TestSenderRecordsBeforeAck(t *testing.T) {
 // it is counted, the key is uncertain, and with on_uncertain: resend the
 // message is sent again, once.
 func TestSenderAmbiguousAnswer(t *testing.T) {
+	t.Parallel()
 	contact := intercom.Contact{ID: "c-1", Role: "user"}
 	srv, client := contractFake(t, "2.14", []intercom.Contact{contact})
 	srv.AnswerNextHTML200(1)

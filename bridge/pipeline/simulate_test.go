@@ -8,6 +8,7 @@ import (
 )
 
 func TestSimulator(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	type offer struct {
 		after             time.Duration // since t0

@@ -25,6 +25,7 @@ func (f *senderFixture) scheduled(outcome string) int {
 // A message that waits goes to stage 2 at its time, not before, and is
 // sent once; a second one under the same key replaces the first.
 func TestWaitingFiresOnceAtItsTime(t *testing.T) {
+	t.Parallel()
 	client := &fakeSender{}
 	f := newSenderFixture(t, client, senderSetup{})
 	ctx := context.Background()
@@ -73,6 +74,7 @@ func TestWaitingFiresOnceAtItsTime(t *testing.T) {
 // of a later event drops it, and a job the cancelling event scheduled
 // itself stays.
 func TestWaitingCancel(t *testing.T) {
+	t.Parallel()
 	client := &fakeSender{}
 	f := newSenderFixture(t, client, senderSetup{})
 	ctx := context.Background()

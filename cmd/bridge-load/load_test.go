@@ -18,6 +18,7 @@ import (
 )
 
 func TestHistogramPercentiles(t *testing.T) {
+	t.Parallel()
 	h := &histogram{}
 	// 1 ms .. 10,000 ms, shuffled: the p-th percentile is p * 100 ms.
 	vals := rand.Perm(10000)
@@ -67,6 +68,7 @@ func TestHistogramPercentiles(t *testing.T) {
 }
 
 func TestParseProc(t *testing.T) {
+	t.Parallel()
 	// A command name with spaces and parentheses; utime 250, stime 150 ticks.
 	stat := "4242 (bridge (x) y) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 150 0 0 20 0 9 0 1000 123456789 6789 18446744073709551615\n"
 	cpu, err := parseStat(stat)
@@ -127,6 +129,7 @@ type svgDoc struct {
 }
 
 func TestPlotSVG(t *testing.T) {
+	t.Parallel()
 	pts := []sweepPoint{{200, 1.5, 6}, {500, 2, 9}, {1000, 3, 20}, {2000, 8, 90}, {5000, 40, 900}}
 	const w, h = 640, 400
 	path := filepath.Join(t.TempDir(), "latency.svg")
@@ -190,6 +193,7 @@ func TestPlotSVG(t *testing.T) {
 }
 
 func TestPlotWriteError(t *testing.T) {
+	t.Parallel()
 	err := writeLatencyPlot(filepath.Join(t.TempDir(), "none", "latency.svg"), nil, 100, 100)
 	if err == nil || !strings.Contains(err.Error(), "writing the plot") {
 		t.Errorf("err = %v, want the write to fail with context", err)
@@ -197,6 +201,7 @@ func TestPlotWriteError(t *testing.T) {
 }
 
 func TestMatchShare(t *testing.T) {
+	t.Parallel()
 	p := newPhase(0, 300, 0.5, 2)
 	n := 0
 	for i, m := range p.matching {
@@ -230,6 +235,7 @@ func TestMatchShare(t *testing.T) {
 // events over NATS as fast as they go, 2 rules, half of them matching; and
 // the same over webhooks.
 func TestEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the bridge")
 	}
@@ -268,6 +274,7 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func TestParseOptionsPlot(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		args []string
@@ -293,6 +300,7 @@ func TestParseOptionsPlot(t *testing.T) {
 // The engine is the ceiling again, started from a script with compare's
 // environment, as bench/benthos.sh starts Redpanda Connect.
 func TestCompareEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the bridge")
 	}

@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestParseSoakOptions(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		args []string
@@ -72,6 +73,7 @@ func TestParseSoakOptions(t *testing.T) {
 }
 
 func TestRowsEvery(t *testing.T) {
+	t.Parallel()
 	at := func(sent ...int64) []soakSample {
 		var s []soakSample
 		for _, n := range sent {
@@ -119,6 +121,7 @@ func slicesEqual(a, b []int64) bool {
 }
 
 func TestPerMessage(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		samples []soakSample
@@ -142,6 +145,7 @@ func TestPerMessage(t *testing.T) {
 }
 
 func TestParseMetrics(t *testing.T) {
+	t.Parallel()
 	text := `# HELP go_memstats_heap_inuse_bytes Number of heap bytes that are in use.
 # TYPE go_memstats_heap_inuse_bytes gauge
 go_memstats_heap_inuse_bytes 1.2345e+07
@@ -179,6 +183,7 @@ bridge_stream_bytes{stream="BRIDGE_OUTBOX"} 0
 }
 
 func TestDiskUsage(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if n, err := diskUsage(filepath.Join(dir, "absent")); err != nil || n != 0 {
 		t.Errorf("absent dir: %d, %v", n, err)
@@ -199,6 +204,7 @@ func TestDiskUsage(t *testing.T) {
 }
 
 func TestStateConfigYAML(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		s              stateConfig
 		nats, delivery string
@@ -217,6 +223,7 @@ func TestStateConfigYAML(t *testing.T) {
 }
 
 func TestSoakReportPrint(t *testing.T) {
+	t.Parallel()
 	mbs := int64(1 << 20)
 	r := &soakReport{Mode: "external", Via: "webhook", Messages: 1000, Rules: 1,
 		Start: soakSample{RSS: 20 * mbs, HeapInuse: 4 * mbs, NATSRSS: 10 * mbs},
@@ -260,6 +267,7 @@ func bridgeBinary(t *testing.T) string {
 // the CSV are there, and with an external server the bridge's store dir
 // holds nothing.
 func TestSoakEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the bridge")
 	}
