@@ -83,6 +83,8 @@ func TestWaitingCancel(t *testing.T) {
 	if _, err := f.s.waiting.Schedule(ctx, waits); err != nil {
 		t.Fatal(err)
 	}
+	pending := func() float64 { return testutil.ToFloat64(f.m.ScheduledPending.WithLabelValues("nudge")) }
+	poll.For(t, 30*time.Second, "bridge_scheduled_pending to count it", func() bool { return pending() == 1 })
 	cancelled, err := f.s.waiting.Cancel(ctx, "nudge", "u-1", 11)
 	if err != nil || !cancelled {
 		t.Fatalf("cancel: %v, %v", cancelled, err)
@@ -93,6 +95,7 @@ func TestWaitingCancel(t *testing.T) {
 	if left, _ := f.s.waiting.List(ctx, "", ""); len(left) != 0 {
 		t.Errorf("still waiting: %+v", left)
 	}
+	poll.For(t, 30*time.Second, "bridge_scheduled_pending back to 0", func() bool { return pending() == 0 })
 
 	// Fired before the cancel (in the outbox already), scheduled by an
 	// earlier event: dropped. Scheduled by the cancelling event itself, or
