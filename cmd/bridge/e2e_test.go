@@ -218,10 +218,17 @@ func (e *e2eEnv) newBridge(name, level string, admin bool) *e2eBridge {
 	if admin {
 		b.adminAddr = freeAddr(t)
 	}
+	// A cluster that has just started elects its JetStream leader in its
+	// own time, longer on a loaded machine than the default 10 s that the
+	// bridge keeps retrying its streams for.
+	connectTimeout := "10s"
+	if e.replicas > 1 {
+		connectTimeout = "60s"
+	}
 	src := fmt.Sprintf(`# end-to-end test config for %s
 log: {level: %s}
 data_dir: %q
-nats: {url: %q, events: {replicas: %d}}
+nats: {url: %q, events: {replicas: %d}, connect_timeout: %s}
 http: {listen: %q}
 admin: {listen: %q}
 sources:
@@ -230,7 +237,7 @@ sources:
 intercom: {base_url: %q, token: %q, default_admin_id: %q, rate_limit_per_minute: 60000, timeout: 5s}
 rules: {paths: [rules.yaml], watch: false}
 delivery: {workers: %d, backoff: {initial: 100ms, max: 1s}}
-`, name, level, filepath.Join(e.dir, "data-"+name), e.natsURL, e.replicas, b.httpAddr, b.adminAddr, e2eSecret,
+`, name, level, filepath.Join(e.dir, "data-"+name), e.natsURL, e.replicas, connectTimeout, b.httpAddr, b.adminAddr, e2eSecret,
 		e.ic.URL(), e.ic.Token(), e2eAdminID, e2eWorkers)
 	if err := os.WriteFile(b.config, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
