@@ -1,0 +1,153 @@
+// Command benthos-engine is the Benthos stream engine (github.com/redpanda-data/benthos,
+// MIT) with its standard components and one more input, nats_jetstream, so
+// that `bridge-load compare -engine bench/benthos.sh` can run the engine
+// people would otherwise wire to Intercom by hand on the same stored
+// events as the bridge. Redpanda Connect ships a nats_jetstream input of
+// its own, but not under a licence this project can build on; this one
+// takes the same fields that bench/benthos.yaml uses (urls, stream,
+// subject, durable, deliver, max_ack_pending) and works the same way: a
+// durable pull consumer, one message per Read, acked once the output has
+// it (its POST answered).
+//
+// It is its own module, so that the bridge's module does not depend on
+// Benthos: build it with
+//
+//	cd bench/benthos-engine && go build -o /tmp/benthos .
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	_ "github.com/redpanda-data/benthos/v4/public/components/io"
+	_ "github.com/redpanda-data/benthos/v4/public/components/pure"
+	"github.com/redpanda-data/benthos/v4/public/service"
+)
+
+func main() {
+	spec := service.NewConfigSpec().
+		Summary("Reads a JetStream stream with a durable pull consumer, acking each message once the output has it.").
+		Field(service.NewStringListField("urls")).
+		Field(service.NewStringField("stream")).
+		Field(service.NewStringField("subject").Default("")).
+		Field(service.NewStringField("durable")).
+		Field(service.NewStringEnumField("deliver", "all", "new").Default("all")).
+		Field(service.NewIntField("max_ack_pending").Default(1024))
+	err := service.RegisterInput("nats_jetstream", spec, func(conf *service.ParsedConfig, _ *service.Resources) (service.Input, error) {
+		return newInput(conf)
+	})
+	if err != nil {
+		panic(err)
+	}
+	service.RunCLI(context.Background())
+}
+
+type input struct {
+	urls                     []string
+	stream, subject, durable string
+	deliver                  jetstream.DeliverPolicy
+	maxAckPending            int
+
+	mu   sync.Mutex
+	nc   *nats.Conn
+	msgs jetstream.MessagesContext
+}
+
+func newInput(conf *service.ParsedConfig) (*input, error) {
+	in := &input{}
+	var err error
+	if in.urls, err = conf.FieldStringList("urls"); err != nil {
+		return nil, err
+	}
+	if in.stream, err = conf.FieldString("stream"); err != nil {
+		return nil, err
+	}
+	if in.subject, err = conf.FieldString("subject"); err != nil {
+		return nil, err
+	}
+	if in.durable, err = conf.FieldString("durable"); err != nil {
+		return nil, err
+	}
+	deliver, err := conf.FieldString("deliver")
+	if err != nil {
+		return nil, err
+	}
+	in.deliver = jetstream.DeliverAllPolicy
+	if deliver == "new" {
+		in.deliver = jetstream.DeliverNewPolicy
+	}
+	if in.maxAckPending, err = conf.FieldInt("max_ack_pending"); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+func (in *input) Connect(ctx context.Context) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.msgs != nil {
+		return nil
+	}
+	nc, err := nats.Connect(in.urls[0])
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	cc := jetstream.ConsumerConfig{Durable: in.durable, AckPolicy: jetstream.AckExplicitPolicy,
+		DeliverPolicy: in.deliver, MaxAckPending: in.maxAckPending, AckWait: 30 * time.Second}
+	if in.subject != "" {
+		cc.FilterSubject = in.subject
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, in.stream, cc)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("consumer %s on %s: %w", in.durable, in.stream, err)
+	}
+	msgs, err := cons.Messages(jetstream.PullMaxMessages(in.maxAckPending))
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	in.nc, in.msgs = nc, msgs
+	return nil
+}
+
+func (in *input) Read(ctx context.Context) (*service.Message, service.AckFunc, error) {
+	in.mu.Lock()
+	msgs := in.msgs
+	in.mu.Unlock()
+	if msgs == nil {
+		return nil, nil, service.ErrNotConnected
+	}
+	m, err := msgs.Next()
+	if err != nil {
+		return nil, nil, err
+	}
+	out := service.NewMessage(m.Data())
+	out.MetaSetMut("nats_subject", m.Subject())
+	return out, func(ctx context.Context, err error) error {
+		if err != nil {
+			return m.Nak()
+		}
+		return m.Ack()
+	}, nil
+}
+
+func (in *input) Close(ctx context.Context) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.msgs != nil {
+		in.msgs.Stop()
+		in.nc.Close()
+		in.msgs, in.nc = nil, nil
+	}
+	return nil
+}
