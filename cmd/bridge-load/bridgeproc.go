@@ -146,6 +146,7 @@ type bridgeConfig struct {
 	// sources is the sources: list; "": a webhook source hook and a
 	// capture source app on app.>.
 	sources string
+	pprof   bool // admin.pprof
 }
 
 // defaultSources are the load's sources: %[1]q is the webhook secret.
@@ -195,7 +196,7 @@ log: {level: warn, format: json}
 data_dir: %q
 nats: %s
 http: {listen: %q}
-admin: {listen: %q}
+admin: {listen: %q, pprof: %t}
 sources:%s
 intercom:
   base_url: %q
@@ -204,7 +205,7 @@ intercom:
   rate_limit_per_minute: %d
 rules: {paths: [%q], watch: false}
 delivery: {workers: %d%s}
-`, filepath.Join(c.dir, "data"), natsBlock, c.httpAddr, c.adminAddr, cmp.Or(c.sources, fmt.Sprintf(defaultSources, c.secret)),
+`, filepath.Join(c.dir, "data"), natsBlock, c.httpAddr, c.adminAddr, c.pprof, cmp.Or(c.sources, fmt.Sprintf(defaultSources, c.secret)),
 		c.intercomURL, c.token, adminID, c.rateLimit, filepath.Join(c.dir, "rules.yaml"), c.workers, delivery)
 }
 
@@ -212,7 +213,7 @@ delivery: {workers: %d%s}
 // none) with the config's path, starts bin on them and waits until
 // /readyz answers 200.
 func startBridge(ctx context.Context, bin, dir string, o *options, intercomURL, token string, prepare func(cfgPath string) error) (*bridgeProc, error) {
-	c := bridgeConfig{dir: dir, intercomURL: intercomURL, token: token, rateLimit: o.rateLimit, workers: o.workers, state: o.state, sources: o.sources}
+	c := bridgeConfig{dir: dir, intercomURL: intercomURL, token: token, rateLimit: o.rateLimit, workers: o.workers, state: o.state, sources: o.sources, pprof: o.pprof}
 	for _, a := range []*string{&c.natsAddr, &c.httpAddr, &c.adminAddr} {
 		var err error
 		if *a, err = freePort(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ type ceilingOptions struct {
 	natsURL, stream, durable string
 	intercomURL, token       string
 	inFlight                 int
+	ledger                   bool
 }
 
 // ceiling is the hidden subcommand "ceiling": the least a program can do
@@ -33,6 +35,12 @@ type ceilingOptions struct {
 // the POST is answered 200 (else naks it), until it is stopped (SIGTERM).
 // No envelope, no rules engine, no outbox, no ledger: what compare
 // measures the bridge against.
+//
+// With -ledger it also keeps the fewest records with which a consumer can
+// promise never to send a message twice across a crash: a key created as
+// pending in a KV bucket before the POST (an event whose key exists is not
+// sent again) and put as sent after it, before the ack. That is the floor
+// of the bridge's guarantees, "ceiling + ledger" in compare.
 func ceiling(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bridge-load ceiling", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -43,6 +51,7 @@ func ceiling(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&o.intercomURL, "intercom", "", "the fake Intercom's base `URL`")
 	fs.StringVar(&o.token, "token", "", "its token")
 	fs.IntVar(&o.inFlight, "inflight", 32, "messages handled at once")
+	fs.BoolVar(&o.ledger, "ledger", false, "record each message pending before its POST and sent after it, in the KV bucket <durable>_sent")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -74,6 +83,11 @@ func runCeiling(ctx context.Context, o ceilingOptions) error {
 		return fmt.Errorf("consumer %s on %s: %w", o.durable, o.stream, err)
 	}
 	c := &ceilingConsumer{url: o.intercomURL + "/messages", authz: "Bearer " + o.token, client: newHTTPClient(o.inFlight)}
+	if o.ledger {
+		if c.ledger, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: o.durable + "_sent", Storage: jetstream.FileStorage}); err != nil {
+			return fmt.Errorf("bucket %s_sent: %w", o.durable, err)
+		}
+	}
 	work := make(chan jetstream.Msg, o.inFlight)
 	var wg sync.WaitGroup
 	for range o.inFlight {
@@ -99,6 +113,7 @@ func runCeiling(ctx context.Context, o ceilingOptions) error {
 type ceilingConsumer struct {
 	url, authz string
 	client     *http.Client
+	ledger     jetstream.KeyValue // nil: none
 }
 
 // loadEvent is the part of a load event (phase.payload) the ceiling reads.
@@ -115,12 +130,33 @@ func (c *ceilingConsumer) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	if ev.Kind != "none" {
-		if err := c.post(ctx, &ev); err != nil {
+		if err := c.send(ctx, &ev); err != nil {
 			m.NakWithDelay(time.Second)
 			return
 		}
 	}
 	m.Ack()
+}
+
+// send posts the event's message, between the ledger's two records when
+// there is a ledger. A key that exists already is not sent again (a floor:
+// the bridge tells a key sent from one whose sender died).
+func (c *ceilingConsumer) send(ctx context.Context, ev *loadEvent) error {
+	if c.ledger == nil {
+		return c.post(ctx, ev)
+	}
+	key := strconv.FormatInt(ev.N, 10)
+	if _, err := c.ledger.Create(ctx, key, []byte("pending")); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return nil
+		}
+		return err
+	}
+	if err := c.post(ctx, ev); err != nil {
+		return err
+	}
+	_, err := c.ledger.Put(ctx, key, []byte("sent"))
+	return err
 }
 
 // post sends the in-app message the load rules would: the same body

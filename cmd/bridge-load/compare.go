@@ -6,10 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,6 +46,10 @@ type compareOptions struct {
 	baseline string
 	engine   string
 	jsonPath string
+	// profileDir, when set, receives a CPU profile of each bridge run
+	// (<run>.pprof), taken over profileFor from its first message.
+	profileDir string
+	profileFor time.Duration
 }
 
 // loadStream holds the stored events that bind and the ceiling read.
@@ -71,6 +77,8 @@ func parseCompareOptions(args []string, stderr io.Writer) (*compareOptions, int,
 	fs.IntVar(&co.rounds, "rounds", 3, "rounds; each runs every contender once, in a rotating order")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a run after this long")
 	fs.StringVar(&co.jsonPath, "json", "", "also write every run as JSON to `file`")
+	fs.StringVar(&co.profileDir, "cpuprofile", "", "write a CPU profile of each bridge run into `dir` (<run>.pprof, over -profile-for from its first message; turns admin.pprof on)")
+	fs.DurationVar(&co.profileFor, "profile-for", 3*time.Second, "how long each -cpuprofile profile lasts")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs, the NATS store)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return nil, code, false
@@ -87,6 +95,7 @@ func parseCompareOptions(args []string, stderr io.Writer) (*compareOptions, int,
 		return nil, 2, false
 	}
 	co.inFlight = o.workers
+	o.pprof = co.profileDir != ""
 	return co, 0, true
 }
 
@@ -210,7 +219,8 @@ func runCompare(ctx context.Context, co *compareOptions, stdout, stderr io.Write
 	if co.engine != "" {
 		contenders = append(contenders, contender{"engine " + filepath.Base(co.engine), "e", "engine", co.engine})
 	}
-	contenders = append(contenders, contender{"ceiling (consume, filter, POST, ack)", "x", "ceiling", ""})
+	contenders = append(contenders, contender{"ceiling + ledger (pending, POST, sent, ack)", "f", "floor", ""},
+		contender{"ceiling (consume, filter, POST, ack)", "x", "ceiling", ""})
 
 	fmt.Fprintf(stderr, "bridge-load compare: %d events stored in %s (%g%% matching, %d rules), %d rounds, load average %s\n",
 		o.events, loadStream, o.match*100, o.rules, co.rounds, loadAverage())
@@ -263,10 +273,14 @@ func (c *comparison) run(ctx context.Context, k contender, round int) (*compareR
 
 	start := time.Now()
 	var proc *child
+	var profile func() // at the first message; nil: none
 	switch k.mode {
-	case "ceiling", "engine":
+	case "ceiling", "floor", "engine":
 		bin, args, env := c.exe, []string{"ceiling", "-nats", c.nats.url, "-stream", loadStream, "-durable", name,
 			"-intercom", c.fake.url, "-token", c.fake.token, "-inflight", fmt.Sprint(c.co.inFlight)}, []string(nil)
+		if k.mode == "floor" {
+			args = append(args, "-ledger")
+		}
 		if k.mode == "engine" {
 			bin, args, env = k.bin, nil, c.engineEnv(name)
 		}
@@ -305,8 +319,15 @@ func (c *comparison) run(ctx context.Context, k contender, round int) (*compareR
 				fmt.Fprintf(c.stderr, "bridge-load compare: %v\n", err)
 			}
 		}()
+		if c.co.profileDir != "" {
+			var wg sync.WaitGroup
+			defer wg.Wait() // before the stop: the profile ends first
+			profile = func() {
+				wg.Go(func() { c.profile(ctx, bp.adminURL, filepath.Join(c.co.profileDir, name+".pprof")) })
+			}
+		}
 	}
-	r, err := c.measure(ctx, p, proc, start)
+	r, err := c.measure(ctx, p, proc, start, profile)
 	if err != nil {
 		return nil, err
 	}
@@ -349,8 +370,8 @@ func (c *comparison) captured(ctx context.Context, cfgPath, subject string) erro
 
 // measure waits until every matching event's message has reached the
 // fake, sampling proc and the NATS server at the first message and at the
-// last.
-func (c *comparison) measure(ctx context.Context, p *phase, proc *child, start time.Time) (*compareRun, error) {
+// last; it calls profile (when not nil) at the first message.
+func (c *comparison) measure(ctx context.Context, p *phase, proc *child, start time.Time, profile func()) (*compareRun, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.timeout)
 	defer cancel()
 	sample := func() (own, srv procSample, err error) {
@@ -384,6 +405,9 @@ func (c *comparison) measure(ctx context.Context, p *phase, proc *child, start t
 			}
 			t0 = time.Now()
 			r.FirstAfter = t0.Sub(start).Seconds()
+			if profile != nil {
+				profile()
+			}
 		}
 		if !p.done() {
 			continue
@@ -403,6 +427,41 @@ func (c *comparison) measure(ctx context.Context, p *phase, proc *child, start t
 		r.Sends, r.Duplicates = p.sends.Load(), p.duplicates.Load()
 		r.LoadAvg = loadAverage()
 		return r, nil
+	}
+}
+
+// profile writes a CPU profile of the bridge whose admin listener is at
+// adminURL into path.
+func (c *comparison) profile(ctx context.Context, adminURL, path string) {
+	err := func() error {
+		url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", adminURL, max(1, int(c.co.profileFor.Seconds())))
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}()
+	if err != nil {
+		fmt.Fprintf(c.stderr, "bridge-load compare: profile: %v\n", err)
 	}
 }
 

@@ -296,9 +296,10 @@ func TestParseOptionsPlot(t *testing.T) {
 }
 
 // TestCompareEndToEnd runs compare on a few events: each contender
-// delivers every matching event once, and the table has a row for each.
-// The engine is the ceiling again, started from a script with compare's
-// environment, as bench/benthos.sh starts Redpanda Connect.
+// delivers every matching event once, the table has a row for each, and
+// -cpuprofile leaves a profile of each bridge run. The engine is the
+// ceiling again, started from a script with compare's environment, as
+// bench/benthos.sh starts the Benthos engine.
 func TestCompareEndToEnd(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -316,10 +317,10 @@ func TestCompareEndToEnd(t *testing.T) {
 	if err := os.WriteFile(engine, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "compare.json")
+	out, profiles := filepath.Join(dir, "compare.json"), filepath.Join(dir, "profiles")
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"compare", "-bridge", bin, "-baseline", bin, "-engine", engine, "-events", "400", "-rules", "2",
-		"-rounds", "1", "-timeout", "2m", "-json", out}, &stdout, &stderr)
+		"-rounds", "1", "-timeout", "2m", "-json", out, "-cpuprofile", profiles, "-profile-for", "1s"}, &stdout, &stderr)
 	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	if code != 0 {
 		t.Fatalf("exit code %d", code)
@@ -332,8 +333,8 @@ func TestCompareEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(data, &runs); err != nil {
 		t.Fatal(err)
 	}
-	if len(runs) != 6 {
-		t.Fatalf("%d runs, want 6 (capture, bind, both again as the baseline, the engine, the ceiling)", len(runs))
+	if len(runs) != 7 {
+		t.Fatalf("%d runs, want 7 (capture, bind, both again as the baseline, the engine, the ceiling with and without a ledger)", len(runs))
 	}
 	for _, r := range runs {
 		if r.Sends != 200 || r.Lost != 0 || r.Duplicates != 0 || r.EventsPerSec <= 0 || r.PeakRSSMB <= 0 {
@@ -341,9 +342,19 @@ func TestCompareEndToEnd(t *testing.T) {
 				r.Contender, r.Sends, r.Lost, r.Duplicates, r.EventsPerSec, r.PeakRSSMB)
 		}
 	}
-	for _, row := range []string{"| bridge, capture mode |", "| bridge, bind mode |", "| engine engine.sh |", "| ceiling (consume, filter, POST, ack) |", "bind / capture"} {
+	for _, row := range []string{"| bridge, capture mode |", "| bridge, bind mode |", "| engine engine.sh |", "| ceiling + ledger (pending, POST, sent, ack) |",
+		"| ceiling (consume, filter, POST, ack) |", "bind / capture"} {
 		if !strings.Contains(stdout.String(), row) {
 			t.Errorf("no %q in the table", row)
 		}
+	}
+	// The bridge's runs, the baseline's included, and no other.
+	for _, run := range []string{"c1", "b1", "pc1", "pb1"} {
+		if st, err := os.Stat(filepath.Join(profiles, run+".pprof")); err != nil || st.Size() == 0 {
+			t.Errorf("profile of run %s: %v", run, err)
+		}
+	}
+	if names, _ := filepath.Glob(filepath.Join(profiles, "*")); len(names) != 4 {
+		t.Errorf("profiles %v, want the 4 of the bridge's runs", names)
 	}
 }

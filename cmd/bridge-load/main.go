@@ -84,6 +84,7 @@ type options struct {
 	backlog     int         // soak: the bound of phase.maxBacklog
 	state       stateConfig // set by soak and compare; the flags of a load run leave the defaults
 	sources     string      // set by compare: the bridge's sources: list (see bridgeConfig)
+	pprof       bool        // set by compare -cpuprofile: admin.pprof on
 }
 
 func newFlagSet(stderr io.Writer) *flag.FlagSet {
