@@ -235,7 +235,7 @@ func (s *Sender) handle(msg jetstream.Msg) {
 	}
 	h := s.hold(msg, job.Key, log)
 	defer h.close()
-	outcome, err := s.deliver(h, &job, busy, origin, log)
+	outcome, err := s.deliver(h, &job, busy, s.unlooked(&job, busy, meta.NumDelivered), origin, log)
 	if err != nil {
 		// The ledger or the dead-letter stream could not be reached: try
 		// the job again later, nothing is lost.
@@ -246,11 +246,27 @@ func (s *Sender) handle(msg jetstream.Msg) {
 	s.Metrics.Deliveries.WithLabelValues(job.Rule, outcome).Inc()
 }
 
+// unlooked reports whether a job may skip reading its key's ledger entry
+// before it is sent, taking it that there is none: the pending entry is then
+// created just before the request is written (as for a key without one),
+// and only if the key turns out to have an entry is it read and decided
+// on. That saves one round trip per message, and is safe only where the
+// job's first step does not depend on the entry: its first delivery (not
+// one put back before), no throttle window to take, no wait to check, not
+// an operator's replay, no key in hand here, and no ledger of the old key
+// form to look in.
+func (s *Sender) unlooked(job *Job, busy bool, delivered uint64) bool {
+	return delivered == 1 && !busy && job.Throttle == nil && job.Schedule == nil && !job.Replay &&
+		!time.Now().Before(s.ledger.legacyUntil)
+}
+
 // deliver works one job and settles its message; it returns the outcome,
 // or an error when the job must be tried again for a reason of the
 // bridge's own (NATS unreachable). busy reports that another worker of
-// this process has the job's key in hand.
-func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zerolog.Logger) (string, error) {
+// this process has the job's key in hand; unlooked, that the key's entry
+// is taken to be absent until the write of its pending entry says
+// otherwise (see unlooked).
+func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string, log zerolog.Logger) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
 	defer cancel()
 	if job.Schedule != nil {
@@ -265,9 +281,13 @@ func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zero
 			return OutcomeCancelled, nil
 		}
 	}
-	entry, rev, err := s.ledger.get(ctx, job.Key)
-	if err != nil {
-		return "", fmt.Errorf("ledger: %w", err)
+	var entry *ledgerEntry
+	var rev uint64
+	if !unlooked {
+		var err error
+		if entry, rev, err = s.ledger.get(ctx, job.Key); err != nil {
+			return "", fmt.Errorf("ledger: %w", err)
+		}
 	}
 	d := decide(entry, busy, job, s.Policy, time.Now())
 	switch d.step {
@@ -332,6 +352,12 @@ func (s *Sender) deliver(h *holder, job *Job, busy bool, origin string, log zero
 		cancelSend()
 		if takeErr != nil && !errors.Is(takeErr, errBusy) {
 			return "", fmt.Errorf("ledger: %w", takeErr)
+		}
+		if unlooked && errors.Is(takeErr, errBusy) {
+			// Nothing was sent: the key has an entry after all (sent
+			// beyond the outbox's duplicate window, or being sent
+			// elsewhere). Decide on it as for any other job.
+			return s.deliver(h, job, busy, false, origin, log)
 		}
 		a := afterSend(err, started, attempt, s.Policy, time.Now())
 		if a.step == stepWait {

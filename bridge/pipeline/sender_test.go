@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -395,5 +397,79 @@ func TestSenderAmbiguousAnswer(t *testing.T) {
 	}
 	if !strings.Contains(f.logs.String(), "content type text/html") {
 		t.Error("no log line with the answer's content type")
+	}
+}
+
+// countingKV counts the ledger's reads.
+type countingKV struct {
+	KV
+	gets atomic.Int64
+}
+
+func (k *countingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	k.gets.Add(1)
+	return k.KV.Get(ctx, key)
+}
+
+// A job handed out for the first time skips reading its key's entry (see
+// Sender.unlooked): a new key is sent without a read of the ledger. Each
+// state a key can be in when such a job comes is tried too: the write of
+// the pending entry finds it, and the job is decided on it as if it had
+// been read first, its attempts counted after those recorded.
+func TestSenderFirstDeliveryFindsAnEntry(t *testing.T) {
+	t.Parallel()
+	unavailable := &intercom.Error{StatusCode: http.StatusServiceUnavailable}
+	for _, tc := range []struct {
+		name    string
+		entry   func(l *Ledger, key string) error // nil: none
+		answer  func(intercom.Message) error
+		outcome string // counted once
+		calls   int    // requests made
+		sends   int    // of which accepted
+		gets    int64  // reads of the ledger
+	}{
+		{name: "none", outcome: OutcomeSent, calls: 1, sends: 1, gets: 0},
+		{name: "sent", outcome: OutcomeDuplicate, calls: 0, gets: 1,
+			entry: func(l *Ledger, key string) error { return l.markSent(context.Background(), key, "msg-earlier", "") }},
+		{name: "failed, attempts left", outcome: OutcomeSent, calls: 1, sends: 1, gets: 1,
+			entry: func(l *Ledger, key string) error { return l.markFailed(context.Background(), key, 2, "503", 0) }},
+		{name: "failed, last attempt", outcome: OutcomeDeadLetter, answer: func(intercom.Message) error { return unavailable }, calls: 1, gets: 1,
+			// Attempts 4 of 5 recorded: this one is the 5th, and the last.
+			entry: func(l *Ledger, key string) error { return l.markFailed(context.Background(), key, 4, "503", 0) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			client := &fakeSender{answer: tc.answer}
+			job := testJob("found", "1")
+			kv := &countingKV{}
+			f := newSenderFixture(t, client, senderSetup{
+				wrapKV: func(k KV) KV { kv.KV = k; return kv },
+				before: func(f *senderFixture) {
+					if tc.entry != nil {
+						if err := tc.entry(f.s.ledger, job.Key); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}})
+			f.publish(t, job)
+			// Counted once the job is settled.
+			poll.For(t, 30*time.Second, "the outcome", func() bool { return f.outcomes("found", tc.outcome) >= 1 })
+			poll.For(t, 30*time.Second, "the job acked", f.outboxEmpty)
+			if n := f.outcomes("found", tc.outcome); n != 1 {
+				t.Errorf("outcome %s counted %d times, want 1", tc.outcome, n)
+			}
+			if accepted, calls := client.snapshot(); calls != tc.calls || accepted[job.Key] != tc.sends {
+				t.Errorf("%d requests, %d accepted; want %d and %d", calls, accepted[job.Key], tc.calls, tc.sends)
+			}
+			if n := kv.gets.Load(); n != tc.gets {
+				t.Errorf("%d reads of the ledger, want %d", n, tc.gets)
+			}
+			if tc.outcome == OutcomeDeadLetter {
+				dls := f.deadLetterEntries(t)
+				if len(dls) != 1 || dls[0].Attempts != 5 || dls[0].Reason != ReasonExhausted {
+					t.Fatalf("dead letters %+v, want one, exhausted after 5 attempts", dls)
+				}
+			}
+		})
 	}
 }
