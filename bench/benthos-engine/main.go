@@ -1,13 +1,14 @@
 // Command benthos-engine is the Benthos stream engine (github.com/redpanda-data/benthos,
-// MIT) with its standard components and one more input, nats_jetstream, so
-// that `bridge-load compare -engine bench/benthos.sh` can run the engine
-// people would otherwise wire to Intercom by hand on the same stored
-// events as the bridge. Redpanda Connect ships a nats_jetstream input of
-// its own, but not under a licence this project can build on; this one
-// takes the same fields that bench/benthos.yaml uses (urls, stream,
-// subject, durable, deliver, max_ack_pending) and works the same way: a
-// durable pull consumer, one message per Read, acked once the output has
-// it (its POST answered).
+// MIT) with its standard components and a nats_jetstream input and
+// output, so that `bridge-load compare -engine bench/benthos.sh` (and
+// bench/benthos-intake.sh with -intake) can run the engine people would
+// otherwise wire to Intercom by hand against the bridge. Redpanda Connect
+// ships nats_jetstream components of its own, but not under a licence this
+// project can build on; these take the fields that bench/benthos.yaml and
+// bench/benthos-intake.yaml use, named as Connect's are, and work the same
+// way. The input: a durable pull consumer, one message per Read, acked
+// once the output has it (its POST answered). The output: a JetStream
+// publish per message, done once the server has stored it.
 //
 // It is its own module, so that the bridge's module does not depend on
 // Benthos: build it with
@@ -43,7 +44,87 @@ func main() {
 	if err != nil {
 		panic(err)
 	}
+	outSpec := service.NewConfigSpec().
+		Summary("Publishes each message to a subject with JetStream, done once it is stored.").
+		Field(service.NewStringListField("urls")).
+		Field(service.NewStringField("subject")).
+		Field(service.NewIntField("max_in_flight").Default(64))
+	err = service.RegisterOutput("nats_jetstream", outSpec, func(conf *service.ParsedConfig, _ *service.Resources) (service.Output, int, error) {
+		return newOutput(conf)
+	})
+	if err != nil {
+		panic(err)
+	}
 	service.RunCLI(context.Background())
+}
+
+type output struct {
+	urls    []string
+	subject string
+
+	mu sync.Mutex
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+func newOutput(conf *service.ParsedConfig) (*output, int, error) {
+	out := &output{}
+	var err error
+	if out.urls, err = conf.FieldStringList("urls"); err != nil {
+		return nil, 0, err
+	}
+	if out.subject, err = conf.FieldString("subject"); err != nil {
+		return nil, 0, err
+	}
+	inFlight, err := conf.FieldInt("max_in_flight")
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, inFlight, nil
+}
+
+func (out *output) Connect(ctx context.Context) error {
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	if out.nc != nil {
+		return nil
+	}
+	nc, err := nats.Connect(out.urls[0])
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	out.nc, out.js = nc, js
+	return nil
+}
+
+func (out *output) Write(ctx context.Context, m *service.Message) error {
+	out.mu.Lock()
+	js := out.js
+	out.mu.Unlock()
+	if js == nil {
+		return service.ErrNotConnected
+	}
+	b, err := m.AsBytes()
+	if err != nil {
+		return err
+	}
+	_, err = js.Publish(ctx, out.subject, b)
+	return err
+}
+
+func (out *output) Close(ctx context.Context) error {
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	if out.nc != nil {
+		out.nc.Close()
+		out.nc, out.js = nil, nil
+	}
+	return nil
 }
 
 type input struct {

@@ -25,6 +25,7 @@ type ceilingOptions struct {
 	intercomURL, token       string
 	inFlight                 int
 	ledger                   bool
+	listen, subject          string // the ceiling of webhook intake (see serveIntake)
 }
 
 // ceiling is the hidden subcommand "ceiling": the least a program can do
@@ -51,9 +52,27 @@ func ceiling(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&o.intercomURL, "intercom", "", "the fake Intercom's base `URL`")
 	fs.StringVar(&o.token, "token", "", "its token")
 	fs.IntVar(&o.inFlight, "inflight", 32, "messages handled at once")
+	fs.StringVar(&o.listen, "listen", "", "serve webhook intake on `host:port` instead: store each POSTed body on -subject, answer 200 once stored")
+	fs.StringVar(&o.subject, "subject", "", "with -listen: the subject to store on")
 	fs.BoolVar(&o.ledger, "ledger", false, "record each message pending before its POST and sent after it, in the KV bucket <durable>_sent")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	if o.listen != "" {
+		if o.natsURL == "" || o.subject == "" {
+			fmt.Fprintln(stderr, "bridge-load ceiling: -listen needs -nats and -subject")
+			return 2
+		}
+		nc, err := nats.Connect(o.natsURL, nats.Name("bridge-load intake ceiling"))
+		if err == nil {
+			defer nc.Close()
+			err = serveIntake(ctx, nc, o.listen, o.subject)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "bridge-load ceiling: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	if o.natsURL == "" || o.stream == "" || o.intercomURL == "" || o.inFlight < 1 {
 		fmt.Fprintln(stderr, "bridge-load ceiling: need -nats, -stream, -intercom and a positive -inflight")

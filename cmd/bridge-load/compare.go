@@ -37,6 +37,8 @@ import (
 // and the NATS server's over that time, from /proc.
 //
 //	go run ./cmd/bridge-load compare -events 100000 -rounds 3
+//
+// With -intake it measures webhook intake instead (see intake.go).
 
 // compareOptions are the flags of compare.
 type compareOptions struct {
@@ -50,6 +52,7 @@ type compareOptions struct {
 	// (<run>.pprof), taken over profileFor from its first message.
 	profileDir string
 	profileFor time.Duration
+	intake     bool // webhook intake instead (see intake.go)
 }
 
 // loadStream holds the stored events that bind and the ceiling read.
@@ -79,6 +82,8 @@ func parseCompareOptions(args []string, stderr io.Writer) (*compareOptions, int,
 	fs.StringVar(&co.jsonPath, "json", "", "also write every run as JSON to `file`")
 	fs.StringVar(&co.profileDir, "cpuprofile", "", "write a CPU profile of each bridge run into `dir` (<run>.pprof, over -profile-for from its first message; turns admin.pprof on)")
 	fs.DurationVar(&co.profileFor, "profile-for", 3*time.Second, "how long each -cpuprofile profile lasts")
+	fs.BoolVar(&co.intake, "intake", false, "measure webhook intake instead: -events signed POSTs from -concurrency senders, answered once stored (see intake.go)")
+	fs.IntVar(&o.concurrency, "concurrency", 64, "with -intake: concurrent webhook senders")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs, the NATS store)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return nil, code, false
@@ -87,8 +92,8 @@ func parseCompareOptions(args []string, stderr io.Writer) (*compareOptions, int,
 	case fs.NArg() > 0:
 		fmt.Fprintf(stderr, "bridge-load compare: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
 		return nil, 2, false
-	case o.events < 1 || o.rules < 1 || o.workers < 1 || co.rounds < 1:
-		fmt.Fprintln(stderr, "bridge-load compare: -events, -rules, -workers and -rounds must be positive")
+	case o.events < 1 || o.rules < 1 || o.workers < 1 || co.rounds < 1 || o.concurrency < 1:
+		fmt.Fprintln(stderr, "bridge-load compare: -events, -rules, -workers, -rounds and -concurrency must be positive")
 		return nil, 2, false
 	case o.match <= 0 || o.match > 1:
 		fmt.Fprintln(stderr, "bridge-load compare: -match must be above 0 and at most 1")
@@ -140,6 +145,8 @@ type compareRun struct {
 	CPUPer10kAll float64 `json:"cpu_s_per_10k_and_nats"` // and the NATS server's
 	PeakRSSMB    float64 `json:"peak_rss_mb"`            // the contender's VmHWM
 	FirstAfter   float64 `json:"first_message_after_s"`  // from its start
+	P50Ms        float64 `json:"p50_ms,omitempty"`       // -intake: POST to answer
+	P99Ms        float64 `json:"p99_ms,omitempty"`
 	Sends        int64   `json:"sends"`
 	Duplicates   int64   `json:"duplicates"`
 	Lost         int     `json:"lost"`
@@ -206,6 +213,9 @@ func runCompare(ctx context.Context, co *compareOptions, stdout, stderr io.Write
 	}
 	c := &comparison{o: o, co: co, dir: dir, exe: exe, nats: ns, js: js, fake: fakeIntercom{fake.URL(), fake.Token()}, rec: rec, stderr: stderr}
 
+	if co.intake {
+		return c.compareIntake(ctx, bin, stdout)
+	}
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: loadStream, Subjects: []string{loadSubject}, Storage: jetstream.FileStorage}); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", loadStream, err)
 	}
@@ -483,6 +493,9 @@ func (c *comparison) cleanUp(ctx context.Context) {
 		}
 	}
 	load, err := c.js.Stream(ctx, loadStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return // -intake: none
+	}
 	if err != nil {
 		fmt.Fprintf(c.stderr, "bridge-load compare: stream %s: %v\n", loadStream, err)
 		return

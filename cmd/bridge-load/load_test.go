@@ -358,3 +358,56 @@ func TestCompareEndToEnd(t *testing.T) {
 		t.Errorf("profiles %v, want the 4 of the bridge's runs", names)
 	}
 }
+
+// TestCompareIntakeEndToEnd runs compare -intake on a few POSTs: every
+// contender answers each one, each answered POST is stored once, and the
+// table has a row for each. The engine is the intake ceiling again,
+// started from a script with compare's environment, as
+// bench/benthos-intake.sh starts the Benthos engine.
+func TestCompareIntakeEndToEnd(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds and runs the bridge")
+	}
+	bin := bridgeBinary(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	engine := filepath.Join(dir, "engine.sh")
+	script := fmt.Sprintf("#!/bin/sh\nexec %q ceiling -nats \"$NATS_URL\" -listen \"$LISTEN\" -subject \"$INTAKE_SUBJECT\"\n", exe)
+	if err := os.WriteFile(engine, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "intake.json")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"compare", "-intake", "-bridge", bin, "-engine", engine, "-events", "300", "-concurrency", "8",
+		"-rounds", "1", "-timeout", "2m", "-json", out}, &stdout, &stderr)
+	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	if code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []compareRun
+	if err := json.Unmarshal(data, &runs); err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 3 {
+		t.Fatalf("%d runs, want 3 (the bridge, the engine, the ceiling)", len(runs))
+	}
+	for _, r := range runs {
+		if r.Sends != 300 || r.Lost != 0 || r.EventsPerSec <= 0 || r.P99Ms < r.P50Ms || r.P50Ms <= 0 || r.PeakRSSMB <= 0 {
+			t.Errorf("%s: %d stored, %d not accepted, %.0f req/s, p50 %.2f ms, p99 %.2f ms, %.1f MB; want 300 stored, all accepted",
+				r.Contender, r.Sends, r.Lost, r.EventsPerSec, r.P50Ms, r.P99Ms, r.PeakRSSMB)
+		}
+	}
+	for _, row := range []string{"| bridge, signed webhooks |", "| engine engine.sh |", "| ceiling (POST, publish, 200) |", "bridge / engine engine.sh:"} {
+		if !strings.Contains(stdout.String(), row) {
+			t.Errorf("no %q in the table", row)
+		}
+	}
+}
