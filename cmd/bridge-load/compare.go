@@ -558,6 +558,13 @@ func printComparison(w io.Writer, o *options, contenders []contender, runs []*co
 	if b, a := med["baseline, bind mode"], med["bridge, bind mode"]; b.rate > 0 {
 		fmt.Fprintf(w, "\nbridge / baseline: bind %.2fx events/s, capture %.2fx", a.rate/b.rate, med["bridge, capture mode"].rate/med["baseline, capture mode"].rate)
 	}
+	for _, k := range contenders {
+		if e := med[k.name]; k.mode == "engine" && e.rate > 0 {
+			capture, bind := med["bridge, capture mode"], med["bridge, bind mode"]
+			fmt.Fprintf(w, "\nbridge / %s: capture %.2fx events/s at %.2fx CPU per event (+ nats-server), bind %.2fx at %.2fx",
+				k.name, capture.rate/e.rate, capture.cpuAll/e.cpuAll, bind.rate/e.rate, bind.cpuAll/e.cpuAll)
+		}
+	}
 	fmt.Fprintln(w)
 }
 

@@ -343,7 +343,7 @@ func TestCompareEndToEnd(t *testing.T) {
 		}
 	}
 	for _, row := range []string{"| bridge, capture mode |", "| bridge, bind mode |", "| engine engine.sh |", "| ceiling + ledger (pending, POST, sent, ack) |",
-		"| ceiling (consume, filter, POST, ack) |", "bind / capture"} {
+		"| ceiling (consume, filter, POST, ack) |", "bind / capture", "bridge / engine engine.sh: capture"} {
 		if !strings.Contains(stdout.String(), row) {
 			t.Errorf("no %q in the table", row)
 		}
