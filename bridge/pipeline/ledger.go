@@ -122,9 +122,15 @@ func (l *Ledger) markFailed(ctx context.Context, key string, attempts int, cause
 	return l.settle(ctx, ledgerEntry{State: stateFailed, Key: key, Attempts: attempts, Error: cause}, rev)
 }
 
-// forget removes the key's entry (a job that was certainly not sent has
-// been dead-lettered; a replay starts afresh).
+// forget removes the key's entry at rev (a job that was certainly not sent
+// has been dead-lettered; a replay starts afresh). rev 0 means this worker
+// neither wrote an entry nor read one: there is none of its own to forget,
+// and a delete without a revision would remove whatever another worker
+// wrote meanwhile.
 func (l *Ledger) forget(ctx context.Context, key string, rev uint64) error {
+	if rev == 0 {
+		return nil
+	}
 	err := l.kv.Delete(ctx, ledgerKey(key), jetstream.LastRevision(rev))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || isRevisionConflict(err) {
 		return nil

@@ -334,6 +334,12 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 				}
 				continue
 			}
+			if unlooked {
+				// Nothing may be recorded over an entry nobody read: read
+				// it, and decide the job on it (a look-up that fails
+				// again fails the same way; one not found is cached).
+				return s.deliver(h, job, busy, false, origin, log)
+			}
 			if err := s.settleLedger(job, a, attempt, h.release()); err != nil {
 				return "", err
 			}
@@ -353,13 +359,15 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 		if takeErr != nil && !errors.Is(takeErr, errBusy) {
 			return "", fmt.Errorf("ledger: %w", takeErr)
 		}
-		if unlooked && errors.Is(takeErr, errBusy) {
-			// Nothing was sent: the key has an entry after all (sent
-			// beyond the outbox's duplicate window, or being sent
-			// elsewhere). Decide on it as for any other job.
+		a := afterSend(err, started, attempt, s.Policy, time.Now())
+		if unlooked && !started && (errors.Is(takeErr, errBusy) || a.step == stepDeadLetter) {
+			// Nothing was sent, and either the key has an entry after all
+			// (sent beyond the outbox's duplicate window, or being sent
+			// elsewhere) or the job would be dead-lettered without its
+			// entry read (the client refused the message): decide on the
+			// entry as for any other job.
 			return s.deliver(h, job, busy, false, origin, log)
 		}
-		a := afterSend(err, started, attempt, s.Policy, time.Now())
 		if a.step == stepWait {
 			if !s.rateLimited(h.msg, job, a) {
 				return OutcomeRateLimited, nil

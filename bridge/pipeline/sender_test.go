@@ -400,6 +400,30 @@ func TestSenderAmbiguousAnswer(t *testing.T) {
 	}
 }
 
+// forget removes only an entry of the worker's own, at its revision: with
+// none (rev 0) it leaves whatever another worker wrote.
+func TestLedgerForgetsOnlyItsOwn(t *testing.T) {
+	t.Parallel()
+	f := newSenderFixture(t, &fakeSender{}, senderSetup{})
+	ctx := context.Background()
+	rev, err := f.s.ledger.markPending(ctx, "forget/1", "other#1", 1, time.Minute, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.ledger.forget(ctx, "forget/1", 0); err != nil {
+		t.Fatal(err)
+	}
+	if e, _, err := f.s.ledger.get(ctx, "forget/1"); err != nil || e == nil || e.State != statePending {
+		t.Fatalf("after forget without a revision: %+v, %v; want the other worker's pending entry", e, err)
+	}
+	if err := f.s.ledger.forget(ctx, "forget/1", rev); err != nil {
+		t.Fatal(err)
+	}
+	if e, _, err := f.s.ledger.get(ctx, "forget/1"); err != nil || e != nil {
+		t.Fatalf("after forget at its revision: %+v, %v; want none", e, err)
+	}
+}
+
 // countingKV counts the ledger's reads.
 type countingKV struct {
 	KV
@@ -419,6 +443,7 @@ func (k *countingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEnt
 func TestSenderFirstDeliveryFindsAnEntry(t *testing.T) {
 	t.Parallel()
 	unavailable := &intercom.Error{StatusCode: http.StatusServiceUnavailable}
+	_, finder := contractFake(t, "2.14", nil) // knows no one
 	for _, tc := range []struct {
 		name    string
 		entry   func(l *Ledger, key string) error // nil: none
@@ -427,9 +452,18 @@ func TestSenderFirstDeliveryFindsAnEntry(t *testing.T) {
 		calls   int    // requests made
 		sends   int    // of which accepted
 		gets    int64  // reads of the ledger
+		nobody  bool   // the recipient is one Intercom does not know
+		refuse  bool   // the client refuses the message before sending it
+		after   string // the state the key is left in
 	}{
-		{name: "none", outcome: OutcomeSent, calls: 1, sends: 1, gets: 0},
-		{name: "sent", outcome: OutcomeDuplicate, calls: 0, gets: 1,
+		{name: "none", outcome: OutcomeSent, calls: 1, sends: 1, gets: 0, after: stateSent},
+		{name: "sent", outcome: OutcomeDuplicate, calls: 0, gets: 1, after: stateSent,
+			entry: func(l *Ledger, key string) error { return l.markSent(context.Background(), key, "msg-earlier", "") }},
+		{name: "sent, a message the client refuses", outcome: OutcomeDuplicate, refuse: true, gets: 1, after: stateSent,
+			entry: func(l *Ledger, key string) error { return l.markSent(context.Background(), key, "msg-earlier", "") }},
+		// The look-up comes before the pending entry is written: its failure
+		// must not touch an entry nobody read.
+		{name: "sent, to a person no longer known", outcome: OutcomeDuplicate, nobody: true, gets: 1, after: stateSent,
 			entry: func(l *Ledger, key string) error { return l.markSent(context.Background(), key, "msg-earlier", "") }},
 		{name: "failed, attempts left", outcome: OutcomeSent, calls: 1, sends: 1, gets: 1,
 			entry: func(l *Ledger, key string) error { return l.markFailed(context.Background(), key, 2, "503", 0) }},
@@ -440,10 +474,17 @@ func TestSenderFirstDeliveryFindsAnEntry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			client := &fakeSender{answer: tc.answer}
+			if tc.refuse {
+				client.wait = func(context.Context) error { return fmt.Errorf("%w: no body", intercom.ErrInvalidMessage) }
+			}
 			job := testJob("found", "1")
+			if tc.nobody {
+				job.Message.To = []rules.Recipient{{Type: "user", UserID: "u-404"}}
+			}
 			kv := &countingKV{}
 			f := newSenderFixture(t, client, senderSetup{
-				wrapKV: func(k KV) KV { kv.KV = k; return kv },
+				contacts: finder,
+				wrapKV:   func(k KV) KV { kv.KV = k; return kv },
 				before: func(f *senderFixture) {
 					if tc.entry != nil {
 						if err := tc.entry(f.s.ledger, job.Key); err != nil {
@@ -463,6 +504,11 @@ func TestSenderFirstDeliveryFindsAnEntry(t *testing.T) {
 			}
 			if n := kv.gets.Load(); n != tc.gets {
 				t.Errorf("%d reads of the ledger, want %d", n, tc.gets)
+			}
+			if tc.after != "" {
+				if e, _, err := f.s.ledger.get(context.Background(), job.Key); err != nil || e == nil || e.State != tc.after {
+					t.Errorf("ledger entry %+v, %v; want %s", e, err, tc.after)
+				}
 			}
 			if tc.outcome == OutcomeDeadLetter {
 				dls := f.deadLetterEntries(t)
