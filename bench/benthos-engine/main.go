@@ -19,6 +19,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,13 +90,8 @@ func (out *output) Connect(ctx context.Context) error {
 	if out.nc != nil {
 		return nil
 	}
-	nc, err := nats.Connect(out.urls[0])
+	nc, js, err := connect(out.urls)
 	if err != nil {
-		return err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
 		return err
 	}
 	out.nc, out.js = nc, js
@@ -173,13 +169,8 @@ func (in *input) Connect(ctx context.Context) error {
 	if in.msgs != nil {
 		return nil
 	}
-	nc, err := nats.Connect(in.urls[0])
+	nc, js, err := connect(in.urls)
 	if err != nil {
-		return err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
 		return err
 	}
 	cc := jetstream.ConsumerConfig{Durable: in.durable, AckPolicy: jetstream.AckExplicitPolicy,
@@ -231,4 +222,18 @@ func (in *input) Close(ctx context.Context) error {
 		in.msgs, in.nc = nil, nil
 	}
 	return nil
+}
+
+// connect connects to the servers urls names, with JetStream.
+func connect(urls []string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(strings.Join(urls, ","))
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
 }

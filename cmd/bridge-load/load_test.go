@@ -305,34 +305,11 @@ func TestCompareEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the bridge")
 	}
-	bin := bridgeBinary(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	engine := filepath.Join(dir, "engine.sh")
-	script := fmt.Sprintf("#!/bin/sh\nexec %q ceiling -nats \"$NATS_URL\" -stream \"$LOAD_STREAM\" -durable \"$LOAD_DURABLE\" "+
-		"-intercom \"$INTERCOM_URL\" -token \"$INTERCOM_TOKEN\" -inflight \"$IN_FLIGHT\"\n", exe)
-	if err := os.WriteFile(engine, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out, profiles := filepath.Join(dir, "compare.json"), filepath.Join(dir, "profiles")
-	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"compare", "-bridge", bin, "-baseline", bin, "-engine", engine, "-events", "400", "-rules", "2",
-		"-rounds", "1", "-timeout", "2m", "-json", out, "-cpuprofile", profiles, "-profile-for", "1s"}, &stdout, &stderr)
-	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-	if code != 0 {
-		t.Fatalf("exit code %d", code)
-	}
-	data, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var runs []compareRun
-	if err := json.Unmarshal(data, &runs); err != nil {
-		t.Fatal(err)
-	}
+	profiles := filepath.Join(dir, "profiles")
+	runs, stdout := runCompareTest(t, dir, `ceiling -nats "$NATS_URL" -stream "$LOAD_STREAM" -durable "$LOAD_DURABLE" `+
+		`-intercom "$INTERCOM_URL" -token "$INTERCOM_TOKEN" -inflight "$IN_FLIGHT"`,
+		"-baseline", "BRIDGE", "-events", "400", "-rules", "2", "-cpuprofile", profiles, "-profile-for", "1s")
 	if len(runs) != 7 {
 		t.Fatalf("%d runs, want 7 (capture, bind, both again as the baseline, the engine, the ceiling with and without a ledger)", len(runs))
 	}
@@ -344,7 +321,7 @@ func TestCompareEndToEnd(t *testing.T) {
 	}
 	for _, row := range []string{"| bridge, capture mode |", "| bridge, bind mode |", "| engine engine.sh |", "| ceiling + ledger (pending, POST, sent, ack) |",
 		"| ceiling (consume, filter, POST, ack) |", "bind / capture", "bridge / engine engine.sh: capture"} {
-		if !strings.Contains(stdout.String(), row) {
+		if !strings.Contains(stdout, row) {
 			t.Errorf("no %q in the table", row)
 		}
 	}
@@ -369,21 +346,49 @@ func TestCompareIntakeEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the bridge")
 	}
+	runs, stdout := runCompareTest(t, t.TempDir(), `ceiling -nats "$NATS_URL" -listen "$LISTEN" -subject "$INTAKE_SUBJECT"`,
+		"-intake", "-events", "300", "-concurrency", "8")
+	if len(runs) != 3 {
+		t.Fatalf("%d runs, want 3 (the bridge, the engine, the ceiling)", len(runs))
+	}
+	for _, r := range runs {
+		if r.Sends != 300 || r.Lost != 0 || r.EventsPerSec <= 0 || r.P99Ms < r.P50Ms || r.P50Ms <= 0 || r.PeakRSSMB <= 0 {
+			t.Errorf("%s: %d stored, %d not accepted, %.0f req/s, p50 %.2f ms, p99 %.2f ms, %.1f MB; want 300 stored, all accepted",
+				r.Contender, r.Sends, r.Lost, r.EventsPerSec, r.P50Ms, r.P99Ms, r.PeakRSSMB)
+		}
+	}
+	for _, row := range []string{"| bridge, signed webhooks |", "| engine engine.sh |", "| ceiling (POST, publish, 200) |", "bridge / engine engine.sh:"} {
+		if !strings.Contains(stdout, row) {
+			t.Errorf("no %q in the table", row)
+		}
+	}
+}
+
+// runCompareTest runs compare with args, 1 round, the bridge built, and
+// as its -engine a script in dir that execs this test binary with
+// engineArgs (compare's environment expanded): the ceiling again. BRIDGE
+// in args stands for the bridge's binary. It returns the runs and what
+// compare printed.
+func runCompareTest(t *testing.T, dir, engineArgs string, args ...string) ([]compareRun, string) {
+	t.Helper()
 	bin := bridgeBinary(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	engine := filepath.Join(dir, "engine.sh")
-	script := fmt.Sprintf("#!/bin/sh\nexec %q ceiling -nats \"$NATS_URL\" -listen \"$LISTEN\" -subject \"$INTAKE_SUBJECT\"\n", exe)
-	if err := os.WriteFile(engine, []byte(script), 0o755); err != nil {
+	if err := os.WriteFile(engine, []byte(fmt.Sprintf("#!/bin/sh\nexec %q %s\n", exe, engineArgs)), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "intake.json")
+	out := filepath.Join(dir, "compare.json")
+	for i, a := range args {
+		if a == "BRIDGE" {
+			args[i] = bin
+		}
+	}
+	args = append([]string{"compare", "-bridge", bin, "-engine", engine, "-rounds", "1", "-timeout", "2m", "-json", out}, args...)
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"compare", "-intake", "-bridge", bin, "-engine", engine, "-events", "300", "-concurrency", "8",
-		"-rounds", "1", "-timeout", "2m", "-json", out}, &stdout, &stderr)
+	code := run(context.Background(), args, &stdout, &stderr)
 	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	if code != 0 {
 		t.Fatalf("exit code %d", code)
@@ -396,18 +401,5 @@ func TestCompareIntakeEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(data, &runs); err != nil {
 		t.Fatal(err)
 	}
-	if len(runs) != 3 {
-		t.Fatalf("%d runs, want 3 (the bridge, the engine, the ceiling)", len(runs))
-	}
-	for _, r := range runs {
-		if r.Sends != 300 || r.Lost != 0 || r.EventsPerSec <= 0 || r.P99Ms < r.P50Ms || r.P50Ms <= 0 || r.PeakRSSMB <= 0 {
-			t.Errorf("%s: %d stored, %d not accepted, %.0f req/s, p50 %.2f ms, p99 %.2f ms, %.1f MB; want 300 stored, all accepted",
-				r.Contender, r.Sends, r.Lost, r.EventsPerSec, r.P50Ms, r.P99Ms, r.PeakRSSMB)
-		}
-	}
-	for _, row := range []string{"| bridge, signed webhooks |", "| engine engine.sh |", "| ceiling (POST, publish, 200) |", "bridge / engine engine.sh:"} {
-		if !strings.Contains(stdout.String(), row) {
-			t.Errorf("no %q in the table", row)
-		}
-	}
+	return runs, stdout.String()
 }
