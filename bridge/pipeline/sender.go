@@ -335,10 +335,10 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 				continue
 			}
 			if unlooked {
-				// Nothing may be recorded over an entry nobody read: read
-				// it, and decide the job on it (a look-up that fails
-				// again fails the same way; one not found is cached).
-				return s.deliver(h, job, busy, false, origin, log)
+				// Nothing may be recorded over an entry nobody read.
+				if found, err := s.hasEntry(job.Key); err != nil || found {
+					return s.redecide(h, job, busy, origin, log, err)
+				}
 			}
 			if err := s.settleLedger(job, a, attempt, h.release()); err != nil {
 				return "", err
@@ -360,13 +360,18 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 			return "", fmt.Errorf("ledger: %w", takeErr)
 		}
 		a := afterSend(err, started, attempt, s.Policy, time.Now())
-		if unlooked && !started && (errors.Is(takeErr, errBusy) || a.step == stepDeadLetter) {
-			// Nothing was sent, and either the key has an entry after all
-			// (sent beyond the outbox's duplicate window, or being sent
-			// elsewhere) or the job would be dead-lettered without its
-			// entry read (the client refused the message): decide on the
-			// entry as for any other job.
-			return s.deliver(h, job, busy, false, origin, log)
+		if unlooked && errors.Is(takeErr, errBusy) {
+			// Nothing was sent: the key has an entry after all (sent
+			// beyond the outbox's duplicate window, or being sent
+			// elsewhere).
+			return s.redecide(h, job, busy, origin, log, nil)
+		}
+		if unlooked && !started && a.step == stepDeadLetter {
+			// The client refused the message before its entry was
+			// written: no dead letter for a key sent already.
+			if found, err := s.hasEntry(job.Key); err != nil || found {
+				return s.redecide(h, job, busy, origin, log, err)
+			}
 		}
 		if a.step == stepWait {
 			if !s.rateLimited(h.msg, job, a) {
@@ -385,6 +390,25 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 		}
 		return s.conclude(h.msg, job, a, attempt, err, origin, log)
 	}
+}
+
+// hasEntry reports whether the key has a ledger entry, for a job that
+// skipped reading it (see unlooked).
+func (s *Sender) hasEntry(key string) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
+	defer cancel()
+	e, _, err := s.ledger.get(ctx, key)
+	return e != nil, err
+}
+
+// redecide works a job that skipped reading its key's entry again, this
+// time deciding on the entry, since it has one after all; err is that of
+// the read that found it, if it failed.
+func (s *Sender) redecide(h *holder, job *Job, busy bool, origin string, log zerolog.Logger, err error) (string, error) {
+	if err != nil {
+		return "", fmt.Errorf("ledger: %w", err)
+	}
+	return s.deliver(h, job, busy, false, origin, log)
 }
 
 // conclude carries out a decision after a failed look-up or send: put

@@ -443,7 +443,6 @@ func (k *countingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEnt
 func TestSenderFirstDeliveryFindsAnEntry(t *testing.T) {
 	t.Parallel()
 	unavailable := &intercom.Error{StatusCode: http.StatusServiceUnavailable}
-	_, finder := contractFake(t, "2.14", nil) // knows no one
 	for _, tc := range []struct {
 		name    string
 		entry   func(l *Ledger, key string) error // nil: none
@@ -454,18 +453,27 @@ func TestSenderFirstDeliveryFindsAnEntry(t *testing.T) {
 		gets    int64  // reads of the ledger
 		nobody  bool   // the recipient is one Intercom does not know
 		refuse  bool   // the client refuses the message before sending it
-		after   string // the state the key is left in
+		// failLookup makes Intercom answer the look-up 422.
+		failLookup bool
+		after      string // the state the key is left in; "": no entry
 	}{
 		{name: "none", outcome: OutcomeSent, calls: 1, sends: 1, gets: 0, after: stateSent},
 		{name: "sent", outcome: OutcomeDuplicate, calls: 0, gets: 1, after: stateSent,
 			entry: func(l *Ledger, key string) error { return l.markSent(context.Background(), key, "msg-earlier", "") }},
-		{name: "sent, a message the client refuses", outcome: OutcomeDuplicate, refuse: true, gets: 1, after: stateSent,
+		// These two read it twice: once to find it, once to decide on it.
+		{name: "sent, a message the client refuses", outcome: OutcomeDuplicate, refuse: true, gets: 2, after: stateSent,
 			entry: func(l *Ledger, key string) error { return l.markSent(context.Background(), key, "msg-earlier", "") }},
 		// The look-up comes before the pending entry is written: its failure
 		// must not touch an entry nobody read.
-		{name: "sent, to a person no longer known", outcome: OutcomeDuplicate, nobody: true, gets: 1, after: stateSent,
+		{name: "sent, to a person no longer known", outcome: OutcomeDuplicate, nobody: true, gets: 2, after: stateSent,
 			entry: func(l *Ledger, key string) error { return l.markSent(context.Background(), key, "msg-earlier", "") }},
-		{name: "failed, attempts left", outcome: OutcomeSent, calls: 1, sends: 1, gets: 1,
+		// Without an entry, a failed look-up and a refused message end as
+		// they would with the entry read first: one look-up, one dead
+		// letter, the key without an entry.
+		{name: "none, to a person no one knows", outcome: OutcomeDeadLetter, nobody: true, gets: 1},
+		{name: "none, a look-up refused", outcome: OutcomeDeadLetter, nobody: true, failLookup: true, gets: 1},
+		{name: "none, a message the client refuses", outcome: OutcomeDeadLetter, refuse: true, gets: 1},
+		{name: "failed, attempts left", outcome: OutcomeSent, calls: 1, sends: 1, gets: 1, after: stateSent,
 			entry: func(l *Ledger, key string) error { return l.markFailed(context.Background(), key, 2, "503", 0) }},
 		{name: "failed, last attempt", outcome: OutcomeDeadLetter, answer: func(intercom.Message) error { return unavailable }, calls: 1, gets: 1,
 			// Attempts 4 of 5 recorded: this one is the 5th, and the last.
@@ -480,6 +488,10 @@ func TestSenderFirstDeliveryFindsAnEntry(t *testing.T) {
 			job := testJob("found", "1")
 			if tc.nobody {
 				job.Message.To = []rules.Recipient{{Type: "user", UserID: "u-404"}}
+			}
+			ic, finder := contractFake(t, "2.14", nil) // knows no one
+			if tc.failLookup {
+				ic.FailNext(1, http.StatusUnprocessableEntity)
 			}
 			kv := &countingKV{}
 			f := newSenderFixture(t, client, senderSetup{
@@ -505,12 +517,14 @@ func TestSenderFirstDeliveryFindsAnEntry(t *testing.T) {
 			if n := kv.gets.Load(); n != tc.gets {
 				t.Errorf("%d reads of the ledger, want %d", n, tc.gets)
 			}
-			if tc.after != "" {
-				if e, _, err := f.s.ledger.get(context.Background(), job.Key); err != nil || e == nil || e.State != tc.after {
-					t.Errorf("ledger entry %+v, %v; want %s", e, err, tc.after)
-				}
+			e, _, err := f.s.ledger.get(context.Background(), job.Key)
+			if err != nil || (e == nil) != (tc.after == "") || (e != nil && e.State != tc.after) {
+				t.Errorf("ledger entry %+v, %v; want state %q", e, err, tc.after)
 			}
-			if tc.outcome == OutcomeDeadLetter {
+			if lookups := len(ic.Requests()); tc.nobody && tc.entry == nil && lookups != 1 {
+				t.Errorf("%d look-ups, want 1", lookups)
+			}
+			if tc.outcome == OutcomeDeadLetter && !tc.nobody && !tc.refuse {
 				dls := f.deadLetterEntries(t)
 				if len(dls) != 1 || dls[0].Attempts != 5 || dls[0].Reason != ReasonExhausted {
 					t.Fatalf("dead letters %+v, want one, exhausted after 5 attempts", dls)
