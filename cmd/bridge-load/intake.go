@@ -236,7 +236,6 @@ func (c *comparison) compareIntake(ctx context.Context, bin string, stdout io.Wr
 		contenders = append(contenders, contender{"engine " + filepath.Base(co.engine), "e", "engine", co.engine})
 	}
 	contenders = append(contenders, contender{"ceiling (POST, publish, 200)", "x", "ceiling", ""})
-	o.match = 0
 	fmt.Fprintf(c.stderr, "bridge-load compare: webhook intake, %d events from %d senders per run, %d rounds, load average %s\n",
 		o.events, o.concurrency, co.rounds, loadAverage())
 	loadStart := loadAverage()
