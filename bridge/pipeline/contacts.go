@@ -45,6 +45,8 @@ type ContactsOptions struct {
 type Contacts struct {
 	ContactsOptions
 	kv KV
+	// cacheTimeout bounds each call to the cache (see contactCacheTimeout).
+	cacheTimeout time.Duration
 
 	mu    sync.Mutex
 	calls map[string]*lookupCall // in flight, by cache key
@@ -63,13 +65,19 @@ type lookupCall struct {
 // would otherwise ask Intercom twice.
 const recentLookup = 2 * time.Second
 
+// contactCacheTimeout bounds a read or a write of the contact cache. A
+// look-up's own context may last minutes (it waits for the pacer before
+// asking Intercom); a cache that does not answer within this (a reply lost
+// while NATS restarts) is skipped, and Intercom asked.
+const contactCacheTimeout = 2 * time.Second
+
 // NewContacts returns Contacts caching in kv (see ContactsBucketConfig);
 // nil kv caches nothing beyond the look-ups in flight.
 func NewContacts(kv KV, opts ContactsOptions) *Contacts {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(prometheus.NewRegistry()) // counted nowhere
 	}
-	return &Contacts{ContactsOptions: opts, kv: kv, calls: map[string]*lookupCall{}}
+	return &Contacts{ContactsOptions: opts, kv: kv, calls: map[string]*lookupCall{}, cacheTimeout: contactCacheTimeout}
 }
 
 // ContactNotFoundError is a recipient no Intercom contact matches: its
@@ -245,7 +253,10 @@ func choose(found []intercom.Contact, requested string) (intercom.Contact, strin
 func (c *Contacts) lookup(ctx context.Context, field, value, scope string) (found []intercom.Contact, fresh bool, err error) {
 	key := kvKey("contacts\x00" + field + "\x00" + scope + "\x00" + value)
 	if c.kv != nil {
-		if e, err := c.kv.Get(ctx, key); err == nil {
+		cctx, cancel := context.WithTimeout(ctx, c.cacheTimeout)
+		e, err := c.kv.Get(cctx, key)
+		cancel()
+		if err == nil {
 			var v cachedContacts
 			if json.Unmarshal(e.Value(), &v) == nil {
 				return v.Contacts, false, nil
@@ -327,6 +338,8 @@ func (c *Contacts) store(ctx context.Context, key string, found []intercom.Conta
 		ttl = c.NegativeTTL
 	}
 	v, _ := json.Marshal(cachedContacts{Contacts: found})
+	ctx, cancel := context.WithTimeout(ctx, c.cacheTimeout)
+	defer cancel()
 	if _, err := c.kv.Create(ctx, key, v, jetstream.KeyTTL(ttl)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		c.Log.Debug().Err(err).Msg("cannot cache a contact look-up")
 	}

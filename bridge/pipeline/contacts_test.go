@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/intercom"
@@ -137,5 +138,64 @@ func TestSenderContactNotFound(t *testing.T) {
 	}
 	if r := f.outcomes("ghost", OutcomeRetry); r != 0 {
 		t.Errorf("%d retries", r)
+	}
+}
+
+// silentKV never answers, as a bucket does whose replies were lost while
+// NATS restarted; it records how long each caller would have waited.
+type silentKV struct {
+	KV
+	mu    sync.Mutex
+	waits []time.Duration // the context's deadline, from the call
+}
+
+func (k *silentKV) wait(ctx context.Context) {
+	k.mu.Lock()
+	d, ok := ctx.Deadline()
+	w := time.Duration(-1) // none
+	if ok {
+		w = time.Until(d)
+	}
+	k.waits = append(k.waits, w)
+	k.mu.Unlock()
+	<-ctx.Done()
+}
+
+func (k *silentKV) Get(ctx context.Context, _ string) (jetstream.KeyValueEntry, error) {
+	k.wait(ctx)
+	return nil, ctx.Err()
+}
+
+func (k *silentKV) Create(ctx context.Context, _ string, _ []byte, _ ...jetstream.KVCreateOpt) (uint64, error) {
+	k.wait(ctx)
+	return 0, ctx.Err()
+}
+
+// A contact cache that does not answer is asked no longer than the cache
+// timeout, however long the look-up may wait for Intercom (the pacer): the
+// person is looked up in Intercom instead. Held for the look-up's whole
+// time (minutes), a job waited out a NATS restart in a worker's hands.
+func TestContactsCacheThatDoesNotAnswer(t *testing.T) {
+	t.Parallel()
+	user := intercom.Contact{ID: "65b2a9c0d1e2f3a4b5c6d7e8", Role: "user", ExternalID: "u-42"}
+	_, client := contractFake(t, "2.14", []intercom.Contact{user})
+	kv := &silentKV{}
+	c := NewContacts(kv, ContactsOptions{Finder: client, FindByExternalID: true, TTL: time.Hour, NegativeTTL: time.Second})
+	c.cacheTimeout = 50 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a look-up's: the pacer's wait and the send
+	defer cancel()
+	r, err := c.Resolve(ctx, rules.Recipient{Type: "user", UserID: "u-42"}, zerolog.Nop())
+	if err != nil || r != user.Recipient() {
+		t.Fatalf("Resolve = %+v, %v; want the user, from Intercom", r, err)
+	}
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	if len(kv.waits) != 2 {
+		t.Fatalf("%d calls to the cache, want 2 (the read, the write)", len(kv.waits))
+	}
+	for i, w := range kv.waits {
+		if w < 0 || w > c.cacheTimeout {
+			t.Errorf("cache call %d could wait %s, want at most %s", i+1, w, c.cacheTimeout)
+		}
 	}
 }
