@@ -336,8 +336,8 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 			}
 			if unlooked {
 				// Nothing may be recorded over an entry nobody read.
-				if found, err := s.hasEntry(job.Key); err != nil || found {
-					return s.redecide(h, job, busy, origin, log, err)
+				if outcome, done, err := s.decideIfEntry(h, job, busy, origin, log); done {
+					return outcome, err
 				}
 			}
 			if err := s.settleLedger(job, a, attempt, h.release()); err != nil {
@@ -364,13 +364,13 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 			// Nothing was sent: the key has an entry after all (sent
 			// beyond the outbox's duplicate window, or being sent
 			// elsewhere).
-			return s.redecide(h, job, busy, origin, log, nil)
+			return s.deliver(h, job, busy, false, origin, log)
 		}
 		if unlooked && !started && a.step == stepDeadLetter {
 			// The client refused the message before its entry was
 			// written: no dead letter for a key sent already.
-			if found, err := s.hasEntry(job.Key); err != nil || found {
-				return s.redecide(h, job, busy, origin, log, err)
+			if outcome, done, err := s.decideIfEntry(h, job, busy, origin, log); done {
+				return outcome, err
 			}
 		}
 		if a.step == stepWait {
@@ -392,23 +392,21 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 	}
 }
 
-// hasEntry reports whether the key has a ledger entry, for a job that
-// skipped reading it (see unlooked).
-func (s *Sender) hasEntry(key string) (bool, error) {
+// decideIfEntry reads the key's entry, for a job that skipped reading it
+// (see unlooked), and when there is one after all works the job again,
+// deciding on it; done reports that it did, or that the read failed.
+func (s *Sender) decideIfEntry(h *holder, job *Job, busy bool, origin string, log zerolog.Logger) (outcome string, done bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
 	defer cancel()
-	e, _, err := s.ledger.get(ctx, key)
-	return e != nil, err
-}
-
-// redecide works a job that skipped reading its key's entry again, this
-// time deciding on the entry, since it has one after all; err is that of
-// the read that found it, if it failed.
-func (s *Sender) redecide(h *holder, job *Job, busy bool, origin string, log zerolog.Logger, err error) (string, error) {
-	if err != nil {
-		return "", fmt.Errorf("ledger: %w", err)
+	e, _, err := s.ledger.get(ctx, job.Key)
+	switch {
+	case err != nil:
+		return "", true, fmt.Errorf("ledger: %w", err)
+	case e == nil:
+		return "", false, nil
 	}
-	return s.deliver(h, job, busy, false, origin, log)
+	outcome, err = s.deliver(h, job, busy, false, origin, log)
+	return outcome, true, err
 }
 
 // conclude carries out a decision after a failed look-up or send: put

@@ -329,13 +329,9 @@ func (c *comparison) run(ctx context.Context, k contender, round int) (*compareR
 				fmt.Fprintf(c.stderr, "bridge-load compare: %v\n", err)
 			}
 		}()
-		if c.co.profileDir != "" {
-			var wg sync.WaitGroup
-			defer wg.Wait() // before the stop: the profile ends first
-			profile = func() {
-				wg.Go(func() { c.profile(ctx, bp.adminURL, filepath.Join(c.co.profileDir, name+".pprof")) })
-			}
-		}
+		var wait func()
+		profile, wait = c.profiler(ctx, bp.adminURL, name)
+		defer wait() // before the stop: the profile ends first
 	}
 	r, err := c.measure(ctx, p, proc, start, profile)
 	if err != nil {
@@ -384,12 +380,6 @@ func (c *comparison) captured(ctx context.Context, cfgPath, subject string) erro
 func (c *comparison) measure(ctx context.Context, p *phase, proc *child, start time.Time, profile func()) (*compareRun, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.timeout)
 	defer cancel()
-	sample := func() (own, srv procSample, err error) {
-		if own, err = readProc(proc.pid()); err == nil {
-			srv, err = readProc(c.nats.pid())
-		}
-		return own, srv, err
-	}
 	var own0, srv0 procSample
 	var t0 time.Time
 	r := &compareRun{}
@@ -410,7 +400,7 @@ func (c *comparison) measure(ctx context.Context, p *phase, proc *child, start t
 		}
 		if t0.IsZero() && p.distinct.Load() > 0 {
 			var err error
-			if own0, srv0, err = sample(); err != nil {
+			if own0, srv0, err = c.sample(proc); err != nil {
 				return nil, err
 			}
 			t0 = time.Now()
@@ -422,22 +412,51 @@ func (c *comparison) measure(ctx context.Context, p *phase, proc *child, start t
 		if !p.done() {
 			continue
 		}
-		own1, srv1, err := sample()
+		own1, srv1, err := c.sample(proc)
 		if err != nil {
 			return nil, err
 		}
-		elapsed := time.Since(t0).Seconds()
-		per10k := 10000 / float64(c.o.events)
-		ownCPU := (own1.CPU - own0.CPU).Seconds()
-		r.EventsPerSec = float64(c.o.events) / elapsed
-		r.CPUPer10k = ownCPU * per10k
-		r.CPUPer10kAll = (ownCPU + (srv1.CPU - srv0.CPU).Seconds()) * per10k
-		r.PeakRSSMB = mb(own1.HWM)
+		r.setRates(int64(c.o.events), time.Since(t0), own0, srv0, own1, srv1)
 		time.Sleep(settle) // duplicates still on their way
 		r.Sends, r.Duplicates = p.sends.Load(), p.duplicates.Load()
 		r.LoadAvg = loadAverage()
 		return r, nil
 	}
+}
+
+// sample reads the /proc figures of proc and of the NATS server.
+func (c *comparison) sample(proc *child) (own, srv procSample, err error) {
+	if own, err = readProc(proc.pid()); err == nil {
+		srv, err = readProc(c.nats.pid())
+	}
+	return own, srv, err
+}
+
+// setRates sets r's rate, CPU per 10k events (the contender's, and with the
+// NATS server's) and peak RSS for n events over elapsed, from samples taken
+// at its start and its end.
+func (r *compareRun) setRates(n int64, elapsed time.Duration, own0, srv0, own1, srv1 procSample) {
+	per10k := 10000 / float64(max(n, 1))
+	ownCPU := (own1.CPU - own0.CPU).Seconds()
+	r.EventsPerSec = float64(n) / elapsed.Seconds()
+	r.CPUPer10k = ownCPU * per10k
+	r.CPUPer10kAll = (ownCPU + (srv1.CPU - srv0.CPU).Seconds()) * per10k
+	r.PeakRSSMB = mb(own1.HWM)
+}
+
+// profiler returns, with -cpuprofile, start, which profiles run name of the
+// bridge whose admin listener is at adminURL from then on, and wait, which
+// waits for that profile to be written; without, a nil start and a wait
+// that does nothing.
+func (c *comparison) profiler(ctx context.Context, adminURL, name string) (start, wait func()) {
+	if c.co.profileDir == "" {
+		return nil, func() {}
+	}
+	var wg sync.WaitGroup
+	start = func() {
+		wg.Go(func() { c.profile(ctx, adminURL, filepath.Join(c.co.profileDir, name+".pprof")) })
+	}
+	return start, wg.Wait
 }
 
 // profile writes a CPU profile of the bridge whose admin listener is at

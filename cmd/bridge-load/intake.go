@@ -61,13 +61,9 @@ func (c *comparison) runIntake(ctx context.Context, k contender, round int) (*co
 		}
 		defer c.stopChild(bp.child)
 		proc, d.url, d.secret = bp.child, bp.webhookURL, bp.secret
-		if c.co.profileDir != "" {
-			var wg sync.WaitGroup
-			defer wg.Wait() // before the stop: the profile ends first
-			profile = func() {
-				wg.Go(func() { c.profile(ctx, bp.adminURL, filepath.Join(c.co.profileDir, name+".pprof")) })
-			}
-		}
+		var wait func()
+		profile, wait = c.profiler(ctx, bp.adminURL, name)
+		defer wait() // before the stop: the profile ends first
 		events := broker.NewTopology(broker.TopologyOptions{Prefix: name}).Events.Name
 		stored = func(ctx context.Context) (uint64, error) { return c.streamMsgs(ctx, events) }
 	default: // engine, ceiling
@@ -95,11 +91,7 @@ func (c *comparison) runIntake(ctx context.Context, k contender, round int) (*co
 		proc, d.url = ch, "http://"+addr+"/hook"
 	}
 
-	own0, err := readProc(proc.pid())
-	if err != nil {
-		return nil, err
-	}
-	srv0, err := readProc(c.nats.pid())
+	own0, srv0, err := c.sample(proc)
 	if err != nil {
 		return nil, err
 	}
@@ -111,23 +103,14 @@ func (c *comparison) runIntake(ctx context.Context, k contender, round int) (*co
 		profile()
 	}
 	d.drive(ctx, p, 0, c.o.concurrency, c.o.rules)
-	elapsed := time.Since(t0).Seconds()
-	own1, err := readProc(proc.pid())
-	if err != nil {
-		return nil, err
-	}
-	srv1, err := readProc(c.nats.pid())
+	elapsed := time.Since(t0)
+	own1, srv1, err := c.sample(proc)
 	if err != nil {
 		return nil, err
 	}
 	r := &compareRun{Contender: k.name, Round: round, TimedOut: ctx.Err() != nil}
 	accepted := p.nAccepted.Load()
-	per10k := 10000 / float64(max(accepted, 1))
-	ownCPU := (own1.CPU - own0.CPU).Seconds()
-	r.EventsPerSec = float64(accepted) / elapsed
-	r.CPUPer10k = ownCPU * per10k
-	r.CPUPer10kAll = (ownCPU + (srv1.CPU - srv0.CPU).Seconds()) * per10k
-	r.PeakRSSMB = mb(own1.HWM)
+	r.setRates(accepted, elapsed, own0, srv0, own1, srv1)
 	var h histogram
 	for i := range p.sent {
 		if a := p.accepted[i].Load(); a != 0 {

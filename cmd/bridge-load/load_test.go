@@ -239,26 +239,13 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the bridge")
 	}
-	ctx := context.Background()
 	bin := bridgeBinary(t)
 	for _, via := range []string{"nats", "webhook"} {
 		t.Run(via, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "report.json")
-			var stdout, stderr bytes.Buffer
-			code := run(ctx, []string{"-bridge", bin, "-via", via, "-events", "300", "-rate", "0", "-rules", "2",
-				"-match", "0.5", "-warmup", "200ms", "-idle", "200ms", "-timeout", "2m", "-json", out}, &stdout, &stderr)
-			t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-			if code != 0 {
-				t.Fatalf("exit code %d", code)
-			}
-			data, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var r report
-			if err := json.Unmarshal(data, &r); err != nil {
-				t.Fatal(err)
-			}
+			runOK(t, "-bridge", bin, "-via", via, "-events", "300", "-rate", "0", "-rules", "2",
+				"-match", "0.5", "-warmup", "200ms", "-idle", "200ms", "-timeout", "2m", "-json", out)
+			r := readJSON[report](t, out)
 			if r.Accepted != 300 || r.Matching != 150 || r.Sends != 150 || r.Lost != 0 || r.Duplicates != 0 {
 				t.Errorf("accepted %d, matching %d, sends %d, lost %d, duplicates %d; want 300, 150, 150, 0, 0",
 					r.Accepted, r.Matching, r.Sends, r.Lost, r.Duplicates)
@@ -386,20 +373,33 @@ func runCompareTest(t *testing.T, dir, engineArgs string, args ...string) ([]com
 			args[i] = bin
 		}
 	}
-	args = append([]string{"compare", "-bridge", bin, "-engine", engine, "-rounds", "1", "-timeout", "2m", "-json", out}, args...)
+	stdout := runOK(t, append([]string{"compare", "-bridge", bin, "-engine", engine, "-rounds", "1", "-timeout", "2m", "-json", out}, args...)...)
+	return readJSON[[]compareRun](t, out), stdout
+}
+
+// runOK runs the command with args, logs what it printed, and requires it
+// to exit 0; it returns its standard output.
+func runOK(t *testing.T, args ...string) string {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), args, &stdout, &stderr)
 	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	if code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
-	data, err := os.ReadFile(out)
+	return stdout.String()
+}
+
+// readJSON decodes the JSON file at path (a -json report).
+func readJSON[T any](t *testing.T, path string) T {
+	t.Helper()
+	var v T
+	data, err := os.ReadFile(path)
+	if err == nil {
+		err = json.Unmarshal(data, &v)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	var runs []compareRun
-	if err := json.Unmarshal(data, &runs); err != nil {
-		t.Fatal(err)
-	}
-	return runs, stdout.String()
+	return v
 }

@@ -275,15 +275,10 @@ func TestSoakEndToEnd(t *testing.T) {
 	for _, mode := range []string{"embedded", "external"} {
 		t.Run(mode, func(t *testing.T) {
 			csvPath := filepath.Join(t.TempDir(), "soak.csv")
-			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), []string{"soak", "-bridge", bin, "-nats", mode, "-messages", "600", "-every", "200",
-				"-rules", "2", "-sample", "200ms", "-settle", "2500ms", "-timeout", "2m", "-csv", csvPath}, &stdout, &stderr)
-			t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-			if code != 0 {
-				t.Fatalf("exit code %d", code)
-			}
-			if !strings.Contains(stdout.String(), "600 sent") || !strings.Contains(stdout.String(), "0 lost, 0 duplicates") {
-				t.Errorf("report:\n%s", stdout.String())
+			stdout := runOK(t, "soak", "-bridge", bin, "-nats", mode, "-messages", "600", "-every", "200",
+				"-rules", "2", "-sample", "200ms", "-settle", "2500ms", "-timeout", "2m", "-csv", csvPath)
+			if !strings.Contains(stdout, "600 sent") || !strings.Contains(stdout, "0 lost, 0 duplicates") {
+				t.Errorf("report:\n%s", stdout)
 			}
 			f, err := os.Open(csvPath)
 			if err != nil {
