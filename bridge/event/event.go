@@ -53,7 +53,7 @@ func (e *Envelope) Rules() (*rules.Event, error) {
 // Msg returns the NATS message that stores the envelope on subject, with
 // Nats-Msg-Id set so that JetStream stores a repeated event once.
 func (e *Envelope) Msg(subject string) (*nats.Msg, error) {
-	body, err := json.Marshal(e)
+	body, err := e.appendJSON(make([]byte, 0, 160+len(e.Data)))
 	if err != nil {
 		return nil, err
 	}
