@@ -95,6 +95,9 @@ func (d *Decoder) Source(subject string) string {
 // the bridge stored, else one made from a captured subject.
 func (d *Decoder) Decode(subject string, h nats.Header, data []byte, seq uint64, stored time.Time) (*Envelope, error) {
 	if h.Get(EnvelopeHeader) != "" {
+		if env, ok := decodeEnvelope(data); ok {
+			return &env, nil
+		}
 		var env Envelope
 		if err := json.Unmarshal(data, &env); err != nil {
 			return nil, fmt.Errorf("stored event %s: %w", Seq(d.Stream, seq), err)
