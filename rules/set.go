@@ -95,38 +95,30 @@ type Message struct {
 	Body                                  string      `json:"body"`
 	Template                              string      `json:"template,omitempty"`
 	From                                  Admin       `json:"from"`
-	To                                    []Recipient `json:"to"`
+	To                                    Recipients  `json:"to"`
 	Cc                                    []Recipient `json:"cc,omitempty"`
 	Bcc                                   []Recipient `json:"bcc,omitempty"`
 	CreatedAt                             int64       `json:"created_at,omitempty"` // unix seconds; 0: none
 	CreateConversationWithoutContactReply *bool       `json:"create_conversation_without_contact_reply,omitempty"`
 }
 
-// UnmarshalJSON also reads a single recipient under "to", as jobs stored by
-// earlier versions have it.
-func (m *Message) UnmarshalJSON(b []byte) error {
-	type plain Message
-	var v struct {
-		plain
-		To json.RawMessage `json:"to"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*m = Message(v.plain)
-	m.To = nil
-	switch t := bytes.TrimSpace(v.To); {
-	case len(t) == 0 || string(t) == "null":
-	case t[0] == '{':
-		var r Recipient
-		if err := json.Unmarshal(t, &r); err != nil {
+// Recipients are a message's people under "to". A single recipient, an
+// object rather than a list, is read too: jobs stored by earlier versions
+// have one.
+type Recipients []Recipient
+
+// UnmarshalJSON reads a list of recipients or a single one.
+func (r *Recipients) UnmarshalJSON(b []byte) error {
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
+		var one Recipient
+		if err := json.Unmarshal(t, &one); err != nil {
 			return fmt.Errorf("to: %w", err)
 		}
-		m.To = []Recipient{r}
-	default:
-		if err := json.Unmarshal(t, &m.To); err != nil {
-			return fmt.Errorf("to: %w", err)
-		}
+		*r = Recipients{one}
+		return nil
+	}
+	if err := json.Unmarshal(b, (*[]Recipient)(r)); err != nil {
+		return fmt.Errorf("to: %w", err)
 	}
 	return nil
 }
@@ -363,7 +355,7 @@ func (r *Rule) render(ev *Event, env map[string]any) (Delivery, error) {
 	for _, l := range []struct {
 		tmpls []recipientTmpl
 		dst   *[]Recipient
-	}{{r.to, &m.To}, {r.cc, &m.Cc}, {r.bcc, &m.Bcc}} {
+	}{{r.to, (*[]Recipient)(&m.To)}, {r.cc, &m.Cc}, {r.bcc, &m.Bcc}} {
 		for _, rt := range l.tmpls {
 			p, err := rt.render(env)
 			if err != nil {

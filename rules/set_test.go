@@ -480,6 +480,8 @@ func TestMessageReadsASingleRecipient(t *testing.T) {
 	for _, tt := range []struct{ in, want string }{
 		{`{"message_type":"inapp","body":"b","from":{"type":"admin","id":"1"},"to":{"type":"user","user_id":"u-1"}}`, "user user_id u-1"},
 		{`{"message_type":"inapp","body":"b","from":{"type":"admin","id":"1"},"to":[{"type":"lead","id":"c1"},{"type":"user","email":"a@b.c"}]}`, "lead id c1, user email a@b.c"},
+		{`{"message_type":"inapp","body":"b","from":{"type":"admin","id":"1"},"to":null}`, ""},
+		{`{"message_type":"inapp","body":"b","from":{"type":"admin","id":"1"}}`, ""},
 	} {
 		var m Message
 		if err := json.Unmarshal([]byte(tt.in), &m); err != nil {
@@ -487,6 +489,12 @@ func TestMessageReadsASingleRecipient(t *testing.T) {
 		}
 		if got := recipientsString(m.To); got != tt.want || m.Body != "b" || m.From.ID != "1" {
 			t.Errorf("%s: to %q body %q from %q", tt.in, got, m.Body, m.From.ID)
+		}
+	}
+	for _, in := range []string{`{"to":{"type":1}}`, `{"to":[{"type":1}]}`, `{"to":"u-1"}`} {
+		var m Message
+		if err := json.Unmarshal([]byte(in), &m); err == nil || !strings.Contains(err.Error(), "to: ") {
+			t.Errorf("%s: %v, want an error about to", in, err)
 		}
 	}
 }
