@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +81,26 @@ func (c *child) logTail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return c.name + " log (" + c.logPath + "):\n" + string(bytes.Join(lines, []byte("\n")))
+}
+
+// warnings counts the lines of the child's log at level warn or above (the
+// bridge's zerolog JSON), and returns the first one's message and error: a
+// run slower than the others usually says why there.
+func (c *child) warnings() (n int, first string) {
+	data, _ := os.ReadFile(c.logPath)
+	for line := range bytes.Lines(data) {
+		var l struct{ Level, Message, Error string }
+		if json.Unmarshal(line, &l) != nil || (l.Level != "warn" && l.Level != "error" && l.Level != "fatal") {
+			continue
+		}
+		if n++; n == 1 {
+			first = l.Message
+			if l.Error != "" {
+				first += ": " + l.Error
+			}
+		}
+	}
+	return n, first
 }
 
 // bridgeProc is a bridge started as a subprocess on a temp config.

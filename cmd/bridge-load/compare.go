@@ -151,7 +151,18 @@ type compareRun struct {
 	Duplicates   int64   `json:"duplicates"`
 	Lost         int     `json:"lost"`
 	TimedOut     bool    `json:"timed_out"`
-	LoadAvg      string  `json:"load_average"` // /proc/loadavg at the end
+	Warnings     int     `json:"warnings,omitempty"`      // a bridge's log lines at warn or above
+	FirstWarning string  `json:"first_warning,omitempty"` // the first one's message
+	LoadAvg      string  `json:"load_average"`            // /proc/loadavg at the end
+}
+
+// warned is what a run's line says of its log's warnings: nothing when
+// there are none.
+func (r *compareRun) warned() string {
+	if r.Warnings == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d warnings in its log, the first: %s", r.Warnings, r.FirstWarning)
 }
 
 // comparison is what every run of a compare shares.
@@ -243,8 +254,8 @@ func runCompare(ctx context.Context, co *compareOptions, stdout, stderr io.Write
 			if err != nil {
 				return runs, fmt.Errorf("%s, round %d: %w", k.name, round, err)
 			}
-			fmt.Fprintf(stderr, "bridge-load compare: round %d  %-38s %8.0f events/s  %.3f / %.3f CPU s per 10k  %5.1f MB  (first message after %.2f s; %d sent, %d lost, %d duplicates; load %s)\n",
-				round, k.name, r.EventsPerSec, r.CPUPer10k, r.CPUPer10kAll, r.PeakRSSMB, r.FirstAfter, r.Sends, r.Lost, r.Duplicates, r.LoadAvg)
+			fmt.Fprintf(stderr, "bridge-load compare: round %d  %-38s %8.0f events/s  %.3f / %.3f CPU s per 10k  %5.1f MB  (first message after %.2f s; %d sent, %d lost, %d duplicates; load %s)%s\n",
+				round, k.name, r.EventsPerSec, r.CPUPer10k, r.CPUPer10kAll, r.PeakRSSMB, r.FirstAfter, r.Sends, r.Lost, r.Duplicates, r.LoadAvg, r.warned())
 			runs = append(runs, r)
 		}
 	}
@@ -338,6 +349,9 @@ func (c *comparison) run(ctx context.Context, k contender, round int) (*compareR
 		return nil, err
 	}
 	r.Contender, r.Round = k.name, round
+	if k.mode == "capture" || k.mode == "bind" {
+		r.Warnings, r.FirstWarning = proc.warnings()
+	}
 	return r, nil
 }
 

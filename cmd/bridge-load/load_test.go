@@ -403,3 +403,28 @@ func readJSON[T any](t *testing.T, path string) T {
 	}
 	return v
 }
+
+// TestChildWarnings: a run's line names the warnings its bridge logged.
+func TestChildWarnings(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "bridge.log")
+	lines := `{"level":"info","message":"started"}
+{"level":"warn","error":"nats: timeout","subject":"load.events","message":"message not stored; redelivered"}
+not JSON at all
+{"level":"error","message":"event cannot be read; dead-lettered"}
+{"level":"debug","message":"queued"}
+`
+	if err := os.WriteFile(log, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, first := (&child{logPath: log}).warnings()
+	if n != 2 || first != "message not stored; redelivered: nats: timeout" {
+		t.Fatalf("warnings() = %d, %q", n, first)
+	}
+	r := &compareRun{Warnings: n, FirstWarning: first}
+	if got := r.warned(); got != "; 2 warnings in its log, the first: message not stored; redelivered: nats: timeout" {
+		t.Fatalf("warned() = %q", got)
+	}
+	if n, _ := (&child{logPath: filepath.Join(t.TempDir(), "none.log")}).warnings(); n != 0 || (&compareRun{}).warned() != "" {
+		t.Fatal("a run without warnings says something")
+	}
+}
