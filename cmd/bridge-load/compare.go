@@ -77,7 +77,7 @@ func parseCompareOptions(args []string, stderr io.Writer) (*compareOptions, int,
 	fs.StringVar(&o.bridgePath, "bridge", "", "the bridge binary `path` (default: go build ./cmd/bridge into a temp dir)")
 	fs.StringVar(&co.baseline, "baseline", "", "another bridge binary `path` to run in both modes too (an earlier commit's)")
 	fs.StringVar(&co.engine, "engine", "", "an executable `path` to run as a contender too, such as bench/benthos.sh (see BENCHMARKS.md)")
-	fs.IntVar(&co.rounds, "rounds", 3, "rounds; each runs every contender once, in a rotating order")
+	fs.IntVar(&co.rounds, "rounds", 3, "rounds; each runs every contender once, in an order of its own (see roundOrder)")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a run after this long")
 	fs.StringVar(&co.jsonPath, "json", "", "also write every run as JSON to `file`")
 	fs.StringVar(&co.profileDir, "cpuprofile", "", "write a CPU profile of each bridge run into `dir` (<run>.pprof, over -profile-for from its first message; turns admin.pprof on)")
@@ -154,6 +154,22 @@ type compareRun struct {
 	Warnings     int     `json:"warnings,omitempty"`      // a bridge's log lines at warn or above
 	FirstWarning string  `json:"first_warning,omitempty"` // the first one's message
 	LoadAvg      string  `json:"load_average"`            // /proc/loadavg at the end
+}
+
+// roundOrder is the order in which a round runs n contenders: rotated by
+// one each round, so that no contender always runs first, and reversed
+// every other round, so that none always runs after the same one (a run's
+// clean-up, its streams deleted, goes on in the NATS server during the
+// next run).
+func roundOrder(n, round int) []int {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = (i + round - 1) % n
+	}
+	if round%2 == 0 {
+		slices.Reverse(order)
+	}
+	return order
 }
 
 // warned is what a run's line says of its log's warnings: nothing when
@@ -248,8 +264,8 @@ func runCompare(ctx context.Context, co *compareOptions, stdout, stderr io.Write
 	loadStart := loadAverage()
 	var runs []*compareRun
 	for round := 1; round <= co.rounds; round++ {
-		for i := range contenders {
-			k := contenders[(i+round-1)%len(contenders)] // rotate, so that no contender always runs first
+		for _, i := range roundOrder(len(contenders), round) {
+			k := contenders[i]
 			r, err := c.run(ctx, k, round)
 			if err != nil {
 				return runs, fmt.Errorf("%s, round %d: %w", k.name, round, err)

@@ -224,8 +224,8 @@ func (c *comparison) compareIntake(ctx context.Context, bin string, stdout io.Wr
 	loadStart := loadAverage()
 	var runs []*compareRun
 	for round := 1; round <= co.rounds; round++ {
-		for i := range contenders {
-			k := contenders[(i+round-1)%len(contenders)]
+		for _, i := range roundOrder(len(contenders), round) {
+			k := contenders[i]
 			r, err := c.runIntake(ctx, k, round)
 			if err != nil {
 				return runs, fmt.Errorf("%s, round %d: %w", k.name, round, err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -426,5 +427,42 @@ not JSON at all
 	}
 	if n, _ := (&child{logPath: filepath.Join(t.TempDir(), "none.log")}).warnings(); n != 0 || (&compareRun{}).warned() != "" {
 		t.Fatal("a run without warnings says something")
+	}
+}
+
+// TestRoundOrder: every round runs each contender once, the order is the
+// same in every compare, and no contender always runs first or always
+// after the same one.
+func TestRoundOrder(t *testing.T) {
+	for _, n := range []int{4, 6, 7} {
+		for _, rounds := range []int{3, 5} {
+			firsts := map[int]bool{}
+			before := map[int][]int{} // each contender's predecessors, one per round it is not first
+			for round := 1; round <= rounds; round++ {
+				order := roundOrder(n, round)
+				if !slices.Equal(order, roundOrder(n, round)) {
+					t.Fatalf("n %d, round %d: two orders", n, round)
+				}
+				seen := map[int]bool{}
+				for _, k := range order {
+					seen[k] = k >= 0 && k < n
+				}
+				if len(order) != n || len(seen) != n || slices.Contains(slices.Collect(maps.Values(seen)), false) {
+					t.Fatalf("n %d, round %d: %v is not each contender once", n, round, order)
+				}
+				firsts[order[0]] = true
+				for i := 1; i < n; i++ {
+					before[order[i]] = append(before[order[i]], order[i-1])
+				}
+			}
+			if len(firsts) == 1 {
+				t.Errorf("n %d, %d rounds: contender %v runs first in every round", n, rounds, firsts)
+			}
+			for k, prev := range before {
+				if slices.Sort(prev); len(prev) > 1 && prev[0] == prev[len(prev)-1] {
+					t.Errorf("n %d, %d rounds: contender %d always runs after %d", n, rounds, k, prev[0])
+				}
+			}
+		}
 	}
 }
