@@ -77,7 +77,7 @@ func parseCompareOptions(args []string, stderr io.Writer) (*compareOptions, int,
 	fs.StringVar(&o.bridgePath, "bridge", "", "the bridge binary `path` (default: go build ./cmd/bridge into a temp dir)")
 	fs.StringVar(&co.baseline, "baseline", "", "another bridge binary `path` to run in both modes too (an earlier commit's)")
 	fs.StringVar(&co.engine, "engine", "", "an executable `path` to run as a contender too, such as bench/benthos.sh (see BENCHMARKS.md)")
-	fs.IntVar(&co.rounds, "rounds", 3, "rounds; each runs every contender once, in an order of its own (see roundOrder)")
+	fs.IntVar(&co.rounds, "rounds", 3, "rounds; each runs every contender once, in an order rotated by one and reversed every other round")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a run after this long")
 	fs.StringVar(&co.jsonPath, "json", "", "also write every run as JSON to `file`")
 	fs.StringVar(&co.profileDir, "cpuprofile", "", "write a CPU profile of each bridge run into `dir` (<run>.pprof, over -profile-for from its first message; turns admin.pprof on)")
