@@ -601,7 +601,8 @@ func printComparison(w io.Writer, o *options, contenders []contender, runs []*co
 	for _, prefix := range []string{"bridge", "baseline"} {
 		capture, bind := med[prefix+", capture mode"], med[prefix+", bind mode"]
 		if capture.rate > 0 && bind.rate > 0 {
-			fmt.Fprintf(w, "\n%s: bind / capture %.2fx events/s, %.2fx CPU per event (+ nats-server)", prefix, bind.rate/capture.rate, bind.cpuAll/capture.cpuAll)
+			fmt.Fprintf(w, "\n%s: bind / capture %.2fx events/s, %.2fx CPU per event (+ nats-server); round by round %s",
+				prefix, bind.rate/capture.rate, bind.cpuAll/capture.cpuAll, roundRatios(runs, prefix+", bind mode", prefix+", capture mode"))
 		}
 	}
 	if b, a := med["baseline, bind mode"], med["bridge, bind mode"]; b.rate > 0 {
@@ -615,6 +616,28 @@ func printComparison(w io.Writer, o *options, contenders []contender, runs []*co
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// roundRatios is a's events/s over b's in each round, and their median:
+// the medians of a noisy machine can hide how much the rounds disagree.
+func roundRatios(runs []*compareRun, a, b string) string {
+	rates := map[string]map[int]float64{a: {}, b: {}}
+	rounds := 0
+	for _, r := range runs {
+		if m, ok := rates[r.Contender]; ok {
+			m[r.Round] = r.EventsPerSec
+		}
+		rounds = max(rounds, r.Round)
+	}
+	var ratios []float64
+	var parts []string
+	for round := 1; round <= rounds; round++ {
+		if x, y := rates[a][round], rates[b][round]; x > 0 && y > 0 {
+			ratios = append(ratios, x/y)
+			parts = append(parts, fmt.Sprintf("%.2f", x/y))
+		}
+	}
+	return fmt.Sprintf("%s (median %.2f)", strings.Join(parts, ", "), median(ratios))
 }
 
 // median of xs; 0 for none.

@@ -466,3 +466,16 @@ func TestRoundOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestRoundRatios(t *testing.T) {
+	var runs []*compareRun
+	for round, rates := range [][2]float64{{12000, 10000}, {9000, 10000}, {10000, 8000}, {0, 10000}} {
+		runs = append(runs, &compareRun{Contender: "bind", Round: round + 1, EventsPerSec: rates[0]},
+			&compareRun{Contender: "capture", Round: round + 1, EventsPerSec: rates[1]},
+			&compareRun{Contender: "ceiling", Round: round + 1, EventsPerSec: 40000})
+	}
+	// The fourth round's bind run delivered nothing (timed out): no ratio.
+	if got, want := roundRatios(runs, "bind", "capture"), "1.20, 0.90, 1.25 (median 1.20)"; got != want {
+		t.Fatalf("roundRatios = %q, want %q", got, want)
+	}
+}
