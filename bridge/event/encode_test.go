@@ -223,3 +223,38 @@ func BenchmarkEnvelopeRead(b *testing.B) {
 		}
 	})
 }
+
+// TestDecoderReadsEveryEnvelope: what Msg stores, Decode reads back whole,
+// by either path, and an envelope an earlier version stored (json.Marshal,
+// HTML escaped) too.
+func TestDecoderReadsEveryEnvelope(t *testing.T) {
+	d := &Decoder{Stream: "EV"}
+	at := time.Date(2026, 12, 1, 16, 4, 5, 120000000, time.UTC)
+	for _, env := range []*Envelope{
+		{ID: "e1", Source: "shop", Subject: "bridge.in.shop", Type: "order.paid", Time: at,
+			Headers: map[string]string{"content-type": "application/json"}, Data: json.RawMessage(`{"a":1}`)},
+		{ID: `msg_"quoted"\back`, Source: "shop", Subject: "bridge.in.shop", Time: at,
+			Headers: map[string]string{"x-note": "tab\there <b>&</b>"}, Data: json.RawMessage("{\n  \"name\": \"Zoë <b>\"\n}")},
+	} {
+		m, err := env.Msg(env.Subject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := must(json.Marshal(env)) // as earlier versions stored it
+		for name, data := range map[string][]byte{"stored": m.Data, "stored by json.Marshal": old} {
+			got, err := d.Decode(m.Subject, m.Header, data, 1, time.Now())
+			if err != nil {
+				t.Fatalf("%s %s: %v", name, data, err)
+			}
+			var wantData, gotData any
+			if json.Unmarshal(env.Data, &wantData) != nil || json.Unmarshal(got.Data, &gotData) != nil || !reflect.DeepEqual(gotData, wantData) {
+				t.Errorf("%s: data %s, want %s", name, got.Data, env.Data)
+			}
+			want := *env
+			got.Data, want.Data = nil, nil
+			if !reflect.DeepEqual(*got, want) {
+				t.Errorf("%s:\n got %#v\nwant %#v", name, *got, want)
+			}
+		}
+	}
+}
