@@ -262,20 +262,33 @@ func runCompare(ctx context.Context, co *compareOptions, stdout, stderr io.Write
 	fmt.Fprintf(stderr, "bridge-load compare: %d events stored in %s (%g%% matching, %d rules), %d rounds, load average %s\n",
 		o.events, loadStream, o.match*100, o.rules, co.rounds, loadAverage())
 	loadStart := loadAverage()
+	runs, err := c.eachRound(contenders, func(k contender, round int) (*compareRun, error) { return c.run(ctx, k, round) },
+		func(k contender, r *compareRun) string {
+			return fmt.Sprintf("%-38s %8.0f events/s  %.3f / %.3f CPU s per 10k  %5.1f MB  (first message after %.2f s; %d sent, %d lost, %d duplicates; load %s)%s",
+				k.name, r.EventsPerSec, r.CPUPer10k, r.CPUPer10kAll, r.PeakRSSMB, r.FirstAfter, r.Sends, r.Lost, r.Duplicates, r.LoadAvg, r.warned())
+		})
+	if err != nil {
+		return runs, err
+	}
+	printComparison(stdout, o, contenders, runs, loadStart, loadAverage())
+	return runs, nil
+}
+
+// eachRound runs every contender once a round, in roundOrder, and prints
+// each run's line as describe words it.
+func (c *comparison) eachRound(contenders []contender, run func(contender, int) (*compareRun, error), describe func(contender, *compareRun) string) ([]*compareRun, error) {
 	var runs []*compareRun
-	for round := 1; round <= co.rounds; round++ {
+	for round := 1; round <= c.co.rounds; round++ {
 		for _, i := range roundOrder(len(contenders), round) {
 			k := contenders[i]
-			r, err := c.run(ctx, k, round)
+			r, err := run(k, round)
 			if err != nil {
 				return runs, fmt.Errorf("%s, round %d: %w", k.name, round, err)
 			}
-			fmt.Fprintf(stderr, "bridge-load compare: round %d  %-38s %8.0f events/s  %.3f / %.3f CPU s per 10k  %5.1f MB  (first message after %.2f s; %d sent, %d lost, %d duplicates; load %s)%s\n",
-				round, k.name, r.EventsPerSec, r.CPUPer10k, r.CPUPer10kAll, r.PeakRSSMB, r.FirstAfter, r.Sends, r.Lost, r.Duplicates, r.LoadAvg, r.warned())
+			fmt.Fprintf(c.stderr, "bridge-load compare: round %d  %s\n", round, describe(k, r))
 			runs = append(runs, r)
 		}
 	}
-	printComparison(stdout, o, contenders, runs, loadStart, loadAverage())
 	return runs, nil
 }
 

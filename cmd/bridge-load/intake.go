@@ -222,18 +222,13 @@ func (c *comparison) compareIntake(ctx context.Context, bin string, stdout io.Wr
 	fmt.Fprintf(c.stderr, "bridge-load compare: webhook intake, %d events from %d senders per run, %d rounds, load average %s\n",
 		o.events, o.concurrency, co.rounds, loadAverage())
 	loadStart := loadAverage()
-	var runs []*compareRun
-	for round := 1; round <= co.rounds; round++ {
-		for _, i := range roundOrder(len(contenders), round) {
-			k := contenders[i]
-			r, err := c.runIntake(ctx, k, round)
-			if err != nil {
-				return runs, fmt.Errorf("%s, round %d: %w", k.name, round, err)
-			}
-			fmt.Fprintf(c.stderr, "bridge-load compare: round %d  %-32s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  %.3f / %.3f CPU s per 10k  %5.1f MB  (%d stored, %d not accepted; load %s)\n",
-				round, k.name, r.EventsPerSec, r.P50Ms, r.P99Ms, r.CPUPer10k, r.CPUPer10kAll, r.PeakRSSMB, r.Sends, r.Lost, r.LoadAvg)
-			runs = append(runs, r)
-		}
+	runs, err := c.eachRound(contenders, func(k contender, round int) (*compareRun, error) { return c.runIntake(ctx, k, round) },
+		func(k contender, r *compareRun) string {
+			return fmt.Sprintf("%-32s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  %.3f / %.3f CPU s per 10k  %5.1f MB  (%d stored, %d not accepted; load %s)",
+				k.name, r.EventsPerSec, r.P50Ms, r.P99Ms, r.CPUPer10k, r.CPUPer10kAll, r.PeakRSSMB, r.Sends, r.Lost, r.LoadAvg)
+		})
+	if err != nil {
+		return runs, err
 	}
 	printIntake(stdout, o, contenders, runs, loadStart, loadAverage())
 	return runs, nil
