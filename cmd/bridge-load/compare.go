@@ -262,7 +262,7 @@ func runCompare(ctx context.Context, co *compareOptions, stdout, stderr io.Write
 	fmt.Fprintf(stderr, "bridge-load compare: %d events stored in %s (%g%% matching, %d rules), %d rounds, load average %s\n",
 		o.events, loadStream, o.match*100, o.rules, co.rounds, loadAverage())
 	loadStart := loadAverage()
-	runs, err := c.eachRound(contenders, func(k contender, round int) (*compareRun, error) { return c.run(ctx, k, round) },
+	runs, err := c.eachRound(ctx, contenders, c.run,
 		func(k contender, r *compareRun) string {
 			return fmt.Sprintf("%-38s %8.0f events/s  %.3f / %.3f CPU s per 10k  %5.1f MB  (first message after %.2f s; %d sent, %d lost, %d duplicates; load %s)%s",
 				k.name, r.EventsPerSec, r.CPUPer10k, r.CPUPer10kAll, r.PeakRSSMB, r.FirstAfter, r.Sends, r.Lost, r.Duplicates, r.LoadAvg, r.warned())
@@ -274,14 +274,25 @@ func runCompare(ctx context.Context, co *compareOptions, stdout, stderr io.Write
 	return runs, nil
 }
 
-// eachRound runs every contender once a round, in roundOrder, and prints
-// each run's line as describe words it.
-func (c *comparison) eachRound(contenders []contender, run func(contender, int) (*compareRun, error), describe func(contender, *compareRun) string) ([]*compareRun, error) {
+// runFunc runs contender k once in a round, as the run name (its NATS
+// prefix and durable), its files in dir.
+type runFunc func(ctx context.Context, k contender, round int, name, dir string) (*compareRun, error)
+
+// eachRound runs every contender once a round, in roundOrder, each run in a
+// directory of its own and followed by the clean-up of what it left in the
+// NATS server, and prints each run's line as describe words it.
+func (c *comparison) eachRound(ctx context.Context, contenders []contender, run runFunc, describe func(contender, *compareRun) string) ([]*compareRun, error) {
 	var runs []*compareRun
 	for round := 1; round <= c.co.rounds; round++ {
 		for _, i := range roundOrder(len(contenders), round) {
 			k := contenders[i]
-			r, err := run(k, round)
+			name := fmt.Sprintf("%s%d", k.tag, round)
+			dir := filepath.Join(c.dir, name)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return runs, err
+			}
+			r, err := run(ctx, k, round, name, dir)
+			c.cleanUp(ctx) // once the run has stopped its processes
 			if err != nil {
 				return runs, fmt.Errorf("%s, round %d: %w", k.name, round, err)
 			}
@@ -305,14 +316,9 @@ func (c *comparison) storeEvents(ctx context.Context, nc *nats.Conn, subject str
 	return nil
 }
 
-// run delivers the stored events with k once.
-func (c *comparison) run(ctx context.Context, k contender, round int) (*compareRun, error) {
-	name := fmt.Sprintf("%s%d", k.tag, round)
-	dir := filepath.Join(c.dir, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	defer c.cleanUp(ctx)
+// run delivers the stored events with k once, as the run name, its files
+// in dir.
+func (c *comparison) run(ctx context.Context, k contender, round int, name, dir string) (*compareRun, error) {
 	p := newPhase(0, c.o.events, c.o.match, c.o.rules)
 	now := time.Now()
 	for i := range p.matching {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -38,14 +37,9 @@ import (
 // run, <intakeStream>_<run> on intake.<run>.
 const intakeStream = "INTAKE"
 
-// runIntake runs contender k's intake once.
-func (c *comparison) runIntake(ctx context.Context, k contender, round int) (*compareRun, error) {
-	name := fmt.Sprintf("%s%d", k.tag, round)
-	dir := filepath.Join(c.dir, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	defer c.cleanUp(ctx)
+// runIntake runs contender k's intake once, as the run name, its files in
+// dir.
+func (c *comparison) runIntake(ctx context.Context, k contender, round int, name, dir string) (*compareRun, error) {
 	p := newPhase(0, c.o.events, 0, c.o.rules) // nothing matches: intake only
 	d := &webhookDriver{runID: name, client: newHTTPClient(c.o.concurrency)}
 	var proc *child
@@ -222,7 +216,7 @@ func (c *comparison) compareIntake(ctx context.Context, bin string, stdout io.Wr
 	fmt.Fprintf(c.stderr, "bridge-load compare: webhook intake, %d events from %d senders per run, %d rounds, load average %s\n",
 		o.events, o.concurrency, co.rounds, loadAverage())
 	loadStart := loadAverage()
-	runs, err := c.eachRound(contenders, func(k contender, round int) (*compareRun, error) { return c.runIntake(ctx, k, round) },
+	runs, err := c.eachRound(ctx, contenders, c.runIntake,
 		func(k contender, r *compareRun) string {
 			return fmt.Sprintf("%-32s %8.0f req/s  p50 %.2f ms  p99 %.2f ms  %.3f / %.3f CPU s per 10k  %5.1f MB  (%d stored, %d not accepted; load %s)",
 				k.name, r.EventsPerSec, r.P50Ms, r.P99Ms, r.CPUPer10k, r.CPUPer10kAll, r.PeakRSSMB, r.Sends, r.Lost, r.LoadAvg)
