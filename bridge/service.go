@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -154,7 +155,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 	}
 	if s.matcher, err = pipeline.StartMatcher(topoCtx, s.broker.JS, pipeline.MatcherOptions{
 		Topology: top, Decoder: decoder, Rules: s.rules.Load, Log: log, Metrics: s.pipeline, Received: s.ingest.EventsReceived,
-		Activity: s.activity}); err != nil {
+		Activity: s.activity, Sender: s.sender}); err != nil {
 		return nil, err
 	}
 	sourceMetrics := s.ingest
@@ -346,12 +347,16 @@ func (s *Service) Stop(ctx context.Context) error {
 		if s.sources != nil {
 			s.sources.Stop()
 		}
+		// Both stages at once: stage 1's first attempts give up waiting
+		// for the ledger once stage 2 stops (see pipeline.Sender).
+		var stages sync.WaitGroup
 		if s.matcher != nil {
-			s.matcher.Stop()
+			stages.Go(s.matcher.Stop)
 		}
 		if s.sender != nil {
-			s.sender.Stop()
+			stages.Go(s.sender.Stop)
 		}
+		stages.Wait()
 	}()
 	select {
 	case <-drained:

@@ -395,6 +395,25 @@ func (c *Client) ListAdmins(ctx context.Context) ([]Admin, error) {
 
 type beforeSendKey struct{}
 
+type noWaitKey struct{}
+
+// ErrWouldWait is the error of a call made WithoutWaiting that the pacer
+// did not admit at once; nothing was sent.
+var ErrWouldWait = errors.New("the pacer would make the request wait")
+
+// WithoutWaiting returns a context that makes the call it is passed to
+// fail at once with an error wrapping ErrWouldWait, nothing sent, where the
+// pacer would make it wait for the rate limit. A caller with somewhere
+// better to wait (a queue) uses it.
+func WithoutWaiting(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noWaitKey{}, true)
+}
+
+// MayWait reports whether ctx lets a call wait for the pacer (see
+// WithoutWaiting). Client checks it itself; another implementation of a
+// message sender (a test's) checks it where it would wait.
+func MayWait(ctx context.Context) bool { return ctx.Value(noWaitKey{}) == nil }
+
 // WithBeforeSend returns a context that makes the call it is passed to run
 // hook once the pacer has admitted the request and just before it is
 // written. If hook fails, the call fails with nothing sent (Classify says

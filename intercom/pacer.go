@@ -68,6 +68,9 @@ func (p *pacer) wait(ctx context.Context) (ticket, error) {
 		if d <= 0 {
 			return tk, nil
 		}
+		if !MayWait(ctx) {
+			return 0, ErrWouldWait
+		}
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():

@@ -354,6 +354,24 @@ func TestPacerWait(t *testing.T) {
 		}
 		wg.Wait()
 	})
+	t.Run("a call that may not wait is refused, not held", func(t *testing.T) {
+		p := newPacer(100, time.Second)
+		noWait := WithoutWaiting(context.Background())
+		tk, err := p.wait(noWait)
+		if err != nil {
+			t.Fatalf("wait with budget left = %v, want a ticket", err)
+		}
+		p.answered(tk, time.Now(), http.StatusTooManyRequests, rateLimit{remaining: 0, reset: time.Now().Add(time.Hour)})
+		if _, err := p.wait(noWait); !errors.Is(err, ErrWouldWait) {
+			t.Errorf("wait after a 429 = %v, want ErrWouldWait", err)
+		}
+		p.mu.Lock()
+		inflight := p.inflight
+		p.mu.Unlock()
+		if inflight != 0 {
+			t.Errorf("%d requests in flight after a refused wait, want 0", inflight)
+		}
+	})
 	t.Run("cancellation ends the wait", func(t *testing.T) {
 		p := newPacer(100, time.Second)
 		tk, _ := p.wait(context.Background())

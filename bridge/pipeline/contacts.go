@@ -270,8 +270,23 @@ func (c *Contacts) lookup(ctx context.Context, field, value, scope string) (foun
 	c.mu.Lock()
 	if call, ok := c.calls[key]; ok && (call.expires.IsZero() || now.Before(call.expires)) {
 		c.mu.Unlock()
+		mayWait := intercom.MayWait(ctx)
+		if !mayWait {
+			select {
+			case <-call.done:
+			default:
+				// A caller that may not wait for the pacer does not wait
+				// for another's look-up, which may be waiting for it.
+				return nil, false, fmt.Errorf("look-up of a contact by %s in flight: %w", field, intercom.ErrWouldWait)
+			}
+		}
 		select {
 		case <-call.done:
+			if mayWait && errors.Is(call.err, intercom.ErrWouldWait) {
+				// That caller could not wait for the pacer; this one can,
+				// and the failed call is gone from the map.
+				return c.lookup(ctx, field, value, scope)
+			}
 			return call.found, false, call.err
 		case <-ctx.Done():
 			return nil, false, ctx.Err()

@@ -118,6 +118,11 @@ func afterSend(err error, started bool, attempt int, p Policy, now time.Time) de
 	if err == nil {
 		return decision{step: stepRecord, outcome: OutcomeSent}
 	}
+	if errors.Is(err, intercom.ErrWouldWait) {
+		// A first attempt that may not wait for the pacer (see
+		// attemptFirst): nothing was sent, and the outbox is where it waits.
+		return decision{step: stepDefer, cause: err.Error()}
+	}
 	if errors.Is(err, errBusy) {
 		// Another worker took the key between decide and the send.
 		return decision{step: stepDefer, outcome: OutcomeInFlight, delay: time.Second, cause: err.Error()}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -88,6 +89,9 @@ func TestAfterSend(t *testing.T) {
 			want: decision{step: stepRecord, outcome: OutcomeSent}},
 		{name: "429: wait for the reset as the same attempt, key kept", err: rateLimited, started: true, attempt: 2,
 			want: decision{step: stepWait, outcome: OutcomeRateLimited, ledger: keepEntry, delay: 3 * time.Second}},
+		{name: "the pacer would wait, for a call that may not: put back at once, nothing counted",
+			err: fmt.Errorf("POST /messages: %w", intercom.ErrWouldWait), attempt: 1,
+			want: decision{step: stepDefer}},
 		{name: "503: not created, retry with backoff", err: status(503), started: true, attempt: 1,
 			want: decision{step: stepRetry, outcome: OutcomeRetry, ledger: markFailed, delay: time.Second}},
 		{name: "503 at attempt 3: doubled backoff", err: status(503), started: true, attempt: 3,
@@ -149,6 +153,8 @@ func TestAfterLookup(t *testing.T) {
 			want: decision{step: stepDeadLetter, reason: ReasonExhausted, outcome: OutcomeDeadLetter, ledger: forgetEntry, release: true}},
 		{name: "429: wait, no attempt spent", err: &intercom.Error{StatusCode: 429, RetryAt: now.Add(2 * time.Second)}, attempt: 1,
 			want: decision{step: stepWait, outcome: OutcomeRateLimited, ledger: keepEntry, delay: 2 * time.Second}},
+		{name: "the pacer would wait, for a look-up that may not: put back at once, no attempt spent",
+			err: fmt.Errorf("look up: %w", intercom.ErrWouldWait), attempt: 1, want: decision{step: stepDefer}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 // holds it (waits for the pacer and for rate limits included), and renews
 // the lease of the job's pending key while the worker holds one.
 type holder struct {
-	msg    jetstream.Msg
+	msg    jobMsg
 	ledger *Ledger
 	t      Timeouts
 	key    string
@@ -32,7 +32,7 @@ type holder struct {
 	wg   sync.WaitGroup
 }
 
-func (s *Sender) hold(msg jetstream.Msg, key string, log zerolog.Logger) *holder {
+func (s *Sender) hold(msg jobMsg, key string, log zerolog.Logger) *holder {
 	h := &holder{msg: msg, ledger: s.ledger, t: s.Timeouts, key: key, log: log, done: make(chan struct{})}
 	h.wg.Go(h.beat)
 	return h
@@ -63,10 +63,17 @@ func (h *holder) take(owner string, attempt int) error {
 // release stops renewing the lease and returns the entry's revision, for
 // the write that settles the attempt.
 func (h *holder) release() uint64 {
+	rev, _ := h.releaseLease()
+	return rev
+}
+
+// releaseLease is release, and also reports whether the entry at the
+// revision is this worker's pending entry.
+func (h *holder) releaseLease() (rev uint64, leased bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.leased = false
-	return h.rev
+	leased, h.leased = h.leased, false
+	return h.rev, leased
 }
 
 // close stops the heartbeat; the job has been settled (or is left to be
@@ -85,7 +92,7 @@ func (h *holder) beat() {
 			return
 		case <-t.C:
 		}
-		h.msg.InProgress()
+		h.msg.inProgress()
 		h.renew()
 	}
 }
@@ -112,3 +119,42 @@ func (h *holder) renew() {
 		h.log.Debug().Err(err).Msg("cannot renew the lease of the delivery key; trying again")
 	}
 }
+
+// jobMsg is what a worker settles a job through: the outbox message the job
+// came in (outboxMsg), or, for the first attempt stage 1 makes at a job it
+// has just rendered, the event the job came from (firstAttempt).
+type jobMsg interface {
+	// done settles the job: sent, dropped or dead-lettered. confirm waits
+	// for JetStream to confirm (see ack and ackSent).
+	done(confirm bool)
+	// again puts the job back, to be worked again after delay.
+	again(delay time.Duration)
+	// inProgress tells JetStream the job is still being worked.
+	inProgress()
+	// mayWait reports whether the worker may keep the job while it waits
+	// for the pacer or a rate limit's reset; if not, the job is put back
+	// instead.
+	mayWait() bool
+}
+
+// outboxMsg is a job that came from the outbox.
+type outboxMsg struct{ jetstream.Msg }
+
+func (m outboxMsg) done(confirm bool) {
+	if confirm {
+		ack(m.Msg)
+	} else {
+		ackSent(m.Msg)
+	}
+}
+
+func (m outboxMsg) again(delay time.Duration) {
+	if delay <= 0 {
+		m.Nak()
+		return
+	}
+	m.NakWithDelay(delay)
+}
+
+func (m outboxMsg) inProgress()   { m.InProgress() }
+func (m outboxMsg) mayWait() bool { return true }

@@ -31,6 +31,7 @@ type Matcher struct {
 	received *prometheus.CounterVec // nil: not counted
 	activity *Activity              // nil: not recorded
 	waiting  *Waiting
+	sender   *Sender // nil: every job goes to the outbox
 
 	cons    jetstream.Consumer
 	workers *workers
@@ -40,7 +41,9 @@ type Matcher struct {
 }
 
 // matchWorkers evaluate events in parallel: a JetStream Consume handler
-// runs one message at a time.
+// runs one message at a time. A stage 1 that makes first attempts has one
+// more for each send slot (delivery.workers), so that it goes on matching
+// while every slot is taken by a slow request.
 const matchWorkers = 8
 
 // MatcherOptions are what stage 1 needs.
@@ -60,13 +63,17 @@ type MatcherOptions struct {
 	// Activity, when set, records each rule's matches and the last one's
 	// time.
 	Activity *Activity
+	// Sender, when set, is stage 2 in this process: stage 1 then makes
+	// each job's first attempt itself, and stores in the outbox only the
+	// jobs that are to wait or be tried again (see Sender.attemptFirst).
+	Sender *Sender
 }
 
 // StartMatcher starts stage 1.
 func StartMatcher(ctx context.Context, js jetstream.JetStream, o MatcherOptions) (*Matcher, error) {
 	names := o.Topology
 	mt := &Matcher{js: js, names: names, decoder: o.Decoder, rules: o.Rules, log: o.Log, m: o.Metrics, received: o.Received, activity: o.Activity,
-		dlq: &deadLetters{js: js, topology: names}, stop: make(chan struct{})}
+		sender: o.Sender, dlq: &deadLetters{js: js, topology: names}, stop: make(chan struct{})}
 	events, err := streamOf(ctx, js, names.Events.Name)
 	if err != nil {
 		return nil, err
@@ -79,7 +86,11 @@ func StartMatcher(ctx context.Context, js jetstream.JetStream, o MatcherOptions)
 	if mt.waiting, err = OpenWaiting(ctx, js, names); err != nil {
 		return nil, err
 	}
-	if mt.workers, err = startWorkers(cons, matchWorkers, 512, 5*time.Second, mt.handle); err != nil {
+	n := matchWorkers
+	if o.Sender != nil {
+		n += o.Sender.Workers
+	}
+	if mt.workers, err = startWorkers(cons, n, 512, 5*time.Second, mt.handle); err != nil {
 		return nil, fmt.Errorf("consume %s: %w", names.Events.Name, err)
 	}
 	mt.bg.Go(mt.monitor)
@@ -179,6 +190,7 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(res.Deliveries))
 	jobs := make([]*Job, 0, len(res.Deliveries))
+	var first []*Job // for the first attempts, once the rest is stored
 	for _, d := range res.Deliveries {
 		mt.activity.matched(d.Rule, time.Now())
 		if shadow(set, d.Rule) {
@@ -205,6 +217,11 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 			}
 			// Its time has come already (an at in the past, a replay):
 			// it goes to the outbox at once.
+		}
+		if mt.sender != nil && job.Schedule == nil {
+			first = append(first, job)
+			mt.m.RuleMatches.WithLabelValues(d.Rule, rules.ModeLive).Inc()
+			continue
 		}
 		m, err := JobMsg(mt.names, job)
 		if err != nil {
@@ -245,6 +262,38 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 			return fmt.Errorf("outbox: %w", ctx.Err())
 		}
 	}
+	for _, job := range first {
+		if err := mt.attemptFirst(msg, meta.NumDelivered, job, origin); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// attemptFirst has stage 2 make the job's first attempt (see
+// Sender.attemptFirst), and stores the job in the outbox if it is to be
+// worked again.
+func (mt *Matcher) attemptFirst(msg jetstream.Msg, delivered uint64, job *Job, origin string) error {
+	toOutbox, retryAt := mt.sender.attemptFirst(msg, delivered, job, origin)
+	if !toOutbox {
+		return nil
+	}
+	job.RetryAt = retryAt
+	m, err := JobMsg(mt.names, job)
+	if err != nil {
+		return err
+	}
+	// A context of its own: the attempt may have taken a while.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ack, err := mt.js.PublishMsg(ctx, m)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	if ack.Duplicate {
+		mt.duplicate(job, delivered > 1)
+	}
+	mt.log.Debug().Str("rule", job.Rule).Str("event_id", job.EventID).Str("delivery_key", job.Key).Time("retry_at", retryAt).Msg("queued")
 	return nil
 }
 

@@ -70,7 +70,10 @@ func newMatcherFixture(t *testing.T) *matcherFixture {
 }
 
 // event stores a webhook event of source shop.
-func (f *matcherFixture) event(t *testing.T, id, payload string) {
+func (f *matcherFixture) event(t *testing.T, id, payload string) { storeEvent(t, f.js, id, payload) }
+
+// storeEvent stores a webhook event of source shop in the events stream.
+func storeEvent(t *testing.T, js jetstream.JetStream, id, payload string) {
 	t.Helper()
 	env := &event.Envelope{ID: id, Source: "shop", Subject: testTopology.SourceSubject("shop"), Time: time.Now().UTC(),
 		Data: json.RawMessage(payload)}
@@ -78,7 +81,7 @@ func (f *matcherFixture) event(t *testing.T, id, payload string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.js.PublishMsg(context.Background(), m); err != nil {
+	if _, err := js.PublishMsg(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -44,6 +44,9 @@ type Job struct {
 	Message  rules.Message `json:"message"`
 	Received time.Time     `json:"received"` // when the event arrived, for end-to-end latency
 	Replay   bool          `json:"replay,omitempty"`
+	// RetryAt is when a job whose first attempt stage 1 made (see
+	// Sender.attemptFirst) may be worked again; zero for at once.
+	RetryAt time.Time `json:"retry_at,omitzero"`
 }
 
 // Throttle allows one message per Key per Per.

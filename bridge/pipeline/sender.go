@@ -65,6 +65,10 @@ type Sender struct {
 	dlq         *deadLetters
 
 	inHand sync.Map // delivery key -> struct{}: keys a worker of this process is working on
+	// slots bound the sends of both stages together to Workers: a worker
+	// of stage 2 waits for one, a first attempt of stage 1 takes one only
+	// if one is free (see attemptFirst).
+	slots chan struct{}
 
 	js      jetstream.JetStream
 	outbox  jetstream.Stream
@@ -111,7 +115,7 @@ func newSender(ctx context.Context, js jetstream.JetStream, opts SenderOptions) 
 	}
 	s := &Sender{SenderOptions: opts, names: names,
 		ledger: &Ledger{kv: sent, legacyUntil: until}, throttles: &Throttles{kv: throttle},
-		dlq: &deadLetters{js: js, topology: names}, js: js, stop: make(chan struct{})}
+		dlq: &deadLetters{js: js, topology: names}, js: js, stop: make(chan struct{}), slots: make(chan struct{}, max(opts.Workers, 1))}
 	co := opts.Contacts
 	co.Log, co.Metrics = opts.Log, opts.Metrics
 	s.contacts = NewContacts(contacts, co)
@@ -229,12 +233,20 @@ func (s *Sender) handle(msg jetstream.Msg) {
 		s.Metrics.Deliveries.WithLabelValues(job.Rule, s.dryRunSend(msg, &job, log)).Inc()
 		return
 	}
+	if wait := time.Until(job.RetryAt); wait > 0 {
+		// A first attempt put it here (see attemptFirst) and said when it
+		// may go again.
+		msg.NakWithDelay(wait)
+		return
+	}
 	_, busy := s.inHand.LoadOrStore(job.Key, struct{}{})
 	if !busy {
 		defer s.inHand.Delete(job.Key)
 	}
-	h := s.hold(msg, job.Key, log)
+	h := s.hold(outboxMsg{msg}, job.Key, log)
 	defer h.close()
+	s.slots <- struct{}{}
+	defer func() { <-s.slots }()
 	outcome, err := s.deliver(h, &job, busy, s.unlooked(&job, busy, meta.NumDelivered), origin, log)
 	if err != nil {
 		// The ledger or the dead-letter stream could not be reached: try
@@ -243,7 +255,9 @@ func (s *Sender) handle(msg jetstream.Msg) {
 		msg.NakWithDelay(time.Second)
 		return
 	}
-	s.Metrics.Deliveries.WithLabelValues(job.Rule, outcome).Inc()
+	if outcome != "" {
+		s.Metrics.Deliveries.WithLabelValues(job.Rule, outcome).Inc()
+	}
 }
 
 // unlooked reports whether a job may skip reading its key's ledger entry
@@ -277,7 +291,7 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 		if cancelled {
 			log.Info().Str("schedule_key", job.Schedule.Key).Msg("its wait was cancelled; dropped, never sent")
 			s.Metrics.Scheduled.WithLabelValues(job.Rule, ScheduledDroppedLater).Inc()
-			ack(h.msg)
+			h.msg.done(true)
 			return OutcomeCancelled, nil
 		}
 	}
@@ -293,11 +307,11 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 	switch d.step {
 	case stepDrop:
 		log.Info().Str("intercom_message_id", entry.MessageID).Msg("already sent; duplicate dropped")
-		ackSent(h.msg)
+		h.msg.done(false)
 		return d.outcome, nil
 	case stepDefer:
 		log.Debug().Str("why", d.cause).Dur("again_in_ms", d.delay).Msg("in flight elsewhere; put back")
-		h.msg.NakWithDelay(d.delay)
+		h.msg.again(d.delay)
 		return d.outcome, nil
 	case stepDeadLetter:
 		log.Warn().Msg("an earlier attempt may have reached Intercom; dead-lettered (on_uncertain: dead_letter)")
@@ -311,7 +325,7 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 		}
 		if !ok {
 			log.Info().Str("throttle_key", job.Throttle.Key).Str("per", job.Throttle.Per.String()).Msg("throttled")
-			ack(h.msg)
+			h.msg.done(true)
 			return OutcomeThrottled, nil
 		}
 	}
@@ -322,15 +336,19 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 
 	attempt := d.attempt
 	h.expect(rev)
+	paced := context.Background()
+	if !h.msg.mayWait() {
+		paced = intercom.WithoutWaiting(paced)
+	}
 	for {
-		lookupCtx, cancelLookup := context.WithTimeout(context.Background(), s.Timeouts.PacerWait+s.Timeouts.Send)
+		lookupCtx, cancelLookup := context.WithTimeout(paced, s.Timeouts.PacerWait+s.Timeouts.Send)
 		req, err := s.contacts.Message(lookupCtx, job.Message, log)
 		cancelLookup()
 		if err != nil {
 			a := afterLookup(err, attempt, s.Policy, time.Now())
 			if a.step == stepWait {
-				if !s.rateLimited(h.msg, job, a) {
-					return OutcomeRateLimited, nil
+				if !s.rateLimited(h, job, a, attempt, log) {
+					return "", nil // counted by rateLimited
 				}
 				continue
 			}
@@ -348,7 +366,7 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 
 		started := false
 		var takeErr error
-		sendCtx, cancelSend := context.WithTimeout(context.Background(), s.Timeouts.PacerWait+s.Timeouts.Send)
+		sendCtx, cancelSend := context.WithTimeout(paced, s.Timeouts.PacerWait+s.Timeouts.Send)
 		sendCtx = intercom.WithBeforeSend(sendCtx, func() error {
 			takeErr = h.take(s.owner(attempt), attempt)
 			started = takeErr == nil
@@ -374,8 +392,8 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 			}
 		}
 		if a.step == stepWait {
-			if !s.rateLimited(h.msg, job, a) {
-				return OutcomeRateLimited, nil
+			if !s.rateLimited(h, job, a, attempt, log) {
+				return "", nil // counted by rateLimited
 			}
 			continue
 		}
@@ -411,7 +429,7 @@ func (s *Sender) decideIfEntry(h *holder, job *Job, busy bool, origin string, lo
 
 // conclude carries out a decision after a failed look-up or send: put
 // the job back, retry it later, or dead-letter it.
-func (s *Sender) conclude(msg jetstream.Msg, job *Job, a decision, attempt int, err error, origin string, log zerolog.Logger) (string, error) {
+func (s *Sender) conclude(msg jobMsg, job *Job, a decision, attempt int, err error, origin string, log zerolog.Logger) (string, error) {
 	if intercom.IsUnauthorized(err) && s.OnUnauthorized != nil {
 		s.OnUnauthorized()
 	}
@@ -423,7 +441,7 @@ func (s *Sender) conclude(msg jetstream.Msg, job *Job, a decision, attempt int, 
 	switch a.step {
 	case stepDefer:
 		log.Debug().Str("why", a.cause).Msg("not sent; put back")
-		msg.NakWithDelay(a.delay)
+		msg.again(a.delay)
 		return a.outcome, nil
 	case stepDeadLetter:
 		switch a.reason {
@@ -440,22 +458,49 @@ func (s *Sender) conclude(msg jetstream.Msg, job *Job, a decision, attempt int, 
 	default: // stepRetry
 		delay := jitter(a.delay)
 		log.Warn().Err(err).Int("attempt", attempt).Bool("uncertain", a.ledger == markAmbiguous).Dur("retry_in_ms", delay).Msg("send failed; will retry")
-		msg.NakWithDelay(delay)
+		msg.again(delay)
 		return a.outcome, nil
 	}
 }
 
 // rateLimited waits out a 429 (of a send or a look-up): Intercom did not
 // take the request, and the client's pacer makes every worker wait for the
-// reset. false when the sender stops first: the job is put back for
-// another replica, or the next start.
-func (s *Sender) rateLimited(msg jetstream.Msg, job *Job, a decision) bool {
+// reset. false when the job is put back instead: at once when the sender
+// stops first, for another replica or the next start; after the reset when
+// the job may not be kept waiting (a first attempt, see firstAttempt).
+// Either way the key's entry goes back to how it was before the attempt
+// took it, so that whoever works the job next sends it as the same
+// attempt, not as one that may have reached Intercom.
+func (s *Sender) rateLimited(h *holder, job *Job, a decision, attempt int, log zerolog.Logger) bool {
 	s.Metrics.Deliveries.WithLabelValues(job.Rule, a.outcome).Inc()
-	if !s.waitFor(a.delay) {
-		msg.Nak()
-		return false
+	delay := a.delay
+	if h.msg.mayWait() {
+		if s.waitFor(delay) {
+			return true
+		}
+		delay = 0
 	}
-	return true
+	if err := s.untake(h, job, attempt, a.cause); err != nil {
+		// The lease runs out and the key is uncertain: safe, if pessimistic.
+		log.Warn().Err(err).Msg("cannot give the delivery key back after a 429")
+	}
+	h.msg.again(delay)
+	return false
+}
+
+// untake writes the key's entry back to how it was before the attempt-th
+// attempt took it, if it did: Intercom took nothing.
+func (s *Sender) untake(h *holder, job *Job, attempt int, cause string) error {
+	rev, leased := h.releaseLease()
+	if !leased {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
+	defer cancel()
+	if attempt <= 1 {
+		return s.ledger.forget(ctx, job.Key, rev)
+	}
+	return s.ledger.markFailed(ctx, job.Key, attempt-1, cause, rev)
 }
 
 // owner names the worker of an attempt in the ledger.
@@ -496,7 +541,7 @@ func (s *Sender) waitFor(d time.Duration) bool {
 	}
 }
 
-func (s *Sender) succeed(msg jetstream.Msg, job *Job, sent *intercom.SentMessage, log zerolog.Logger) (string, error) {
+func (s *Sender) succeed(msg jobMsg, job *Job, sent *intercom.SentMessage, log zerolog.Logger) (string, error) {
 	// Intercom has the message. The job is acked only once the record is
 	// written: acked without it, a replay of the same key would send it
 	// again. If the process stops first the key stays pending and its lease
@@ -516,7 +561,7 @@ func (s *Sender) succeed(msg jetstream.Msg, job *Job, sent *intercom.SentMessage
 			return OutcomeSent, nil
 		}
 	}
-	ackSent(msg)
+	msg.done(false)
 	if !job.Received.IsZero() && !job.Replay { // a replay's wait in the DLQ is not latency
 		s.Metrics.DeliveryLatency.Observe(time.Since(job.due()).Seconds())
 	}
@@ -530,7 +575,7 @@ func (s *Sender) succeed(msg jetstream.Msg, job *Job, sent *intercom.SentMessage
 
 // fail writes the job's dead letter and acks it; d says why and whether
 // the throttle window goes back, cause is the error.
-func (s *Sender) fail(ctx context.Context, msg jetstream.Msg, job *Job, attempts int, d decision, cause error, origin string) (string, error) {
+func (s *Sender) fail(ctx context.Context, msg jobMsg, job *Job, attempts int, d decision, cause error, origin string) (string, error) {
 	dl := &DeadLetter{Reason: d.reason, Error: cause.Error(), Rule: job.Rule, EventID: job.EventID, Source: job.Source,
 		Key: job.Key, Attempts: attempts, Job: job}
 	dl.withIntercomError(cause)
@@ -542,7 +587,7 @@ func (s *Sender) fail(ctx context.Context, msg jetstream.Msg, job *Job, attempts
 			s.Log.Warn().Err(err).Str("delivery_key", job.Key).Msg("cannot release the throttle window")
 		}
 	}
-	ack(msg)
+	msg.done(true)
 	return OutcomeDeadLetter, nil
 }
 

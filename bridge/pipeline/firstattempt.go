@@ -1,0 +1,83 @@
+package pipeline
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A job's first attempt is made by stage 1, as soon as the job is rendered
+// and before it is stored anywhere, when Intercom can take the request at
+// once: the outbox is then left out, which saves a publish, a second
+// consumer's delivery and ack, and the job's JSON both ways. The attempt is
+// the one stage 2 would make (Sender.deliver): the same ledger entries,
+// lease, throttle, dead letters and metrics. The event stands for the job
+// until the attempt is settled: it is kept in progress meanwhile and acked
+// only after it, so a crash mid-attempt redelivers the event, whose job
+// then finds the key's entry as stage 2 would.
+//
+// Whatever would make stage 2 put the job back, or wait with it (a retry,
+// a 429, a key another worker holds, the pacer not admitting the request at
+// once, every send slot taken), hands the job to the outbox instead, with
+// the time it may go again (Job.RetryAt); stage 2 works it from there, and
+// a bridge that is behind queues its jobs in the outbox as before.
+
+// firstAttempt is the jobMsg of a first attempt made by stage 1.
+type firstAttempt struct {
+	event   jetstream.Msg
+	handOff bool          // again was called: the job goes to the outbox
+	after   time.Duration // and may be worked again after this
+}
+
+func (f *firstAttempt) done(bool) {}
+
+func (f *firstAttempt) again(delay time.Duration) { f.handOff, f.after = true, delay }
+
+func (f *firstAttempt) inProgress() { f.event.InProgress() }
+
+func (f *firstAttempt) mayWait() bool { return false }
+
+// attemptFirst makes the first attempt at a job stage 1 has just rendered
+// from event, delivered for the delivered-th time, whose dead letters name
+// origin. It reports whether the job is to go to the outbox after all, and
+// when it may be worked again there (zero: at once). Jobs that wait
+// (schedule), replays and dry runs always go to the outbox.
+func (s *Sender) attemptFirst(event jetstream.Msg, delivered uint64, job *Job, origin string) (toOutbox bool, retryAt time.Time) {
+	if s.DryRun || job.Schedule != nil || job.Replay {
+		return true, time.Time{}
+	}
+	select {
+	case <-s.stop:
+		return true, time.Time{} // stage 2 stops: the job waits for the next start
+	default:
+	}
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		return true, time.Time{} // every send slot is taken: the job queues
+	}
+	log := s.Log.With().Str("rule", job.Rule).Str("event_id", job.EventID).Str("delivery_key", job.Key).Logger()
+	_, busy := s.inHand.LoadOrStore(job.Key, struct{}{})
+	if !busy {
+		defer s.inHand.Delete(job.Key)
+	}
+	fa := &firstAttempt{event: event}
+	h := s.hold(fa, job.Key, log)
+	defer h.close()
+	outcome, err := s.deliver(h, job, busy, s.unlooked(job, busy, delivered), origin, log)
+	if err != nil {
+		log.Warn().Err(err).Msg("delivery interrupted; queued to retry")
+		return true, time.Now().Add(time.Second)
+	}
+	if outcome != "" {
+		s.Metrics.Deliveries.WithLabelValues(job.Rule, outcome).Inc()
+	}
+	if !fa.handOff {
+		return false, time.Time{}
+	}
+	if fa.after <= 0 {
+		return true, time.Time{}
+	}
+	return true, time.Now().Add(fa.after)
+}

@@ -1,0 +1,246 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/intercom-bridge/bridge/bridge/event"
+	"github.com/intercom-bridge/bridge/intercom"
+	"github.com/intercom-bridge/bridge/internal/poll"
+	"github.com/intercom-bridge/bridge/rules"
+)
+
+// firstAttemptRules send one email per order; its subject is the delivery
+// key, so that the fake message sender counts messages per key.
+const firstAttemptRules = `rules:
+  - name: paid
+    when: event.type == "order.paid"
+    message:
+      type: email
+      from: "1"
+      to: {type: user, id: '{{ .event.contact }}'}
+      subject: 'paid/{{ .event.order }}'
+      body: <p>Order {{ .event.order }}</p>
+    dedupe: '{{ .event.order }}'
+`
+
+// newBothStages runs stage 1 over a sender fixture's stage 2, as a bridge
+// does: stage 1 makes each job's first attempt.
+func newBothStages(t *testing.T, client *fakeSender, setup senderSetup) *senderFixture {
+	t.Helper()
+	f := newSenderFixture(t, client, setup)
+	set, err := rules.Parse([]rules.File{{Name: "test.yaml", Data: []byte(firstAttemptRules)}}, rules.Options{DefaultAdminID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, err := StartMatcher(context.Background(), f.js, MatcherOptions{Topology: testTopology, Decoder: &event.Decoder{Stream: testTopology.Events.Name},
+		Rules: func() *rules.Set { return set }, Log: zerolog.New(f.logs), Metrics: f.m, Sender: f.s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mt.Stop)
+	return f
+}
+
+// jobsStored is how many jobs the outbox ever stored.
+func (f *senderFixture) jobsStored(t *testing.T) uint64 {
+	t.Helper()
+	s, err := f.js.Stream(context.Background(), testTopology.Outbox.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastSeq
+}
+
+// eventsSettled reports whether stage 1 acked every stored event.
+func (f *senderFixture) eventsSettled(t *testing.T) bool {
+	t.Helper()
+	c, err := f.js.Consumer(context.Background(), testTopology.Events.Name, testTopology.MatchConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+}
+
+func (f *senderFixture) entry(t *testing.T, key string) *ledgerEntry {
+	t.Helper()
+	e, _, err := f.s.ledger.get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// answerOnce fails the first request for each key with err, then accepts.
+func answerOnce(err error) func(intercom.Message) error {
+	var mu sync.Mutex
+	failed := map[string]bool{}
+	return func(m intercom.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if failed[m.Subject] {
+			return nil
+		}
+		failed[m.Subject] = true
+		return err
+	}
+}
+
+// Stage 1 makes a job's first attempt itself; whatever would make stage 2
+// put the job back hands it to the outbox, where stage 2 finishes it, and
+// the message is sent once either way.
+func TestFirstAttempt(t *testing.T) {
+	t.Parallel()
+	const key = "paid/o-1"
+	tests := []struct {
+		name   string
+		client func() *fakeSender
+		tune   func(*SenderOptions)
+		// what the outbox stored, and the outcomes counted
+		stored   uint64
+		outcomes map[string]int
+		sent     bool // else dead-lettered
+	}{
+		{name: "accepted: sent from stage 1, never stored",
+			client:   func() *fakeSender { return &fakeSender{} },
+			outcomes: map[string]int{OutcomeSent: 1, OutcomeRetry: 0}, sent: true},
+		{name: "a 503: queued, retried by stage 2 as attempt 2",
+			client: func() *fakeSender {
+				return &fakeSender{answer: answerOnce(&intercom.Error{StatusCode: http.StatusServiceUnavailable})}
+			},
+			stored: 1, outcomes: map[string]int{OutcomeRetry: 1, OutcomeSent: 1}, sent: true},
+		{name: "a 429: the key given back, sent later and never taken as uncertain",
+			client: func() *fakeSender {
+				return &fakeSender{answer: answerOnce(&intercom.Error{StatusCode: http.StatusTooManyRequests,
+					RetryAt: time.Now().Add(200 * time.Millisecond)})}
+			},
+			// dead_letter: a key left pending would be dead-lettered once
+			// its lease ran out.
+			tune:   func(o *SenderOptions) { o.Policy.OnUncertain = "dead_letter" },
+			stored: 1, outcomes: map[string]int{OutcomeRateLimited: 1, OutcomeSent: 1, OutcomeDeadLetter: 0}, sent: true},
+		{name: "the pacer would make it wait: queued at once, sent by stage 2",
+			client: func() *fakeSender {
+				return &fakeSender{wait: func(ctx context.Context) error {
+					if !intercom.MayWait(ctx) {
+						return fmt.Errorf("POST /messages: %w", intercom.ErrWouldWait)
+					}
+					return nil
+				}}
+			},
+			stored: 1, outcomes: map[string]int{OutcomeSent: 1, OutcomeRetry: 0, OutcomeRateLimited: 0}, sent: true},
+		{name: "refused (400): dead-lettered from stage 1",
+			client: func() *fakeSender {
+				return &fakeSender{answer: func(intercom.Message) error { return &intercom.Error{StatusCode: http.StatusBadRequest} }}
+			},
+			outcomes: map[string]int{OutcomeDeadLetter: 1, OutcomeSent: 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			client := tt.client()
+			f := newBothStages(t, client, senderSetup{tune: tt.tune})
+			storeEvent(t, f.js, "e1", `{"type":"order.paid","order":"o-1","contact":"c1"}`)
+			poll.For(t, 30*time.Second, "the job settled", func() bool {
+				return f.outcomes("paid", OutcomeSent)+f.outcomes("paid", OutcomeDeadLetter) == 1 &&
+					f.eventsSettled(t) && f.outboxEmpty()
+			})
+			if n := client.count(key); tt.sent && n != 1 || !tt.sent && n != 0 {
+				t.Errorf("sent %d times", n)
+			}
+			if n := f.jobsStored(t); n != tt.stored {
+				t.Errorf("the outbox stored %d jobs, want %d", n, tt.stored)
+			}
+			for outcome, want := range tt.outcomes {
+				if got := f.outcomes("paid", outcome); got != want {
+					t.Errorf("outcome %s counted %d times, want %d", outcome, got, want)
+				}
+			}
+			e := f.entry(t, key)
+			if tt.sent {
+				if e == nil || e.State != stateSent || e.MessageID != "msg-"+key {
+					t.Errorf("ledger entry %+v, want sent as msg-%s", e, key)
+				}
+				return
+			}
+			if e != nil {
+				t.Errorf("ledger entry %+v of a message certainly not sent, want none", e)
+			}
+			dls := f.deadLetterEntries(t)
+			if len(dls) != 1 || dls[0].Reason != ReasonPermanent || dls[0].Key != key || dls[0].EventID != "e1" || dls[0].Job == nil {
+				t.Errorf("dead letters %+v, want one of %s, permanent, with its job", dls, key)
+			}
+		})
+	}
+}
+
+// Two events with the same dedupe key at once: one message. The second
+// finds the first's pending entry (or its sent one) and never sends.
+func TestFirstAttemptSameKeyTwice(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	client := &fakeSender{answer: func(intercom.Message) error { <-release; return nil }}
+	f := newBothStages(t, client, senderSetup{})
+	storeEvent(t, f.js, "e1", `{"type":"order.paid","order":"o-1","contact":"c1"}`)
+	storeEvent(t, f.js, "e2", `{"type":"order.paid","order":"o-1","contact":"c1"}`)
+	time.Sleep(300 * time.Millisecond) // both events in hand, one of them sending
+	close(release)
+	poll.For(t, 30*time.Second, "both events settled", func() bool {
+		return f.outcomes("paid", OutcomeSent) == 1 && f.outcomes("paid", OutcomeDuplicate) == 1 && f.eventsSettled(t) && f.outboxEmpty()
+	})
+	if _, calls := client.snapshot(); calls != 1 {
+		t.Errorf("%d requests for one delivery key", calls)
+	}
+}
+
+// Stage 1 takes a send slot only if one is free: with delivery.workers
+// at 1 and that one sending, the next event's job queues in the outbox
+// instead of adding a second request in flight.
+func TestFirstAttemptOnlyInAFreeSlot(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	client := &fakeSender{answer: func(m intercom.Message) error {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		mu.Unlock()
+		if m.Subject == "paid/o-1" {
+			<-release
+		}
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		return nil
+	}}
+	f := newBothStages(t, client, senderSetup{tune: func(o *SenderOptions) { o.Workers = 1 }})
+	storeEvent(t, f.js, "e1", `{"type":"order.paid","order":"o-1","contact":"c1"}`)
+	poll.For(t, 10*time.Second, "the first request in flight", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return inFlight == 1
+	})
+	storeEvent(t, f.js, "e2", `{"type":"order.paid","order":"o-2","contact":"c2"}`)
+	poll.For(t, 10*time.Second, "the second job queued", func() bool { return f.jobsStored(t) == 1 })
+	close(release)
+	poll.For(t, 30*time.Second, "both sent", func() bool {
+		return f.outcomes("paid", OutcomeSent) == 2 && f.eventsSettled(t) && f.outboxEmpty()
+	})
+	if most != 1 {
+		t.Errorf("%d requests in flight at once, with one worker", most)
+	}
+	if client.count("paid/o-1") != 1 || client.count("paid/o-2") != 1 {
+		t.Errorf("sent %d and %d times", client.count("paid/o-1"), client.count("paid/o-2"))
+	}
+}
