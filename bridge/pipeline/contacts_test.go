@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -198,4 +199,86 @@ func TestContactsCacheThatDoesNotAnswer(t *testing.T) {
 			t.Errorf("cache call %d could wait %s, want at most %s", i+1, w, c.cacheTimeout)
 		}
 	}
+}
+
+// gatedFinder finds one user by external id. Its look-ups wait at gate;
+// one made by a caller that may not wait for the pacer fails with
+// ErrWouldWait when refuse is set, as the client's would.
+type gatedFinder struct {
+	ContactFinder
+	user   intercom.Contact
+	gate   chan struct{}
+	refuse bool
+	mu     sync.Mutex
+	calls  int
+}
+
+func (g *gatedFinder) FindContactByExternalID(ctx context.Context, id string) (*intercom.Contact, error) {
+	g.mu.Lock()
+	g.calls++
+	g.mu.Unlock()
+	<-g.gate
+	if g.refuse && !intercom.MayWait(ctx) {
+		return nil, fmt.Errorf("GET /contacts/find_by_external_id: %w", intercom.ErrWouldWait)
+	}
+	return &g.user, nil
+}
+
+// A caller that may not wait (a first attempt) does not wait for another's
+// look-up either, and one that may wait is not failed by a look-up that
+// could not.
+func TestContactsLookUpThatMayNotWait(t *testing.T) {
+	t.Parallel()
+	user := intercom.Contact{ID: "65b2a9c0d1e2f3a4b5c6d7e8", Role: "user", ExternalID: "u-42"}
+	p := rules.Recipient{Type: "user", UserID: "u-42"}
+	noWait := intercom.WithoutWaiting(context.Background())
+	opts := func(f ContactFinder) ContactsOptions {
+		return ContactsOptions{Finder: f, FindByExternalID: true, TTL: time.Hour, NegativeTTL: time.Second}
+	}
+	t.Run("does not join a look-up in flight", func(t *testing.T) {
+		t.Parallel()
+		g := &gatedFinder{user: user, gate: make(chan struct{})}
+		c := NewContacts(contactsBucket(t), opts(g))
+		first := make(chan error, 1)
+		go func() { _, err := c.Resolve(context.Background(), p, zerolog.Nop()); first <- err }()
+		poll.For(t, 10*time.Second, "the first look-up in flight", func() bool {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.calls == 1
+		})
+		if _, err := c.Resolve(noWait, p, zerolog.Nop()); !errors.Is(err, intercom.ErrWouldWait) {
+			t.Errorf("a look-up that may not wait, with another in flight: %v, want ErrWouldWait", err)
+		}
+		close(g.gate)
+		if err := <-first; err != nil {
+			t.Errorf("the look-up in flight: %v", err)
+		}
+	})
+	t.Run("a waiter looks up again when the call it joined could not wait", func(t *testing.T) {
+		t.Parallel()
+		g := &gatedFinder{user: user, gate: make(chan struct{}), refuse: true}
+		c := NewContacts(contactsBucket(t), opts(g))
+		first := make(chan error, 1)
+		go func() { _, err := c.Resolve(noWait, p, zerolog.Nop()); first <- err }()
+		poll.For(t, 10*time.Second, "the first look-up in flight", func() bool {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.calls == 1
+		})
+		second := make(chan error, 1)
+		var got intercom.Recipient
+		go func() {
+			var err error
+			got, err = c.Resolve(context.Background(), p, zerolog.Nop())
+			second <- err
+		}()
+		time.Sleep(50 * time.Millisecond) // the second joins the first's call
+		close(g.gate)
+		if err := <-first; !errors.Is(err, intercom.ErrWouldWait) {
+			t.Errorf("the look-up that may not wait: %v, want ErrWouldWait", err)
+		}
+		if err := <-second; err != nil || got != user.Recipient() {
+			t.Errorf("the look-up that may wait: %v, %v; want %v", got, err, user.Recipient())
+		}
+	})
 }

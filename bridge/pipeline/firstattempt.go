@@ -18,9 +18,12 @@ import (
 //
 // Whatever would make stage 2 put the job back, or wait with it (a retry,
 // a 429, a key another worker holds, the pacer not admitting the request at
-// once, every send slot taken), hands the job to the outbox instead, with
-// the time it may go again (Job.RetryAt); stage 2 works it from there, and
-// a bridge that is behind queues its jobs in the outbox as before.
+// once), hands the job to the outbox instead, with the time it may go again
+// (Job.RetryAt); stage 2 works it from there, and a bridge that is behind
+// queues its jobs in the outbox as before. So does a job for which no send
+// slot frees soon: stage 1 makes up to delivery.workers first attempts at
+// once, and has more workers than that, so that it goes on matching while
+// Intercom is slow.
 
 // firstAttempt is the jobMsg of a first attempt made by stage 1.
 type firstAttempt struct {
@@ -51,12 +54,10 @@ func (s *Sender) attemptFirst(event jetstream.Msg, delivered uint64, job *Job, o
 		return true, time.Time{} // stage 2 stops: the job waits for the next start
 	default:
 	}
-	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
-	default:
-		return true, time.Time{} // every send slot is taken: the job queues
+	if !s.takeSlot() {
+		return true, time.Time{} // every slot is taken by a slow request: the job queues
 	}
+	defer func() { <-s.slots }()
 	log := s.Log.With().Str("rule", job.Rule).Str("event_id", job.EventID).Str("delivery_key", job.Key).Logger()
 	_, busy := s.inHand.LoadOrStore(job.Key, struct{}{})
 	if !busy {
@@ -80,4 +81,28 @@ func (s *Sender) attemptFirst(event jetstream.Msg, delivered uint64, job *Job, o
 		return true, time.Time{}
 	}
 	return true, time.Now().Add(fa.after)
+}
+
+// slotWait bounds the wait of a first attempt for a free slot. Under load a
+// slot frees within one request's time; when none does for this long, the
+// requests in flight are slow, and the job is better queued than waited
+// for by stage 1.
+const slotWait = 100 * time.Millisecond
+
+// takeSlot takes one of the first attempts' slots, waiting up to slotWait
+// for one; false if none freed.
+func (s *Sender) takeSlot() bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(slotWait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
 }

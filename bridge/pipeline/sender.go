@@ -30,7 +30,8 @@ type MessageSender interface {
 // SenderOptions are what stage 2 needs.
 type SenderOptions struct {
 	Topology broker.Topology
-	// Workers is the number of concurrent sends.
+	// Workers is the number of concurrent sends of stage 2, and of the
+	// first attempts stage 1 makes (see attemptFirst).
 	Workers int
 	// Policy decides retries, dead letters and uncertain sends.
 	Policy   Policy
@@ -65,9 +66,8 @@ type Sender struct {
 	dlq         *deadLetters
 
 	inHand sync.Map // delivery key -> struct{}: keys a worker of this process is working on
-	// slots bound the sends of both stages together to Workers: a worker
-	// of stage 2 waits for one, a first attempt of stage 1 takes one only
-	// if one is free (see attemptFirst).
+	// slots bound stage 1's first attempts to Workers at once (see
+	// attemptFirst); stage 2's workers are as many.
 	slots chan struct{}
 
 	js      jetstream.JetStream
@@ -245,8 +245,6 @@ func (s *Sender) handle(msg jetstream.Msg) {
 	}
 	h := s.hold(outboxMsg{msg}, job.Key, log)
 	defer h.close()
-	s.slots <- struct{}{}
-	defer func() { <-s.slots }()
 	outcome, err := s.deliver(h, &job, busy, s.unlooked(&job, busy, meta.NumDelivered), origin, log)
 	if err != nil {
 		// The ledger or the dead-letter stream could not be reached: try
