@@ -249,6 +249,32 @@ func TestWebhookBecomesOneEmail(t *testing.T) {
 	}
 }
 
+// The same order posted twice, as two webhooks: one email. Stage 1 sent
+// the first at its first attempt, so the second finds the key sent in the
+// ledger, logs it as the README says and counts it.
+func TestSameOrderTwiceIsOneEmail(t *testing.T) {
+	h := newHarness(t, nil)
+	order := map[string]any{"type": "order.paid", "order": 1002, "user": "u-2", "name": "Bo", "amount": 10}
+	h.webhook("msg_a", order)
+	h.waitFor("the email", func() bool { return h.delivered("order-thanks", pipeline.OutcomeSent) == 1 })
+	h.webhook("msg_b", order)
+	h.waitFor("the duplicate", func() bool { return h.delivered("order-thanks", pipeline.OutcomeDuplicate) == 1 })
+	h.settle()
+	if n := len(h.ic.Messages()); n != 1 {
+		t.Errorf("Intercom got %d messages for one order", n)
+	}
+	if !strings.Contains(h.logs.String(), "already sent; duplicate dropped") {
+		t.Errorf("no log line for the duplicate:\n%s", h.logs.String())
+	}
+	outbox, err := h.svc.broker.JS.Stream(context.Background(), h.cfg.Topology().Outbox.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := outbox.Info(context.Background()); err != nil || info.State.LastSeq != 0 {
+		t.Errorf("the outbox stored %+v jobs (%v), want none: both went at their first attempt", info.State, err)
+	}
+}
+
 func TestNATSPublishBecomesInAppToContact(t *testing.T) {
 	h := newHarness(t, nil)
 	h.ic.AddContact(intercom.Contact{ID: "c-9", Role: intercom.RecipientLead})
