@@ -218,7 +218,7 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 			// Its time has come already (an at in the past, a replay):
 			// it goes to the outbox at once.
 		}
-		if mt.sender != nil && job.Schedule == nil {
+		if mt.sender != nil {
 			first = append(first, job)
 			mt.m.RuleMatches.WithLabelValues(d.Rule, rules.ModeLive).Inc()
 			continue
