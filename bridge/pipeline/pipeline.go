@@ -1,13 +1,14 @@
 // Package pipeline moves events to Intercom in two durable stages on
 // JetStream.
 //
-// Stage 1 (Matcher) reads the events stream, evaluates the rules, and stores
-// one Job per (event, rule) in the outbox stream, with Nats-Msg-Id set to
-// the job's delivery key; only then is the event acked. Stage 2 (Sender)
-// reads the outbox, skips keys the ledger has as sent, applies throttles,
-// sends at the pace Intercom allows, records the key as sent and acks.
-// Whatever cannot be delivered goes to the dead-letter stream with the
-// reason.
+// Stage 1 (Matcher) reads the events stream, evaluates the rules, and
+// renders one Job per (event, rule). It has stage 2 make each job's first
+// attempt at once (firstattempt.go), and stores in the outbox stream, with
+// Nats-Msg-Id set to the job's delivery key, the jobs that are to wait or
+// be tried again; only then is the event acked. Stage 2 (Sender) reads the
+// outbox, skips keys the ledger has as sent, applies throttles, sends at
+// the pace Intercom allows, records the key as sent and acks. Whatever
+// cannot be delivered goes to the dead-letter stream with the reason.
 //
 // It owns the two stages, the sent ledger, the throttles, the contact
 // look-ups and the dead letters' format and writing (package dlq reads
