@@ -18,8 +18,9 @@ import (
 )
 
 // Matcher is stage 1: it reads the events stream with a durable consumer
-// (shared by replicas), evaluates the current rules, and stores one job per
-// match in the outbox before it acks the event.
+// (shared by replicas), evaluates the current rules, and before it acks the
+// event settles one job per match: sent, dropped or dead-lettered at its
+// first attempt, or stored in the outbox.
 type Matcher struct {
 	js       jetstream.JetStream
 	names    broker.Topology
