@@ -58,21 +58,11 @@ func (s *Sender) attemptFirst(event jetstream.Msg, delivered uint64, job *Job, o
 		return true, time.Time{} // every slot is taken by a slow request: the job queues
 	}
 	defer func() { <-s.slots }()
-	log := s.Log.With().Str("rule", job.Rule).Str("event_id", job.EventID).Str("delivery_key", job.Key).Logger()
-	_, busy := s.inHand.LoadOrStore(job.Key, struct{}{})
-	if !busy {
-		defer s.inHand.Delete(job.Key)
-	}
+	log := s.jobLog(job)
 	fa := &firstAttempt{event: event}
-	h := s.hold(fa, job.Key, log)
-	defer h.close()
-	outcome, err := s.deliver(h, job, busy, s.unlooked(job, busy, delivered), origin, log)
-	if err != nil {
+	if err := s.work(fa, job, delivered, origin, log); err != nil {
 		log.Warn().Err(err).Msg("delivery interrupted; queued to retry")
 		return true, time.Now().Add(time.Second)
-	}
-	if outcome != "" {
-		s.Metrics.Deliveries.WithLabelValues(job.Rule, outcome).Inc()
 	}
 	if !fa.handOff {
 		return false, time.Time{}

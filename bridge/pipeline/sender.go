@@ -224,7 +224,7 @@ func (s *Sender) handle(msg jetstream.Msg) {
 		ack(msg)
 		return
 	}
-	log := s.Log.With().Str("rule", job.Rule).Str("event_id", job.EventID).Str("delivery_key", job.Key).Logger()
+	log := s.jobLog(&job)
 	if msg.Headers().Get("Nats-Scheduler") != "" && meta.NumDelivered == 1 {
 		// JetStream stored it from its schedule: its wait is over.
 		s.Metrics.Scheduled.WithLabelValues(job.Rule, ScheduledFired).Inc()
@@ -239,23 +239,38 @@ func (s *Sender) handle(msg jetstream.Msg) {
 		msg.NakWithDelay(wait)
 		return
 	}
-	_, busy := s.inHand.LoadOrStore(job.Key, struct{}{})
-	if !busy {
-		defer s.inHand.Delete(job.Key)
-	}
-	h := s.hold(outboxMsg{msg}, job.Key, log)
-	defer h.close()
-	outcome, err := s.deliver(h, &job, busy, s.unlooked(&job, busy, meta.NumDelivered), origin, log)
-	if err != nil {
+	if err := s.work(outboxMsg{msg}, &job, meta.NumDelivered, origin, log); err != nil {
 		// The ledger or the dead-letter stream could not be reached: try
 		// the job again later, nothing is lost.
 		log.Warn().Err(err).Msg("delivery interrupted; will retry")
 		msg.NakWithDelay(time.Second)
-		return
+	}
+}
+
+// jobLog is the logger of one job's lines.
+func (s *Sender) jobLog(job *Job) zerolog.Logger {
+	return s.Log.With().Str("rule", job.Rule).Str("event_id", job.EventID).Str("delivery_key", job.Key).Logger()
+}
+
+// work delivers a job that came in m, its delivered-th delivery, with its
+// key in hand and m kept alive meanwhile, and counts the outcome: what
+// stage 2 and a first attempt share. An error means the job is to be tried
+// again for a reason of the bridge's own (NATS unreachable).
+func (s *Sender) work(m jobMsg, job *Job, delivered uint64, origin string, log zerolog.Logger) error {
+	_, busy := s.inHand.LoadOrStore(job.Key, struct{}{})
+	if !busy {
+		defer s.inHand.Delete(job.Key)
+	}
+	h := s.hold(m, job.Key, log)
+	defer h.close()
+	outcome, err := s.deliver(h, job, busy, s.unlooked(job, busy, delivered), origin, log)
+	if err != nil {
+		return err
 	}
 	if outcome != "" {
 		s.Metrics.Deliveries.WithLabelValues(job.Rule, outcome).Inc()
 	}
+	return nil
 }
 
 // unlooked reports whether a job may skip reading its key's ledger entry
