@@ -12,6 +12,15 @@ import (
 // objects as map[string]any, whole numbers that fit as int64 (so that ids
 // print as 1000000, not 1e+06), other numbers as float64.
 func DecodeJSON(data []byte) (any, error) {
+	if v, ok := readJSON(data); ok {
+		return v, nil
+	}
+	return decodeJSONReflect(data)
+}
+
+// decodeJSONReflect is DecodeJSON by encoding/json: the reference
+// readJSON is checked against, and the reader of what readJSON leaves.
+func decodeJSONReflect(data []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any

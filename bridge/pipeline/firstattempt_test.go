@@ -193,7 +193,13 @@ func TestFirstAttemptSameKeyTwice(t *testing.T) {
 	f := newBothStages(t, client, senderSetup{})
 	storeEvent(t, f.js, "e1", `{"type":"order.paid","order":"o-1","contact":"c1"}`)
 	storeEvent(t, f.js, "e2", `{"type":"order.paid","order":"o-1","contact":"c1"}`)
-	time.Sleep(300 * time.Millisecond) // both events in hand, one of them sending
+	poll.For(t, 10*time.Second, "the first request in flight", func() bool {
+		_, calls := client.snapshot()
+		return calls == 1
+	})
+	// The other event finds the key held by the request in flight: its
+	// job is handed to the outbox, to be tried again later.
+	poll.For(t, 10*time.Second, "the other job handed to the outbox", func() bool { return f.jobsStored(t) == 1 })
 	close(release)
 	poll.For(t, 30*time.Second, "both events settled", func() bool {
 		return f.outcomes("paid", OutcomeSent) == 1 && f.outcomes("paid", OutcomeDuplicate) == 1 && f.eventsSettled(t) && f.outboxEmpty()
