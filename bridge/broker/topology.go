@@ -190,6 +190,16 @@ func subjectToken(s string) string {
 	return strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_").Replace(s)
 }
 
+// PullExpiry is how long each pull request of a durable consumer the
+// bridge reads (both stages, every bind source) waits at the server. A
+// pull request the server no longer holds (around a consumer's creation,
+// or a change of its leader on a cluster) is noticed only when the
+// server's heartbeats, every half of it, are missed twice: with
+// jetstream's default of 30 s, a replica sat idle that long after
+// starting together with another, the jobs of a replica that died waited
+// for it, and a new bind source delivered nothing for 30 s.
+const PullExpiry = 5 * time.Second
+
 // MatchConsumerConfig is stage 1's durable consumer on the events stream.
 func (t Topology) MatchConsumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{

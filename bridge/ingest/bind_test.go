@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/internal/poll"
 	"github.com/intercom-bridge/bridge/internal/syncbuf"
 )
@@ -177,4 +179,35 @@ func TestBindStopSettlesCopies(t *testing.T) {
 	sources, _ = runBindSource(t, e, zerolog.Nop())
 	defer sources.Stop()
 	e.waitAllStoredOnce(n, 60*time.Second)
+}
+
+// A bind source's pull requests expire within broker.PullExpiry: one the
+// server dropped (around the consumer's creation, a change of its leader)
+// is replaced that soon, not after jetstream's default 30 s, during which
+// the source would deliver nothing.
+func TestBindPullRequestsExpireSoon(t *testing.T) {
+	e := bindEnv(t, 1)
+	durable := e.top.BindConsumerConfig("orders", nil).Durable
+	pulls, err := e.nc.SubscribeSync("$JS.API.CONSUMER.MSG.NEXT.ORDERS." + durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	sources, _ := runBindSource(t, e, zerolog.Nop())
+	defer sources.Stop()
+	m, err := pulls.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no pull request seen: %v", err)
+	}
+	var req struct {
+		Expires time.Duration `json:"expires"` // nanoseconds
+	}
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		t.Fatalf("pull request %s: %v", m.Data, err)
+	}
+	if req.Expires <= 0 || req.Expires > broker.PullExpiry {
+		t.Errorf("pull request %s expires in %s, want at most %s", m.Data, req.Expires, broker.PullExpiry)
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/intercom-bridge/bridge/bridge/broker"
 )
 
 // workers runs handle on a consumer's messages in n goroutines: a
@@ -29,14 +31,6 @@ type workers struct {
 	once   sync.Once
 }
 
-// pullExpiry is how long each pull request of a stage waits at the server.
-// A pull request the server no longer holds (on a cluster this happens
-// around a consumer's creation or a change of its leader) is noticed only
-// when the server's heartbeats, every half of it, are missed twice: with
-// jetstream's default of 30 s, a replica sat idle that long after starting
-// together with another, and the jobs of a replica that died waited for it.
-const pullExpiry = 5 * time.Second
-
 // startWorkers consumes from cons, pulling up to batch messages ahead.
 func startWorkers(cons jetstream.Consumer, n, batch int, heartbeat time.Duration, handle func(jetstream.Msg)) (*workers, error) {
 	w := &workers{stopHB: make(chan struct{})}
@@ -53,7 +47,7 @@ func startWorkers(cons jetstream.Consumer, n, batch int, heartbeat time.Duration
 		})
 	}
 	w.wg.Go(func() { w.heartbeat(heartbeat) })
-	cc, err := cons.Consume(w.enqueue, jetstream.PullMaxMessages(batch), jetstream.PullExpiry(pullExpiry))
+	cc, err := cons.Consume(w.enqueue, jetstream.PullMaxMessages(batch), jetstream.PullExpiry(broker.PullExpiry))
 	if err != nil {
 		w.close()
 		return nil, err
