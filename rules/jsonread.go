@@ -109,18 +109,8 @@ func (r *jsonReader) object(depth int) (any, bool) {
 			return nil, false
 		}
 		m[key] = v // a key given twice keeps its last value, as in encoding/json
-		r.space()
-		if r.i >= len(r.b) {
-			return nil, false
-		}
-		switch r.b[r.i] {
-		case ',':
-			r.i++
-		case '}':
-			r.i++
-			return m, true
-		default:
-			return nil, false
+		if more, ok := r.more('}'); !more {
+			return m, ok
 		}
 	}
 }
@@ -143,20 +133,28 @@ func (r *jsonReader) array(depth int) (any, bool) {
 			return nil, false
 		}
 		a = append(a, v)
-		r.space()
-		if r.i >= len(r.b) {
-			return nil, false
-		}
-		switch r.b[r.i] {
-		case ',':
-			r.i++
-		case ']':
-			r.i++
-			return a, true
-		default:
-			return nil, false
+		if more, ok := r.more(']'); !more {
+			return a, ok
 		}
 	}
+}
+
+// more reads what follows a member of an object or an element of an
+// array: a comma (more true), or the closing byte (ok true).
+func (r *jsonReader) more(closing byte) (more, ok bool) {
+	r.space()
+	if r.i >= len(r.b) {
+		return false, false
+	}
+	switch r.b[r.i] {
+	case ',':
+		r.i++
+		return true, true
+	case closing:
+		r.i++
+		return false, true
+	}
+	return false, false
 }
 
 // string reads a string at r.i (its opening quote). One without escapes,
