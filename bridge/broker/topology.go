@@ -196,8 +196,8 @@ func subjectToken(s string) string {
 // or a change of its leader on a cluster) is noticed only when the
 // server's heartbeats, every half of it, are missed twice: with
 // jetstream's default of 30 s, a replica sat idle that long after
-// starting together with another, the jobs of a replica that died waited
-// for it, and a new bind source delivered nothing for 30 s.
+// starting together with another, and the jobs of a replica that died
+// waited for it; a bind source would read nothing as long.
 const PullExpiry = 5 * time.Second
 
 // MatchConsumerConfig is stage 1's durable consumer on the events stream.
