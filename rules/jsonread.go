@@ -230,31 +230,15 @@ func (r *jsonReader) number() (any, bool) {
 		}
 	}
 	text := r.b[start:r.i]
-	if whole && len(text) <= 18 { // 18 digits cannot overflow an int64
-		var n int64
-		neg := text[0] == '-'
-		digits := text
-		if neg {
-			digits = text[1:]
-		}
-		for _, d := range digits {
-			n = n*10 + int64(d-'0')
-		}
-		if neg {
-			n = -n
-		}
-		return n, true
-	}
-	s := string(text)
 	if whole {
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n, err := strconv.ParseInt(string(text), 10, 64); err == nil {
 			return n, true
 		}
 	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
+	if f, err := strconv.ParseFloat(string(text), 64); err == nil {
 		return f, true
 	}
-	return s, true
+	return string(text), true
 }
 
 // digits skips decimal digits and returns how many.
