@@ -201,12 +201,15 @@ func subjectToken(s string) string {
 const PullExpiry = 5 * time.Second
 
 // MatchConsumerConfig is stage 1's durable consumer on the events stream.
-func (t Topology) MatchConsumerConfig() jetstream.ConsumerConfig {
+// Its AckWait is stage 2's: stage 1 heartbeats every event it holds, one
+// it makes a first attempt for included, so that a dead replica's events
+// and first attempts go on elsewhere as soon as its jobs do.
+func (t Topology) MatchConsumerConfig(ackWait time.Duration) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       t.MatchConsumer,
 		Description:   "intercom-bridge stage 1: match events against rules",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       15 * time.Second, // an event takes milliseconds; handling gives up after 10 s
+		AckWait:       ackWait,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		MaxAckPending: 4096,
 	}

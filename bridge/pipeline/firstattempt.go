@@ -1,10 +1,6 @@
 package pipeline
 
-import (
-	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
-)
+import "time"
 
 // A job's first attempt is made by stage 1, as soon as the job is rendered
 // and before it is stored anywhere, when Intercom can take the request at
@@ -12,8 +8,8 @@ import (
 // consumer's delivery and ack, and the job's JSON both ways. The attempt is
 // the one stage 2 would make (Sender.deliver): the same ledger entries,
 // lease, throttle, dead letters and metrics. The event stands for the job
-// until the attempt is settled: it is kept in progress meanwhile and acked
-// only after it, so a crash mid-attempt redelivers the event, whose job
+// until the attempt is settled: stage 1's workers keep it in progress
+// meanwhile, and it is acked only after the attempt, so a crash mid-attempt redelivers the event, whose job
 // then finds the key's entry as stage 2 would.
 //
 // Whatever would make stage 2 put the job back, or wait with it (a retry,
@@ -27,7 +23,6 @@ import (
 
 // firstAttempt is the jobMsg of a first attempt made by stage 1.
 type firstAttempt struct {
-	event   jetstream.Msg
 	handOff bool          // again was called: the job goes to the outbox
 	after   time.Duration // and may be worked again after this
 }
@@ -36,16 +31,14 @@ func (f *firstAttempt) done(bool) {}
 
 func (f *firstAttempt) again(delay time.Duration) { f.handOff, f.after = true, delay }
 
-func (f *firstAttempt) inProgress() { f.event.InProgress() }
-
 func (f *firstAttempt) mayWait() bool { return false }
 
 // attemptFirst makes the first attempt at a job stage 1 has just rendered
-// from event, delivered for the delivered-th time, whose dead letters name
+// from an event delivered for the delivered-th time, whose dead letters name
 // origin. It reports whether the job is to go to the outbox after all, and
 // when it may be worked again there (zero: at once). Jobs that wait
 // (schedule), replays and dry runs always go to the outbox.
-func (s *Sender) attemptFirst(event jetstream.Msg, delivered uint64, job *Job, origin string) (toOutbox bool, retryAt time.Time) {
+func (s *Sender) attemptFirst(delivered uint64, job *Job, origin string) (toOutbox bool, retryAt time.Time) {
 	if s.DryRun || job.Schedule != nil || job.Replay {
 		return true, time.Time{}
 	}
@@ -59,7 +52,7 @@ func (s *Sender) attemptFirst(event jetstream.Msg, delivered uint64, job *Job, o
 	}
 	defer func() { <-s.slots }()
 	log := s.jobLog(job)
-	fa := &firstAttempt{event: event}
+	fa := &firstAttempt{}
 	if err := s.work(fa, job, delivered, origin, log); err != nil {
 		log.Warn().Err(err).Msg("delivery interrupted; queued to retry")
 		return true, time.Now().Add(time.Second)

@@ -209,6 +209,39 @@ func TestFirstAttemptSameKeyTwice(t *testing.T) {
 	}
 }
 
+// A first attempt that takes longer than stage 1's AckWait, which is
+// stage 2's, keeps its event: a request held for 5 AckWaits is one
+// request, and JetStream hands the event out once.
+func TestFirstAttemptLongerThanAckWait(t *testing.T) {
+	t.Parallel()
+	client := &fakeSender{answer: func(intercom.Message) error { time.Sleep(5 * testTimeouts.AckWait); return nil }}
+	f := newBothStages(t, client, senderSetup{})
+	storeEvent(t, f.js, "e1", `{"type":"order.paid","order":"o-1","contact":"c1"}`)
+	poll.For(t, 30*time.Second, "the job sent and its event acked", func() bool {
+		return f.outcomes("paid", OutcomeSent) == 1 && f.eventsSettled(t)
+	})
+	if _, calls := client.snapshot(); calls != 1 {
+		t.Errorf("%d requests for one event", calls)
+	}
+	c, err := f.js.Consumer(context.Background(), testTopology.Events.Name, testTopology.MatchConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.AckWait != testTimeouts.AckWait {
+		t.Errorf("stage 1's AckWait is %v, stage 2's %v", info.Config.AckWait, testTimeouts.AckWait)
+	}
+	if info.NumRedelivered != 0 || info.Delivered.Consumer != 1 {
+		t.Errorf("the event was delivered %d times (%d redelivered)", info.Delivered.Consumer, info.NumRedelivered)
+	}
+	if n := f.jobsStored(t); n != 0 {
+		t.Errorf("%d jobs went to the outbox", n)
+	}
+}
+
 // Stage 1 makes at most delivery.workers first attempts at once, and
 // goes on matching while they are slow: with one worker and its one
 // request held, the next event's job is queued in the outbox, and stage 2

@@ -10,10 +10,10 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// holder keeps one job alive while a worker has it: it tells JetStream
-// that the job is in progress every heartbeat, for as long as the worker
-// holds it (waits for the pacer and for rate limits included), and renews
-// the lease of the job's pending key while the worker holds one.
+// holder renews the lease of a job's pending key, every heartbeat past
+// half of it, for as long as the worker holds the key (waits for the pacer
+// and for rate limits included). The message the job came in is kept alive
+// meanwhile by the workers that hold it (see workers).
 type holder struct {
 	msg    jobMsg
 	ledger *Ledger
@@ -92,7 +92,6 @@ func (h *holder) beat() {
 			return
 		case <-t.C:
 		}
-		h.msg.inProgress()
 		h.renew()
 	}
 }
@@ -129,8 +128,6 @@ type jobMsg interface {
 	done(confirm bool)
 	// again puts the job back, to be worked again after delay.
 	again(delay time.Duration)
-	// inProgress tells JetStream the job is still being worked.
-	inProgress()
 	// mayWait reports whether the worker may keep the job while it waits
 	// for the pacer or a rate limit's reset; if not, the job is put back
 	// instead.
@@ -156,5 +153,4 @@ func (m outboxMsg) again(delay time.Duration) {
 	m.NakWithDelay(delay)
 }
 
-func (m outboxMsg) inProgress()   { m.InProgress() }
 func (m outboxMsg) mayWait() bool { return true }

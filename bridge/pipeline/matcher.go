@@ -79,7 +79,11 @@ func StartMatcher(ctx context.Context, js jetstream.JetStream, o MatcherOptions)
 	if err != nil {
 		return nil, err
 	}
-	cons, err := ensureConsumer(ctx, events, names.MatchConsumerConfig())
+	timeouts := NewTimeouts(0) // its AckWait and Heartbeat do not depend on the send timeout
+	if o.Sender != nil {
+		timeouts = o.Sender.Timeouts
+	}
+	cons, err := ensureConsumer(ctx, events, names.MatchConsumerConfig(timeouts.AckWait))
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", names.MatchConsumer, err)
 	}
@@ -91,7 +95,7 @@ func StartMatcher(ctx context.Context, js jetstream.JetStream, o MatcherOptions)
 	if o.Sender != nil {
 		n += o.Sender.Workers
 	}
-	if mt.workers, err = startWorkers(cons, n, 512, 5*time.Second, mt.handle); err != nil {
+	if mt.workers, err = startWorkers(cons, n, 512, timeouts.Heartbeat, mt.handle); err != nil {
 		return nil, fmt.Errorf("consume %s: %w", names.Events.Name, err)
 	}
 	mt.bg.Go(mt.monitor)
@@ -264,7 +268,7 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 		}
 	}
 	for _, job := range first {
-		if err := mt.attemptFirst(msg, meta.NumDelivered, job, origin); err != nil {
+		if err := mt.attemptFirst(meta.NumDelivered, job, origin); err != nil {
 			return err
 		}
 	}
@@ -274,8 +278,8 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 // attemptFirst has stage 2 make the job's first attempt (see
 // Sender.attemptFirst), and stores the job in the outbox if it is to be
 // worked again.
-func (mt *Matcher) attemptFirst(msg jetstream.Msg, delivered uint64, job *Job, origin string) error {
-	toOutbox, retryAt := mt.sender.attemptFirst(msg, delivered, job, origin)
+func (mt *Matcher) attemptFirst(delivered uint64, job *Job, origin string) error {
+	toOutbox, retryAt := mt.sender.attemptFirst(delivered, job, origin)
 	if !toOutbox {
 		return nil
 	}

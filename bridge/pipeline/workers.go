@@ -14,16 +14,20 @@ import (
 // need more.
 //
 // Messages taken from the consumer wait in a queue for a free worker.
-// While they wait, JetStream is told every heartbeat that they are in
-// progress, so that a slow stage (a job waiting for Intercom's rate limit)
-// never has a queued message handed out a second time; the handler keeps
-// its own message alive the same way once it has it.
+// Every message the pool holds, queued or in hand, is kept alive: one that
+// JetStream has heard nothing of for a heartbeat is said to be in
+// progress, so that a slow stage (a job waiting for Intercom's rate limit,
+// a first attempt at a slow Intercom) never has a message handed out a
+// second time, while the consumer's AckWait, three heartbeats, stays short
+// enough for a dead replica's messages to go on elsewhere within seconds.
+// A message handled at once is never heartbeated.
 type workers struct {
 	cc jetstream.ConsumeContext
 
 	mu     sync.Mutex
 	cond   *sync.Cond
-	queue  []jetstream.Msg
+	queue  []held
+	inHand []held // by worker; msg nil while the worker waits
 	closed bool
 
 	wg     sync.WaitGroup
@@ -31,18 +35,28 @@ type workers struct {
 	once   sync.Once
 }
 
-// startWorkers consumes from cons, pulling up to batch messages ahead.
+// held is a message the pool holds, and when JetStream last heard of it:
+// its delivery, or its last heartbeat.
+type held struct {
+	msg  jetstream.Msg
+	said time.Time
+}
+
+// startWorkers consumes from cons, pulling up to batch messages ahead, and
+// keeps each message alive every heartbeat; cons's AckWait must be at
+// least three of them.
 func startWorkers(cons jetstream.Consumer, n, batch int, heartbeat time.Duration, handle func(jetstream.Msg)) (*workers, error) {
-	w := &workers{stopHB: make(chan struct{})}
+	w := &workers{stopHB: make(chan struct{}), inHand: make([]held, n)}
 	w.cond = sync.NewCond(&w.mu)
-	for range n {
+	for i := range n {
 		w.wg.Go(func() {
 			for {
-				msg, ok := w.next()
+				msg, ok := w.next(i)
 				if !ok {
 					return
 				}
 				handle(msg)
+				w.handled(i)
 			}
 		})
 	}
@@ -63,12 +77,13 @@ func (w *workers) enqueue(msg jetstream.Msg) {
 		msg.Nak()
 		return
 	}
-	w.queue = append(w.queue, msg)
+	w.queue = append(w.queue, held{msg: msg, said: time.Now()})
 	w.cond.Signal()
 }
 
-// next waits for a queued message; false once the pool is closed.
-func (w *workers) next() (jetstream.Msg, bool) {
+// next waits for a queued message and puts it in worker i's hand; false
+// once the pool is closed.
+func (w *workers) next(i int) (jetstream.Msg, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for len(w.queue) == 0 && !w.closed {
@@ -77,27 +92,49 @@ func (w *workers) next() (jetstream.Msg, bool) {
 	if w.closed {
 		return nil, false
 	}
-	msg := w.queue[0]
-	w.queue[0] = nil
+	m := w.queue[0]
+	w.queue[0] = held{}
 	w.queue = w.queue[1:]
-	return msg, true
+	w.inHand[i] = m
+	return m.msg, true
 }
 
+// handled empties worker i's hand.
+func (w *workers) handled(i int) {
+	w.mu.Lock()
+	w.inHand[i] = held{}
+	w.mu.Unlock()
+}
+
+// heartbeat says "in progress" for every message JetStream has not heard
+// of for every: at most two heartbeats after its delivery or its last one,
+// within the AckWait of three.
 func (w *workers) heartbeat(every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var due []jetstream.Msg
 	for {
 		select {
 		case <-w.stopHB:
 			return
 		case <-t.C:
 		}
+		now := time.Now()
+		due = due[:0]
 		w.mu.Lock()
-		queued := append([]jetstream.Msg(nil), w.queue...)
+		for _, list := range [][]held{w.queue, w.inHand} {
+			for i := range list {
+				if list[i].msg != nil && now.Sub(list[i].said) >= every {
+					list[i].said = now
+					due = append(due, list[i].msg)
+				}
+			}
+		}
 		w.mu.Unlock()
-		for _, m := range queued {
+		for _, m := range due {
 			m.InProgress()
 		}
+		clear(due)
 	}
 }
 
@@ -111,7 +148,7 @@ func (w *workers) close() {
 	w.cond.Broadcast()
 	w.mu.Unlock()
 	for _, m := range queued {
-		m.Nak()
+		m.msg.Nak()
 	}
 	close(w.stopHB)
 	w.wg.Wait()
