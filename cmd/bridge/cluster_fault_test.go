@@ -251,14 +251,14 @@ func TestFaultClusterStreamLeaderKill(t *testing.T) {
 }
 
 // TestFaultClusterReplicaKill: while 1,000 events flow, one bridge replica
-// is SIGKILLed and not restarted; the other takes over the jobs it held
-// (after the outbox's AckWait) and the keys it was sending (after their
-// lease). The failover time is from the kill until every event published
+// is SIGKILLed and not restarted; the other takes over the events and
+// jobs it held (after stage 1's and the outbox's AckWait) and the keys it
+// was sending (after their lease). The failover time is from the kill until every event published
 // before it has arrived. Nothing is lost; the duplicates are at most the
 // keys pending at the kill.
 func TestFaultClusterReplicaKill(t *testing.T) {
 	const n, wait = clusterEvents, clusterWait
-	// The target is 5 s (the outbox's AckWait is 4 s); the bound is what a
+	// The target is 5 s (both stages' AckWait is 4 s); the bound is what a
 	// slow shared machine still meets.
 	const failoverBound = 30 * time.Second
 	// The fake's delay is long enough for a few sends to be in flight at
