@@ -2,8 +2,9 @@ package pipeline
 
 import "time"
 
-// Timeouts of stage 2. They are stated together because each is sized from
-// the others; NewTimeouts derives them all from the send timeout.
+// Timeouts of stage 2, whose AckWait and Heartbeat stage 1 shares. They
+// are stated together because each is sized from the others; NewTimeouts
+// derives them all from the send timeout.
 type Timeouts struct {
 	// Send bounds one HTTP exchange with Intercom (intercom.timeout).
 	Send time.Duration
@@ -12,14 +13,15 @@ type Timeouts struct {
 	PacerWait time.Duration
 	// Step bounds one ledger, throttle or dead-letter operation.
 	Step time.Duration
-	// AckWait: JetStream hands a job out again when the process holding it
-	// has said nothing for this long. A process says "in progress" every
-	// Heartbeat for every job it holds, queued or in hand, however long it
-	// waits for the pacer or a rate limit; so AckWait only bounds how long
-	// the jobs of a process that stopped stay where they are.
+	// AckWait: JetStream hands a job or an event out again when the
+	// process holding it has said nothing for this long. A process says
+	// "in progress" for every one it has held for a Heartbeat, queued or in
+	// hand, however long it waits for the pacer, a rate limit or a slow
+	// first attempt (see workers); so AckWait only bounds how long the work
+	// of a process that stopped stays where it is.
 	AckWait time.Duration
-	// Heartbeat is how often a holder says "in progress", and looks at its
-	// lease.
+	// Heartbeat is how often the workers say "in progress", and a holder
+	// looks at its lease.
 	Heartbeat time.Duration
 	// Lease is how long a pending key stays its owner's after the owner
 	// last wrote it. A key is marked pending only once the pacer admitted

@@ -42,9 +42,10 @@ type held struct {
 	said time.Time
 }
 
-// startWorkers consumes from cons, pulling up to batch messages ahead, and
+// startWorkers consumes from cons, batch messages per pull request, and
 // keeps each message alive every heartbeat; cons's AckWait must be at
-// least three of them.
+// least three of them. The queue takes what comes, so the consumer's
+// MaxAckPending bounds how many messages the pool holds.
 func startWorkers(cons jetstream.Consumer, n, batch int, heartbeat time.Duration, handle func(jetstream.Msg)) (*workers, error) {
 	w := &workers{stopHB: make(chan struct{}), inHand: make([]held, n)}
 	w.cond = sync.NewCond(&w.mu)
