@@ -57,6 +57,7 @@ type lookupCall struct {
 	found   []intercom.Contact
 	err     error
 	expires time.Time // once done: until when it still answers look-ups
+	joined  int       // callers that waited for it besides its own, under Contacts.mu
 }
 
 // recentLookup is how long a finished look-up still answers in this
@@ -269,17 +270,19 @@ func (c *Contacts) lookup(ctx context.Context, field, value, scope string) (foun
 	now := time.Now()
 	c.mu.Lock()
 	if call, ok := c.calls[key]; ok && (call.expires.IsZero() || now.Before(call.expires)) {
-		c.mu.Unlock()
 		mayWait := intercom.MayWait(ctx)
 		if !mayWait {
 			select {
 			case <-call.done:
 			default:
+				c.mu.Unlock()
 				// A caller that may not wait for the pacer does not wait
 				// for another's look-up, which may be waiting for it.
 				return nil, false, fmt.Errorf("look-up of a contact by %s in flight: %w", field, intercom.ErrWouldWait)
 			}
 		}
+		call.joined++
+		c.mu.Unlock()
 		select {
 		case <-call.done:
 			if mayWait && errors.Is(call.err, intercom.ErrWouldWait) {

@@ -272,7 +272,16 @@ func TestContactsLookUpThatMayNotWait(t *testing.T) {
 			got, err = c.Resolve(context.Background(), p, zerolog.Nop())
 			second <- err
 		}()
-		time.Sleep(50 * time.Millisecond) // the second joins the first's call
+		poll.For(t, 10*time.Second, "the second caller waiting for the first's look-up", func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			for _, call := range c.calls {
+				if call.joined == 1 {
+					return true
+				}
+			}
+			return false
+		})
 		close(g.gate)
 		if err := <-first; !errors.Is(err, intercom.ErrWouldWait) {
 			t.Errorf("the look-up that may not wait: %v, want ErrWouldWait", err)
