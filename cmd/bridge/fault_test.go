@@ -35,6 +35,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/dlq"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/intercom"
+	"github.com/intercom-bridge/bridge/internal/natstest"
 	"github.com/intercom-bridge/bridge/internal/poll"
 )
 
@@ -808,6 +809,70 @@ func TestFaultPacerWaitLongerThanAckWait(t *testing.T) {
 	}
 	if resends != 0 {
 		t.Errorf("%d uncertain resends with no fault", resends)
+	}
+	if len(dlq) != 0 {
+		t.Errorf("%d dead letters (%s), want none", len(dlq), faultDLQSummary(dlq))
+	}
+}
+
+// TestFaultIntercomSlowerThanAckWait: two replicas, and Intercom answers
+// every message 5 s after taking it, longer than both stages' AckWait
+// (4 s) and within intercom.timeout. What each replica holds, events it
+// makes a first attempt for and jobs in the outbox, is kept alive: no
+// event or job is handed out twice, and nothing is sent twice or "again".
+func TestFaultIntercomSlowerThanAckWait(t *testing.T) {
+	const n = 100
+	e := newE2E(t)
+	front := newFaultFront(t, e.ic)
+	front.delayEvery, front.delay = 1, 5*time.Second
+	settings := faultSettings{baseURL: front.URL(), rateLimit: 60000, timeout: 10 * time.Second,
+		maxAttempts: 12, backoffInit: 100 * time.Millisecond, backoffMax: time.Second, onUncertain: "resend"}
+	bs := []*e2eBridge{e.faultBridge("replica1", settings), e.faultBridge("replica2", settings)}
+	for _, b := range bs {
+		b.start()
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	pub := e.publish(0, n, 0, stop)
+	e.faultWaitPublished(pub, n, 60*time.Second)
+	e.waitFor(5*time.Minute, e.progress(n), func() bool { return e.allArrived(n) })
+	e.settle(120 * time.Second)
+
+	lost, dups, unknown := e.tally(n)
+	resends := 0
+	for _, b := range bs {
+		resends += b.logCount("sending again (on_uncertain: resend)")
+	}
+	dlq := e.faultDeadLetters(bs[0])
+	delivered := map[string]uint64{}
+	for stream, consumer := range map[string]string{e.names.Events.Name: e.names.MatchConsumer, e.names.Outbox.Name: e.names.SendConsumer} {
+		c, err := e.js.Consumer(context.Background(), stream, consumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Config.AckWait != 4*time.Second {
+			t.Errorf("%s: AckWait %v, want 4s", consumer, info.Config.AckWait)
+		}
+		delivered[consumer] = info.Delivered.Consumer
+		stored := natstest.Msgs(t, e.js, stream)
+		if stream == e.names.Events.Name && info.Delivered.Consumer != stored {
+			t.Errorf("%s: %d deliveries of %d events: some were handed out again", consumer, info.Delivered.Consumer, stored)
+		}
+	}
+	t.Logf("lost=%d duplicated=%d unknown=%d; %d POSTs; deliveries %v; %d uncertain resends; dead letters: %s",
+		lost, dups, unknown, front.posts.Load(), delivered, resends, faultDLQSummary(dlq))
+	if lost != 0 || dups != 0 || unknown != 0 {
+		t.Errorf("lost %d, duplicates %d, unknown %d with Intercom slower than AckWait and no fault", lost, dups, unknown)
+	}
+	if resends != 0 {
+		t.Errorf("%d uncertain resends with no fault", resends)
+	}
+	if posts := front.posts.Load(); posts != n {
+		t.Errorf("%d requests for %d events", posts, n)
 	}
 	if len(dlq) != 0 {
 		t.Errorf("%d dead letters (%s), want none", len(dlq), faultDLQSummary(dlq))
