@@ -32,16 +32,7 @@ type workersFixture struct {
 func newWorkersFixture(t *testing.T, heartbeat time.Duration) *workersFixture {
 	t.Helper()
 	ctx := context.Background()
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t)
 	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "W", Subjects: []string{"w.>"}})
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +43,7 @@ func newWorkersFixture(t *testing.T, heartbeat time.Duration) *workersFixture {
 		t.Fatal(err)
 	}
 	// Another connection's view of the acks: what JetStream is told.
-	spy, err := nats.Connect(srv.ClientURL())
+	spy, err := nats.Connect(js.Conn().ConnectedUrl())
 	if err != nil {
 		t.Fatal(err)
 	}
