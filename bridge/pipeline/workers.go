@@ -26,8 +26,8 @@ type workers struct {
 
 	mu     sync.Mutex
 	cond   *sync.Cond
-	queue  []held
-	inHand []held // by worker; msg nil while the worker waits
+	queue  []heldMsg
+	inHand []heldMsg // by worker; msg nil while the worker waits
 	closed bool
 
 	wg     sync.WaitGroup
@@ -35,9 +35,9 @@ type workers struct {
 	once   sync.Once
 }
 
-// held is a message the pool holds, and when JetStream last heard of it:
+// heldMsg is a message the pool holds, and when JetStream last heard of it:
 // its delivery, or its last heartbeat.
-type held struct {
+type heldMsg struct {
 	msg  jetstream.Msg
 	said time.Time
 }
@@ -47,7 +47,7 @@ type held struct {
 // least three of them. The queue takes what comes, so the consumer's
 // MaxAckPending bounds how many messages the pool holds.
 func startWorkers(cons jetstream.Consumer, n, batch int, heartbeat time.Duration, handle func(jetstream.Msg)) (*workers, error) {
-	w := &workers{stopHB: make(chan struct{}), inHand: make([]held, n)}
+	w := &workers{stopHB: make(chan struct{}), inHand: make([]heldMsg, n)}
 	w.cond = sync.NewCond(&w.mu)
 	for i := range n {
 		w.wg.Go(func() {
@@ -78,7 +78,7 @@ func (w *workers) enqueue(msg jetstream.Msg) {
 		msg.Nak()
 		return
 	}
-	w.queue = append(w.queue, held{msg: msg, said: time.Now()})
+	w.queue = append(w.queue, heldMsg{msg: msg, said: time.Now()})
 	w.cond.Signal()
 }
 
@@ -94,7 +94,7 @@ func (w *workers) next(i int) (jetstream.Msg, bool) {
 		return nil, false
 	}
 	m := w.queue[0]
-	w.queue[0] = held{}
+	w.queue[0] = heldMsg{}
 	w.queue = w.queue[1:]
 	w.inHand[i] = m
 	return m.msg, true
@@ -103,7 +103,7 @@ func (w *workers) next(i int) (jetstream.Msg, bool) {
 // handled empties worker i's hand.
 func (w *workers) handled(i int) {
 	w.mu.Lock()
-	w.inHand[i] = held{}
+	w.inHand[i] = heldMsg{}
 	w.mu.Unlock()
 }
 
@@ -123,7 +123,7 @@ func (w *workers) heartbeat(every time.Duration) {
 		now := time.Now()
 		due = due[:0]
 		w.mu.Lock()
-		for _, list := range [][]held{w.queue, w.inHand} {
+		for _, list := range [][]heldMsg{w.queue, w.inHand} {
 			for i := range list {
 				if list[i].msg != nil && now.Sub(list[i].said) >= every {
 					list[i].said = now
