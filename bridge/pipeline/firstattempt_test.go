@@ -210,12 +210,15 @@ func TestFirstAttemptSameKeyTwice(t *testing.T) {
 }
 
 // A first attempt that takes longer than stage 1's AckWait, which is
-// stage 2's, keeps its event: a request held for 5 AckWaits is one
-// request, and JetStream hands the event out once.
+// stage 2's, keeps its event: a request held for 3 AckWaits is one
+// request, and JetStream hands the event out once. (The AckWait is longer
+// than testTimeouts', so that a loaded machine's pauses do not count.)
 func TestFirstAttemptLongerThanAckWait(t *testing.T) {
 	t.Parallel()
-	client := &fakeSender{answer: func(intercom.Message) error { time.Sleep(5 * testTimeouts.AckWait); return nil }}
-	f := newBothStages(t, client, senderSetup{})
+	timeouts := testTimeouts
+	timeouts.AckWait, timeouts.Heartbeat = 1500*time.Millisecond, 500*time.Millisecond
+	client := &fakeSender{answer: func(intercom.Message) error { time.Sleep(3 * timeouts.AckWait); return nil }}
+	f := newBothStages(t, client, senderSetup{timeouts: timeouts})
 	storeEvent(t, f.js, "e1", `{"type":"order.paid","order":"o-1","contact":"c1"}`)
 	poll.For(t, 30*time.Second, "the job sent and its event acked", func() bool {
 		return f.outcomes("paid", OutcomeSent) == 1 && f.eventsSettled(t)
@@ -231,8 +234,8 @@ func TestFirstAttemptLongerThanAckWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Config.AckWait != testTimeouts.AckWait {
-		t.Errorf("stage 1's AckWait is %v, stage 2's %v", info.Config.AckWait, testTimeouts.AckWait)
+	if info.Config.AckWait != timeouts.AckWait {
+		t.Errorf("stage 1's AckWait is %v, stage 2's %v", info.Config.AckWait, timeouts.AckWait)
 	}
 	if info.NumRedelivered != 0 || info.Delivered.Consumer != 1 {
 		t.Errorf("the event was delivered %d times (%d redelivered)", info.Delivered.Consumer, info.NumRedelivered)

@@ -15,10 +15,10 @@ type Timeouts struct {
 	Step time.Duration
 	// AckWait: JetStream hands a job or an event out again when the
 	// process holding it has said nothing for this long. A process says
-	// "in progress" for every one it has held for a Heartbeat, queued or in
-	// hand, however long it waits for the pacer, a rate limit or a slow
-	// first attempt (see workers); so AckWait only bounds how long the work
-	// of a process that stopped stays where it is.
+	// "in progress" every Heartbeat for every one it has held for half of
+	// one, queued or in hand, however long it waits for the pacer, a rate
+	// limit or a slow first attempt (see workers); so AckWait only bounds
+	// how long the work of a process that stopped stays where it is.
 	AckWait time.Duration
 	// Heartbeat is how often the workers say "in progress", and a holder
 	// looks at its lease.

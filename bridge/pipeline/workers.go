@@ -14,9 +14,9 @@ import (
 // need more.
 //
 // Messages taken from the consumer wait in a queue for a free worker.
-// Every message the pool holds, queued or in hand, is kept alive: one that
-// JetStream has heard nothing of for a heartbeat is said to be in
-// progress, so that a slow stage (a job waiting for Intercom's rate limit,
+// Every message the pool holds, queued or in hand, is kept alive: at each
+// heartbeat, one that JetStream has heard nothing of for half a heartbeat
+// is said to be in progress, so that a slow stage (a job waiting for Intercom's rate limit,
 // a first attempt at a slow Intercom) never has a message handed out a
 // second time, while the consumer's AckWait, three heartbeats, stays short
 // enough for a dead replica's messages to go on elsewhere within seconds.
@@ -107,9 +107,10 @@ func (w *workers) handled(i int) {
 	w.mu.Unlock()
 }
 
-// heartbeat says "in progress" for every message JetStream has not heard
-// of for every: at most two heartbeats after its delivery or its last one,
-// within the AckWait of three.
+// heartbeat says "in progress", every heartbeat, for each message
+// JetStream has heard nothing of for half of one: so none is silent for
+// more than one and a half, half the AckWait of three, and one handled
+// within half a heartbeat of its delivery gets none.
 func (w *workers) heartbeat(every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -125,7 +126,7 @@ func (w *workers) heartbeat(every time.Duration) {
 		w.mu.Lock()
 		for _, list := range [][]heldMsg{w.queue, w.inHand} {
 			for i := range list {
-				if list[i].msg != nil && now.Sub(list[i].said) >= every {
+				if list[i].msg != nil && now.Sub(list[i].said) >= every/2 {
 					list[i].said = now
 					due = append(due, list[i].msg)
 				}

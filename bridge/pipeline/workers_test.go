@@ -132,7 +132,7 @@ func TestWorkersKeepHeldMessagesAlive(t *testing.T) {
 	}
 }
 
-// A message handled within a heartbeat of its delivery costs no "in
+// A message handled within half a heartbeat of its delivery costs no "in
 // progress", even when it was queued at a heartbeat: bursts of 10
 // messages every 100 ms for 3 s, each handled in 5 ms by one worker, so
 // that the queue holds some half the time, none of them for long. (The
