@@ -9,8 +9,9 @@ import "time"
 // the one stage 2 would make (Sender.deliver): the same ledger entries,
 // lease, throttle, dead letters and metrics. The event stands for the job
 // until the attempt is settled: stage 1's workers keep it in progress
-// meanwhile, and it is acked only after the attempt, so a crash mid-attempt redelivers the event, whose job
-// then finds the key's entry as stage 2 would.
+// meanwhile, and it is acked only after the attempt, so a crash
+// mid-attempt redelivers the event, whose job then finds the key's entry
+// as stage 2 would.
 //
 // Whatever would make stage 2 put the job back, or wait with it (a retry,
 // a 429, a key another worker holds, the pacer not admitting the request at

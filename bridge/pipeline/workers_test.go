@@ -23,10 +23,9 @@ type workersFixture struct {
 	cons      jetstream.Consumer
 	heartbeat time.Duration
 
-	mu         sync.Mutex
-	progress   int            // "+WPI" acks seen
-	handled    map[string]int // handle calls by message data
-	handledAll int
+	mu       sync.Mutex
+	progress int            // "+WPI" acks seen
+	handled  map[string]int // handle calls by message data
 }
 
 func newWorkersFixture(t *testing.T, heartbeat time.Duration) *workersFixture {
@@ -70,7 +69,6 @@ func (f *workersFixture) start(t *testing.T, n int, hold time.Duration) {
 	w, err := startWorkers(f.cons, n, 8, f.heartbeat, func(m jetstream.Msg) {
 		f.mu.Lock()
 		f.handled[string(m.Data())]++
-		f.handledAll++
 		f.mu.Unlock()
 		time.Sleep(hold)
 		if err := m.DoubleAck(context.Background()); err != nil {
@@ -92,10 +90,15 @@ func (f *workersFixture) publish(t *testing.T, n int) {
 	}
 }
 
+// counts returns the handle calls, in all and by message data, and the
+// "in progress" acks seen.
 func (f *workersFixture) counts() (handledAll, progress int, handled map[string]int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.handledAll, f.progress, maps.Clone(f.handled)
+	for _, c := range f.handled {
+		handledAll += c
+	}
+	return handledAll, f.progress, maps.Clone(f.handled)
 }
 
 // Messages held longer than the consumer's AckWait, in a worker's hand

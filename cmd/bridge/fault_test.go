@@ -858,9 +858,12 @@ func TestFaultIntercomSlowerThanAckWait(t *testing.T) {
 			t.Errorf("%s: AckWait %v, want 4s", consumer, info.Config.AckWait)
 		}
 		delivered[consumer] = info.Delivered.Consumer
-		stored := natstest.Msgs(t, e.js, stream)
-		if stream == e.names.Events.Name && info.Delivered.Consumer != stored {
-			t.Errorf("%s: %d deliveries of %d events: some were handed out again", consumer, info.Delivered.Consumer, stored)
+		// The outbox puts jobs back (a key held elsewhere, the pacer), so
+		// only the events stream's deliveries are counted.
+		if stream == e.names.Events.Name {
+			if stored := natstest.Msgs(t, e.js, stream); info.Delivered.Consumer != stored {
+				t.Errorf("%s: %d deliveries of %d events: some were handed out again", consumer, info.Delivered.Consumer, stored)
+			}
 		}
 	}
 	t.Logf("lost=%d duplicated=%d unknown=%d; %d POSTs; deliveries %v; %d uncertain resends; dead letters: %s",
