@@ -20,12 +20,23 @@ import "time"
 // queues its jobs in the outbox as before. So does a job for which no send
 // slot frees soon: stage 1 makes up to delivery.workers first attempts at
 // once, and has more workers than that, so that it goes on matching while
-// Intercom is slow.
+// Intercom is slow. A slot bounds requests to Intercom: it frees once
+// Intercom has answered, so that the next attempt's request goes while
+// the last one's answer is written to the ledger.
 
 // firstAttempt is the jobMsg of a first attempt made by stage 1.
 type firstAttempt struct {
 	handOff bool          // again was called: the job goes to the outbox
 	after   time.Duration // and may be worked again after this
+	slot    func()        // frees the attempt's slot; nil once freed
+}
+
+// answered frees the attempt's slot: its request has had its answer.
+func (f *firstAttempt) answered() {
+	if f.slot != nil {
+		f.slot()
+		f.slot = nil
+	}
 }
 
 func (f *firstAttempt) done(bool) {}
@@ -51,9 +62,9 @@ func (s *Sender) attemptFirst(delivered uint64, job *Job, origin string) (toOutb
 	if !s.takeSlot() {
 		return true, time.Time{} // every slot is taken by a slow request: the job queues
 	}
-	defer func() { <-s.slots }()
 	log := s.jobLog(job)
-	fa := &firstAttempt{}
+	fa := &firstAttempt{slot: func() { <-s.slots }}
+	defer fa.answered()
 	if err := s.work(fa, job, delivered, origin, log); err != nil {
 		log.Warn().Err(err).Msg("delivery interrupted; queued to retry")
 		return true, time.Now().Add(time.Second)

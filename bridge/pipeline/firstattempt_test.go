@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -284,5 +285,78 @@ func TestFirstAttemptQueuesWhileSlotsAreTaken(t *testing.T) {
 	})
 	if client.count("paid/o-1") != 1 || client.count("paid/o-2") != 1 {
 		t.Errorf("sent %d and %d times", client.count("paid/o-1"), client.count("paid/o-2"))
+	}
+}
+
+// gatedKV holds the writes of a key's "sent" record until open is closed.
+type gatedKV struct {
+	KV
+	key     string        // the delivery key whose record waits
+	entered chan struct{} // closed once such a write has begun
+	open    chan struct{}
+	once    sync.Once
+}
+
+func (k *gatedKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	var e ledgerEntry
+	if json.Unmarshal(value, &e) == nil && e.Key == k.key && e.State == stateSent {
+		k.once.Do(func() { close(k.entered) })
+		select {
+		case <-k.open:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	return k.KV.Put(ctx, key, value)
+}
+
+// A first attempt's slot bounds the requests to Intercom in flight, not
+// the ledger's writes: once Intercom has answered, the next event's first
+// attempt may go while the record of the last is still being written.
+// With one worker and that record held, the second event is sent by stage
+// 1 itself, and the outbox stores nothing.
+func TestFirstAttemptFreesItsSlotOnTheAnswer(t *testing.T) {
+	t.Parallel()
+	client := &fakeSender{}
+	kv := &gatedKV{key: "paid/o-1", entered: make(chan struct{}), open: make(chan struct{})}
+	f := newBothStages(t, client, senderSetup{
+		tune:   func(o *SenderOptions) { o.Workers = 1 },
+		wrapKV: func(k KV) KV { kv.KV = k; return kv },
+	})
+	opened := false
+	openGate := func() {
+		if !opened {
+			opened = true
+			close(kv.open)
+		}
+	}
+	defer openGate()
+	storeEvent(t, f.js, "e1", `{"type":"order.paid","order":"o-1","contact":"c1"}`)
+	select {
+	case <-kv.entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first message's sent record was never written")
+	}
+	storeEvent(t, f.js, "e2", `{"type":"order.paid","order":"o-2","contact":"c2"}`)
+	poll.For(t, 30*time.Second, "the second message sent", func() bool {
+		return client.count("paid/o-2") == 1
+	})
+	if n := f.jobsStored(t); n != 0 {
+		t.Errorf("the outbox stored %d jobs, want none: the second event's first attempt waited for the first's record", n)
+	}
+	if e := f.entry(t, "paid/o-1"); e == nil || e.State != statePending {
+		t.Errorf("the first key's entry is %+v while its record is held, want pending", e)
+	}
+	openGate()
+	poll.For(t, 30*time.Second, "both recorded as sent", func() bool {
+		return f.outcomes("paid", OutcomeSent) == 2 && f.eventsSettled(t) && f.outboxEmpty()
+	})
+	if client.count("paid/o-1") != 1 || client.count("paid/o-2") != 1 {
+		t.Errorf("sent %d and %d times", client.count("paid/o-1"), client.count("paid/o-2"))
+	}
+	for _, key := range []string{"paid/o-1", "paid/o-2"} {
+		if e := f.entry(t, key); e == nil || e.State != stateSent {
+			t.Errorf("%s: entry %+v, want sent", key, e)
+		}
 	}
 }

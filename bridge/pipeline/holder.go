@@ -132,6 +132,8 @@ type jobMsg interface {
 	// for the pacer or a rate limit's reset; if not, the job is put back
 	// instead.
 	mayWait() bool
+	// answered says that the job's request to Intercom has its answer.
+	answered()
 }
 
 // outboxMsg is a job that came from the outbox.
@@ -154,3 +156,5 @@ func (m outboxMsg) again(delay time.Duration) {
 }
 
 func (m outboxMsg) mayWait() bool { return true }
+
+func (m outboxMsg) answered() {}

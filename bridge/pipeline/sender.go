@@ -387,6 +387,7 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 		})
 		sent, err := s.Client.CreateMessage(sendCtx, req)
 		cancelSend()
+		h.msg.answered()
 		if takeErr != nil && !errors.Is(takeErr, errBusy) {
 			return "", fmt.Errorf("ledger: %w", takeErr)
 		}
