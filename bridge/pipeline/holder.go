@@ -10,13 +10,15 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// holder renews the lease of a job's pending key, every heartbeat past
-// half of it, for as long as the worker holds the key (waits for the pacer
-// and for rate limits included). The message the job came in is kept alive
-// meanwhile by the workers that hold it (see workers).
+// holder renews the lease of a job's pending key once half of it has run,
+// for as long as the worker holds the key (waits for the pacer and for
+// rate limits included). The message the job came in is kept alive
+// meanwhile by the workers that hold it (see workers). A lease is renewed
+// by a timer, not a goroutine of its own: almost every request is answered
+// long before half its lease has run, and costs nothing but the timer.
 type holder struct {
-	msg    jobMsg
 	ledger *Ledger
+	msg    jobMsg
 	t      Timeouts
 	key    string
 	log    zerolog.Logger
@@ -26,16 +28,12 @@ type holder struct {
 	leased  bool   // the entry at rev is this worker's pending entry
 	owner   string
 	attempt int
-	renewed time.Time
-
-	done chan struct{}
-	wg   sync.WaitGroup
+	renewal *time.Timer // renews the lease; nil until the first take
+	closed  bool
 }
 
 func (s *Sender) hold(msg jobMsg, key string, log zerolog.Logger) *holder {
-	h := &holder{msg: msg, ledger: s.ledger, t: s.Timeouts, key: key, log: log, done: make(chan struct{})}
-	h.wg.Go(h.beat)
-	return h
+	return &holder{msg: msg, ledger: s.ledger, t: s.Timeouts, key: key, log: log}
 }
 
 // expect sets the revision the key's entry was read at.
@@ -56,8 +54,21 @@ func (h *holder) take(owner string, attempt int) error {
 	if err != nil {
 		return err
 	}
-	h.rev, h.leased, h.owner, h.attempt, h.renewed = rev, true, owner, attempt, time.Now()
+	h.rev, h.leased, h.owner, h.attempt = rev, true, owner, attempt
+	h.renewIn(h.t.Lease / 2)
 	return nil
+}
+
+// renewIn has the lease renewed after d; h.mu is held.
+func (h *holder) renewIn(d time.Duration) {
+	if h.closed {
+		return
+	}
+	if h.renewal == nil {
+		h.renewal = time.AfterFunc(d, h.renew)
+		return
+	}
+	h.renewal.Reset(d)
 }
 
 // release stops renewing the lease and returns the entry's revision, for
@@ -76,31 +87,23 @@ func (h *holder) releaseLease() (rev uint64, leased bool) {
 	return h.rev, leased
 }
 
-// close stops the heartbeat; the job has been settled (or is left to be
-// handed out again).
+// close stops renewing the lease; the job has been settled (or is left to
+// be handed out again). A renewal under way finishes first, so none is
+// written after close.
 func (h *holder) close() {
-	close(h.done)
-	h.wg.Wait()
-}
-
-func (h *holder) beat() {
-	t := time.NewTicker(h.t.Heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-h.done:
-			return
-		case <-t.C:
-		}
-		h.renew()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	if h.renewal != nil {
+		h.renewal.Stop()
 	}
 }
 
-// renew extends the lease once half of it has run.
+// renew extends the lease, half of which has run.
 func (h *holder) renew() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.leased || time.Since(h.renewed) < h.t.Lease/2 {
+	if !h.leased || h.closed {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.t.Step)
@@ -108,7 +111,8 @@ func (h *holder) renew() {
 	rev, err := h.ledger.markPending(ctx, h.key, h.owner, h.attempt, h.t.Lease, h.rev)
 	switch {
 	case err == nil:
-		h.rev, h.renewed = rev, time.Now()
+		h.rev = rev
+		h.renewIn(h.t.Lease / 2)
 	case errors.Is(err, errBusy):
 		// Someone took the key after the lease ran out (this process lost
 		// NATS for longer than the lease): their entry stands.
@@ -116,6 +120,7 @@ func (h *holder) renew() {
 		h.log.Warn().Msg("the lease of the delivery key was taken over while its request was on its way")
 	default:
 		h.log.Debug().Err(err).Msg("cannot renew the lease of the delivery key; trying again")
+		h.renewIn(h.t.Heartbeat)
 	}
 }
 

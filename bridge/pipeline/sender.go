@@ -294,8 +294,15 @@ func (s *Sender) unlooked(job *Job, busy bool, delivered uint64) bool {
 // is taken to be absent until the write of its pending entry says
 // otherwise (see unlooked).
 func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string, log zerolog.Logger) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
-	defer cancel()
+	// The steps before the send share one Step. Most jobs have none of
+	// them (a first delivery, unlooked, with no wait or throttle) and get
+	// no timer: one per message is a cost a profile shows.
+	ctx := context.Background()
+	if job.Schedule != nil || !unlooked || job.Throttle != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.Timeouts.Step)
+		defer cancel()
+	}
 	if job.Schedule != nil {
 		cancelled, err := s.waiting.Cancelled(ctx, job)
 		if err != nil {

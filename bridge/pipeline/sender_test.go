@@ -326,6 +326,57 @@ func TestSenderLease(t *testing.T) {
 	}
 }
 
+// A request that outlasts its lease keeps it: the owner renews the lease
+// once half of it has run, for as long as the request lasts, so no reader
+// ever finds it run out and takes the key as uncertain; once the key is
+// recorded sent, no renewal writes it back to pending.
+func TestSenderRenewsTheLeaseOfALongRequest(t *testing.T) {
+	t.Parallel()
+	timeouts := testTimeouts
+	timeouts.Lease = 2 * time.Second
+	answered := make(chan struct{})
+	client := &fakeSender{answer: func(intercom.Message) error {
+		<-answered
+		return nil
+	}}
+	f := newSenderFixture(t, client, senderSetup{timeouts: timeouts})
+	var answer sync.Once
+	t.Cleanup(func() { answer.Do(func() { close(answered) }) }) // before the fixture stops the sender
+	job := testJob("long", "1")
+	f.publish(t, job)
+	poll.For(t, 10*time.Second, "the request on its way", func() bool { _, calls := client.snapshot(); return calls == 1 })
+	revs := map[uint64]bool{}
+	for end := time.Now().Add(3 * timeouts.Lease); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		e, rev, err := f.s.ledger.get(context.Background(), job.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e == nil || e.State != statePending || e.Owner != "test#1" {
+			t.Fatalf("while the request lasts the entry is %+v, want test#1's pending one", e)
+		}
+		if left := time.Until(e.leaseUntil()); left <= 0 {
+			t.Fatalf("the lease ran out %v ago while the request was on its way", -left)
+		}
+		revs[rev] = true
+	}
+	answer.Do(func() { close(answered) })
+	// 3 leases, renewed every half of one: the take and at least 4
+	// renewals; 3 leave room for a slow machine.
+	if len(revs) < 3 {
+		t.Errorf("the entry had %d revisions over 3 leases, want the take and its renewals", len(revs))
+	}
+	poll.For(t, 10*time.Second, "the job sent and acked", func() bool {
+		return f.outcomes("long", OutcomeSent) == 1 && f.outboxEmpty()
+	})
+	time.Sleep(timeouts.Lease) // when a renewal left running would write
+	if e := f.entry(t, job.Key); e == nil || e.State != stateSent {
+		t.Errorf("after the send the entry is %+v, want sent", e)
+	}
+	if c := client.count(job.Key); c != 1 {
+		t.Errorf("sent %d times", c)
+	}
+}
+
 // flakyKV fails the first n Puts (the "sent" record) as a full or
 // unreachable store would.
 type flakyKV struct {
