@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 	"unicode/utf8"
+
+	"github.com/intercom-bridge/bridge/internal/jsonstr"
 )
 
 // appendJSON appends the envelope's JSON: what json.Marshal writes for it,
@@ -20,14 +22,14 @@ func (e *Envelope) appendJSON(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("event %s: time %s: year outside [0,9999]", e.ID, e.Time)
 	}
 	b = append(b, `{"id":`...)
-	b = appendString(b, e.ID)
+	b = jsonstr.Append(b, e.ID)
 	b = append(b, `,"source":`...)
-	b = appendString(b, e.Source)
+	b = jsonstr.Append(b, e.Source)
 	b = append(b, `,"subject":`...)
-	b = appendString(b, e.Subject)
+	b = jsonstr.Append(b, e.Subject)
 	if e.Type != "" {
 		b = append(b, `,"type":`...)
-		b = appendString(b, e.Type)
+		b = jsonstr.Append(b, e.Type)
 	}
 	b = append(b, `,"time":"`...)
 	b = e.Time.AppendFormat(b, time.RFC3339Nano)
@@ -38,9 +40,9 @@ func (e *Envelope) appendJSON(b []byte) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = jsonstr.Append(b, k)
 			b = append(b, ':')
-			b = appendString(b, e.Headers[k])
+			b = jsonstr.Append(b, e.Headers[k])
 		}
 		b = append(b, '}')
 	}
@@ -51,62 +53,6 @@ func (e *Envelope) appendJSON(b []byte) ([]byte, error) {
 		b = append(b, e.Data...)
 	}
 	return append(b, '}'), nil
-}
-
-// appendString appends s as a JSON string, escaped as encoding/json
-// escapes it except for <, > and &, which JSON does not require: invalid
-// UTF-8 becomes U+FFFD, and U+2028 and U+2029 are escaped for JavaScript.
-func appendString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // decodeEnvelope reads the envelopes appendJSON writes, and those
