@@ -118,6 +118,19 @@ func (c *Contacts) Message(ctx context.Context, m rules.Message, log zerolog.Log
 	return Request(m, func(p rules.Recipient) (intercom.Recipient, error) { return c.Resolve(ctx, p, log) })
 }
 
+// needsLookup reports whether a recipient of m is looked up before m is
+// sent; most name Intercom's id and role, and need no context for it.
+func (c *Contacts) needsLookup(m rules.Message) bool {
+	for _, to := range [][]rules.Recipient{m.To, m.Cc, m.Bcc} {
+		for _, p := range to {
+			if _, ok := lookupOf(p, c.FindByExternalID); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Request is Intercom's form of m, each recipient turned into Intercom's by
 // resolve; it stops at the first recipient resolve fails for.
 func Request(m rules.Message, resolve func(rules.Recipient) (intercom.Recipient, error)) (intercom.Message, error) {

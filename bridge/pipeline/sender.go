@@ -361,7 +361,10 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 		paced = intercom.WithoutWaiting(paced)
 	}
 	for {
-		lookupCtx, cancelLookup := context.WithTimeout(paced, s.Timeouts.PacerWait+s.Timeouts.Send)
+		lookupCtx, cancelLookup := paced, context.CancelFunc(func() {})
+		if s.contacts.needsLookup(job.Message) {
+			lookupCtx, cancelLookup = context.WithTimeout(paced, s.Timeouts.PacerWait+s.Timeouts.Send)
+		}
 		req, err := s.contacts.Message(lookupCtx, job.Message, log)
 		cancelLookup()
 		if err != nil {
