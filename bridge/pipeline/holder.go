@@ -137,7 +137,8 @@ type jobMsg interface {
 	// for the pacer or a rate limit's reset; if not, the job is put back
 	// instead.
 	mayWait() bool
-	// answered says that the job's request to Intercom has its answer.
+	// answered says that the job's request to Intercom has had its answer
+	// and that the job makes no other.
 	answered()
 }
 

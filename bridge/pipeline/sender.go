@@ -397,7 +397,11 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 		})
 		sent, err := s.Client.CreateMessage(sendCtx, req)
 		cancelSend()
-		h.msg.answered()
+		if started {
+			// The request had its answer, and the job makes no other:
+			// what is left is the ledger's.
+			h.msg.answered()
+		}
 		if takeErr != nil && !errors.Is(takeErr, errBusy) {
 			return "", fmt.Errorf("ledger: %w", takeErr)
 		}
