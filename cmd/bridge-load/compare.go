@@ -80,7 +80,7 @@ func parseCompareOptions(args []string, stderr io.Writer) (*compareOptions, int,
 	fs.IntVar(&co.rounds, "rounds", 3, "rounds; each runs every contender once, in an order rotated by one and reversed every other round")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a run after this long")
 	fs.StringVar(&co.jsonPath, "json", "", "also write every run as JSON to `file`")
-	fs.StringVar(&co.profileDir, "cpuprofile", "", "write a CPU profile of each bridge run into `dir` (<run>.pprof, over -profile-for from its first message; turns admin.pprof on)")
+	fs.StringVar(&co.profileDir, "cpuprofile", "", "write a CPU profile of each bridge run into `dir` (<run>.pprof, over -profile-for from its first message; turns admin.pprof on), and its goroutines if no message reaches the fake for a second (<run>-pause.txt)")
 	fs.DurationVar(&co.profileFor, "profile-for", 3*time.Second, "how long each -cpuprofile profile lasts")
 	fs.BoolVar(&co.intake, "intake", false, "measure webhook intake instead: -events signed POSTs from -concurrency senders, answered once stored (see intake.go)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "with -intake: concurrent webhook senders")
@@ -145,6 +145,7 @@ type compareRun struct {
 	CPUPer10kAll float64 `json:"cpu_s_per_10k_and_nats"` // and the NATS server's
 	PeakRSSMB    float64 `json:"peak_rss_mb"`            // the contender's VmHWM
 	FirstAfter   float64 `json:"first_message_after_s"`  // from its start
+	LongestPause float64 `json:"longest_pause_s"`        // with no new message at the fake, after the first (5 ms steps)
 	P50Ms        float64 `json:"p50_ms,omitempty"`       // -intake: POST to answer
 	P99Ms        float64 `json:"p99_ms,omitempty"`
 	Sends        int64   `json:"sends"`
@@ -264,8 +265,8 @@ func runCompare(ctx context.Context, co *compareOptions, stdout, stderr io.Write
 	loadStart := loadAverage()
 	runs, err := c.eachRound(ctx, contenders, c.run,
 		func(k contender, r *compareRun) string {
-			return fmt.Sprintf("%-38s %8.0f events/s  %.3f / %.3f CPU s per 10k  %5.1f MB  (first message after %.2f s; %d sent, %d lost, %d duplicates; load %s)%s",
-				k.name, r.EventsPerSec, r.CPUPer10k, r.CPUPer10kAll, r.PeakRSSMB, r.FirstAfter, r.Sends, r.Lost, r.Duplicates, r.LoadAvg, r.warned())
+			return fmt.Sprintf("%-38s %8.0f events/s  %.3f / %.3f CPU s per 10k  %5.1f MB  (first message after %.2f s, longest pause %.2f s; %d sent, %d lost, %d duplicates; load %s)%s",
+				k.name, r.EventsPerSec, r.CPUPer10k, r.CPUPer10kAll, r.PeakRSSMB, r.FirstAfter, r.LongestPause, r.Sends, r.Lost, r.Duplicates, r.LoadAvg, r.warned())
 		})
 	if err != nil {
 		return runs, err
@@ -329,7 +330,7 @@ func (c *comparison) run(ctx context.Context, k contender, round int, name, dir 
 
 	start := time.Now()
 	var proc *child
-	var profile func() // at the first message; nil: none
+	var profile, paused func() // at the first message, and when the run stops moving; nil: none
 	switch k.mode {
 	case "ceiling", "floor", "engine":
 		bin, args, env := c.exe, []string{"ceiling", "-nats", c.nats.url, "-stream", loadStream, "-durable", name,
@@ -376,10 +377,10 @@ func (c *comparison) run(ctx context.Context, k contender, round int, name, dir 
 			}
 		}()
 		var wait func()
-		profile, wait = c.profiler(ctx, bp.adminURL, name)
+		profile, paused, wait = c.profiler(ctx, bp.adminURL, name)
 		defer wait() // before the stop: the profile ends first
 	}
-	r, err := c.measure(ctx, p, proc, start, profile)
+	r, err := c.measure(ctx, p, proc, start, profile, paused)
 	if err != nil {
 		return nil, err
 	}
@@ -423,14 +424,21 @@ func (c *comparison) captured(ctx context.Context, cfgPath, subject string) erro
 	return c.storeEvents(ctx, nc, subject)
 }
 
+// pauseDump is how long a run goes without a new message at the fake
+// before measure takes the bridge's goroutines (-cpuprofile): under load a
+// message arrives every fraction of a millisecond.
+const pauseDump = time.Second
+
 // measure waits until every matching event's message has reached the
 // fake, sampling proc and the NATS server at the first message and at the
-// last; it calls profile (when not nil) at the first message.
-func (c *comparison) measure(ctx context.Context, p *phase, proc *child, start time.Time, profile func()) (*compareRun, error) {
+// last; it calls profile (when not nil) at the first message, and paused
+// (when not nil) once no new message has come for pauseDump.
+func (c *comparison) measure(ctx context.Context, p *phase, proc *child, start time.Time, profile, paused func()) (*compareRun, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.timeout)
 	defer cancel()
 	var own0, srv0 procSample
 	var t0 time.Time
+	var pause pauseWatch
 	r := &compareRun{}
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -458,6 +466,11 @@ func (c *comparison) measure(ctx context.Context, p *phase, proc *child, start t
 				profile()
 			}
 		}
+		if !t0.IsZero() && pause.observe(p.distinct.Load(), time.Now()) > pauseDump && paused != nil {
+			paused()
+			paused = nil
+		}
+		r.LongestPause = pause.longest.Seconds()
 		if !p.done() {
 			continue
 		}
@@ -471,6 +484,27 @@ func (c *comparison) measure(ctx context.Context, p *phase, proc *child, start t
 		r.LoadAvg = loadAverage()
 		return r, nil
 	}
+}
+
+// pauseWatch follows a count of messages that only grows, sampled now and
+// then, for the longest time it stood still.
+type pauseWatch struct {
+	seen    int64
+	moved   time.Time // when seen was last seen to grow; zero: not yet sampled
+	longest time.Duration
+}
+
+// observe takes the count n at now and returns how long it has stood
+// still since it last grew (0 if it just did).
+func (w *pauseWatch) observe(n int64, now time.Time) time.Duration {
+	if w.moved.IsZero() || n != w.seen {
+		if !w.moved.IsZero() {
+			w.longest = max(w.longest, now.Sub(w.moved))
+		}
+		w.seen, w.moved = n, now
+		return 0
+	}
+	return now.Sub(w.moved)
 }
 
 // sample reads the /proc figures of proc and of the NATS server.
@@ -494,25 +528,33 @@ func (r *compareRun) setRates(n int64, elapsed time.Duration, own0, srv0, own1, 
 }
 
 // profiler returns, with -cpuprofile, start, which profiles run name of the
-// bridge whose admin listener is at adminURL from then on, and wait, which
-// waits for that profile to be written; without, a nil start and a wait
-// that does nothing.
-func (c *comparison) profiler(ctx context.Context, adminURL, name string) (start, wait func()) {
+// bridge whose admin listener is at adminURL from then on, paused, which
+// writes the bridge's goroutines as they are then (for a run that has
+// stopped moving), and wait, which waits for both to be written; without,
+// nil start and paused and a wait that does nothing.
+func (c *comparison) profiler(ctx context.Context, adminURL, name string) (start, paused, wait func()) {
 	if c.co.profileDir == "" {
-		return nil, func() {}
+		return nil, nil, func() {}
 	}
 	var wg sync.WaitGroup
 	start = func() {
-		wg.Go(func() { c.profile(ctx, adminURL, filepath.Join(c.co.profileDir, name+".pprof")) })
+		wg.Go(func() {
+			url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", adminURL, max(1, int(c.co.profileFor.Seconds())))
+			c.profile(ctx, url, filepath.Join(c.co.profileDir, name+".pprof"))
+		})
 	}
-	return start, wg.Wait
+	paused = func() {
+		wg.Go(func() {
+			c.profile(ctx, adminURL+"/debug/pprof/goroutine?debug=2", filepath.Join(c.co.profileDir, name+"-pause.txt"))
+		})
+	}
+	return start, paused, wg.Wait
 }
 
-// profile writes a CPU profile of the bridge whose admin listener is at
-// adminURL into path.
-func (c *comparison) profile(ctx context.Context, adminURL, path string) {
+// profile writes what the bridge's admin listener answers at url (a
+// profile) into path.
+func (c *comparison) profile(ctx context.Context, url, path string) {
 	err := func() error {
-		url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", adminURL, max(1, int(c.co.profileFor.Seconds())))
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err

@@ -56,7 +56,7 @@ func (c *comparison) runIntake(ctx context.Context, k contender, round int, name
 		defer c.stopChild(bp.child)
 		proc, d.url, d.secret = bp.child, bp.webhookURL, bp.secret
 		var wait func()
-		profile, wait = c.profiler(ctx, bp.adminURL, name)
+		profile, _, wait = c.profiler(ctx, bp.adminURL, name)
 		defer wait() // before the stop: the profile ends first
 		events := broker.NewTopology(broker.TopologyOptions{Prefix: name}).Events.Name
 		stored = func(ctx context.Context) (uint64, error) { return c.streamMsgs(ctx, events) }

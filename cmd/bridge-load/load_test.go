@@ -319,7 +319,9 @@ func TestCompareEndToEnd(t *testing.T) {
 			t.Errorf("profile of run %s: %v", run, err)
 		}
 	}
-	if names, _ := filepath.Glob(filepath.Join(profiles, "*")); len(names) != 4 {
+	// A run that stood still for a second would also leave its goroutines
+	// (<run>-pause.txt); only the profiles are certain.
+	if names, _ := filepath.Glob(filepath.Join(profiles, "*.pprof")); len(names) != 4 {
 		t.Errorf("profiles %v, want the 4 of the bridge's runs", names)
 	}
 }
@@ -477,5 +479,32 @@ func TestRoundRatios(t *testing.T) {
 	// The fourth round's bind run delivered nothing (timed out): no ratio.
 	if got, want := roundRatios(runs, "bind", "capture"), "1.20, 0.90, 1.25 (median 1.20)"; got != want {
 		t.Fatalf("roundRatios = %q, want %q", got, want)
+	}
+}
+
+// A run's longest pause is the longest time its count stood still
+// between two samples that saw it grow; observe says how long it has stood
+// still so far, which is when compare takes the bridge's goroutines.
+func TestPauseWatch(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	var w pauseWatch
+	for _, step := range []struct {
+		ms      int
+		n       int64
+		still   time.Duration // what observe returns
+		longest time.Duration // and the longest pause after it
+	}{
+		{0, 1, 0, 0},
+		{5, 2, 0, 5 * time.Millisecond},
+		{10, 2, 5 * time.Millisecond, 5 * time.Millisecond},
+		{1500, 2, 1495 * time.Millisecond, 5 * time.Millisecond}, // standing still, not over yet
+		{2005, 9, 0, 2 * time.Second},
+		{2010, 10, 0, 2 * time.Second},
+	} {
+		if got := w.observe(step.n, at(step.ms)); got != step.still || w.longest != step.longest {
+			t.Errorf("at %d ms, count %d: still for %v, longest %v; want %v and %v", step.ms, step.n, got, w.longest, step.still, step.longest)
+		}
 	}
 }
