@@ -32,6 +32,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/intercom-bridge/bridge/internal/jsonstr"
 )
 
 // Base URLs of Intercom's regions.
@@ -242,15 +244,13 @@ func EncodeMessage(version string, m Message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
 	// Bodies are HTML; escaping <, > and & as \u003c would only make the
 	// request bigger and harder to read in logs and recordings.
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(w); err != nil {
+	b, err := jsonstr.Marshal(w)
+	if err != nil {
 		return nil, fmt.Errorf("intercom: encoding message: %w", err)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return b, nil
 }
 
 // wireMessage is the body of POST /messages for m at version.

@@ -1,8 +1,6 @@
 package rules
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -10,6 +8,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/intercom-bridge/bridge/internal/jsonstr"
 )
 
 // funcs are the helpers every template can call. They accept any value an
@@ -311,11 +311,9 @@ func toFloat(v any) (float64, error) {
 
 // toJSON writes v as compact JSON: {{ json .event.items }}.
 func toJSON(v any) (string, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false) // html/template escapes by context where needed
-	if err := enc.Encode(v); err != nil {
+	b, err := jsonstr.Marshal(v) // html/template escapes by context where needed
+	if err != nil {
 		return "", fmt.Errorf("json: %w", err)
 	}
-	return strings.TrimSuffix(b.String(), "\n"), nil
+	return string(b), nil
 }

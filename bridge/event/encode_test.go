@@ -6,19 +6,19 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/intercom-bridge/bridge/internal/jsonstr"
 )
 
 // marshalled is what encoding/json writes for e, without HTML escaping
 // (which JSON does not need): the output appendJSON must match.
 func marshalled(t testing.TB, e *Envelope) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
+	b, err := jsonstr.Marshal(e)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	return b
 }
 
 func TestEnvelopeJSON(t *testing.T) {

@@ -5,19 +5,19 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/intercom-bridge/bridge/internal/jsonstr"
 )
 
 // marshalledEntry is what encoding/json writes for e, HTML left unescaped
 // as appendJSON leaves it.
 func marshalledEntry(t testing.TB, e *ledgerEntry) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
+	b, err := jsonstr.Marshal(e)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	return b
 }
 
 func TestLedgerEntryJSON(t *testing.T) {

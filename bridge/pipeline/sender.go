@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/intercom"
+	"github.com/intercom-bridge/bridge/internal/jsonstr"
 )
 
 // MessageSender sends one message to Intercom; *intercom.Client is one.
@@ -643,11 +643,8 @@ func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
 // dryRunSend logs the request that would be sent, its HTML as it is (not
 // \u003cp\u003e): the line is there to be read.
 func (s *Sender) dryRunSend(msg jetstream.Msg, job *Job, log zerolog.Logger) string {
-	var body bytes.Buffer
-	enc := json.NewEncoder(&body)
-	enc.SetEscapeHTML(false)
-	enc.Encode(job.Message)
-	ev := log.Info().RawJSON("request", bytes.TrimRight(body.Bytes(), "\n"))
+	body, _ := jsonstr.Marshal(job.Message)
+	ev := log.Info().RawJSON("request", body)
 	if job.Throttle != nil {
 		ev = ev.Str("throttle_key", job.Throttle.Key).Str("throttle_per", job.Throttle.Per.String())
 	}

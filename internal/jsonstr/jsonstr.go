@@ -1,9 +1,14 @@
-// Package jsonstr writes JSON strings without encoding/json's reflection,
-// for the JSON the bridge writes by hand on its hot paths (the event
-// envelope, the sent ledger's entries). It imports nothing of the bridge's.
+// Package jsonstr writes JSON as the bridge sends and stores it: strings
+// without encoding/json's reflection, for the JSON written by hand on the
+// hot paths (the event envelope, the sent ledger's entries), and values
+// with HTML left unescaped. It imports nothing of the bridge's.
 package jsonstr
 
-import "unicode/utf8"
+import (
+	"bytes"
+	"encoding/json"
+	"unicode/utf8"
+)
 
 // Append appends s as a JSON string, escaped as encoding/json
 // escapes it except for <, > and &, which JSON does not require: invalid
@@ -59,4 +64,19 @@ func Append(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// Marshal is v as encoding/json writes it, compact and without the
+// trailing newline, but with <, > and & left as they are: JSON does not
+// need them escaped, and bodies are HTML that people read in requests and
+// logs. It is also what Append's and the hand-written encoders' output is
+// checked against.
+func Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
