@@ -288,6 +288,66 @@ func TestFirstAttemptQueuesWhileSlotsAreTaken(t *testing.T) {
 	}
 }
 
+// inFlightSender counts the requests in flight of first attempts (which
+// may not wait, see intercom.WithoutWaiting) and of stage 2, each held for
+// hold.
+type inFlightSender struct {
+	*fakeSender
+	hold time.Duration
+
+	mu        sync.Mutex
+	now, most [2]int // [0]: first attempts, [1]: stage 2
+}
+
+func (s *inFlightSender) CreateMessage(ctx context.Context, m intercom.Message) (*intercom.SentMessage, error) {
+	kind := 0
+	if intercom.MayWait(ctx) {
+		kind = 1
+	}
+	s.mu.Lock()
+	s.now[kind]++
+	s.most[kind] = max(s.most[kind], s.now[kind])
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.now[kind]--
+		s.mu.Unlock()
+	}()
+	time.Sleep(s.hold)
+	return s.fakeSender.CreateMessage(ctx, m)
+}
+
+// delivery.workers bounds the requests in flight, however many events
+// wait: 60 events at once, each request held for 20 ms, 3 workers. Stage 1
+// has 8 workers more than that, so only the slots keep its first attempts
+// to 3 at once.
+func TestFirstAttemptsInFlightAtMostWorkers(t *testing.T) {
+	t.Parallel()
+	const workers, n = 3, 60
+	client := &fakeSender{}
+	in := &inFlightSender{fakeSender: client, hold: 20 * time.Millisecond}
+	f := newBothStages(t, client, senderSetup{sender: in, tune: func(o *SenderOptions) { o.Workers = workers }})
+	for i := range n {
+		storeEvent(t, f.js, fmt.Sprintf("e%d", i), fmt.Sprintf(`{"type":"order.paid","order":"o-%d","contact":"c%d"}`, i, i))
+	}
+	poll.For(t, 60*time.Second, "every message sent", func() bool {
+		return f.outcomes("paid", OutcomeSent) == n && f.eventsSettled(t) && f.outboxEmpty()
+	})
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if first, second := in.most[0], in.most[1]; first > workers || second > workers {
+		t.Errorf("at most %d first attempts' and %d of stage 2's requests in flight at once, want at most %d each", first, second, workers)
+	}
+	if in.most[0] < 2 {
+		t.Errorf("at most %d first attempt in flight: stage 1's workers did not send at once", in.most[0])
+	}
+	for i := range n {
+		if c := client.count(fmt.Sprintf("paid/o-%d", i)); c != 1 {
+			t.Errorf("o-%d sent %d times", i, c)
+		}
+	}
+}
+
 // gatedKV holds the writes of a key's "sent" record until open is closed.
 type gatedKV struct {
 	KV
