@@ -33,7 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/intercom-bridge/bridge/internal/jsonstr"
+	"github.com/intercom-bridge/bridge/internal/jsonout"
 )
 
 // Base URLs of Intercom's regions.
@@ -246,7 +246,7 @@ func EncodeMessage(version string, m Message) ([]byte, error) {
 	}
 	// Bodies are HTML; escaping <, > and & as \u003c would only make the
 	// request bigger and harder to read in logs and recordings.
-	b, err := jsonstr.Marshal(w)
+	b, err := jsonout.Marshal(w)
 	if err != nil {
 		return nil, fmt.Errorf("intercom: encoding message: %w", err)
 	}

@@ -9,7 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/intercom-bridge/bridge/internal/jsonstr"
+	"github.com/intercom-bridge/bridge/internal/jsonout"
 )
 
 // funcs are the helpers every template can call. They accept any value an
@@ -311,7 +311,7 @@ func toFloat(v any) (float64, error) {
 
 // toJSON writes v as compact JSON: {{ json .event.items }}.
 func toJSON(v any) (string, error) {
-	b, err := jsonstr.Marshal(v) // html/template escapes by context where needed
+	b, err := jsonout.Marshal(v) // html/template escapes by context where needed
 	if err != nil {
 		return "", fmt.Errorf("json: %w", err)
 	}

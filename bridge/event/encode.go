@@ -8,7 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/intercom-bridge/bridge/internal/jsonstr"
+	"github.com/intercom-bridge/bridge/internal/jsonout"
 )
 
 // appendJSON appends the envelope's JSON: what json.Marshal writes for it,
@@ -22,14 +22,14 @@ func (e *Envelope) appendJSON(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("event %s: time %s: year outside [0,9999]", e.ID, e.Time)
 	}
 	b = append(b, `{"id":`...)
-	b = jsonstr.Append(b, e.ID)
+	b = jsonout.AppendString(b, e.ID)
 	b = append(b, `,"source":`...)
-	b = jsonstr.Append(b, e.Source)
+	b = jsonout.AppendString(b, e.Source)
 	b = append(b, `,"subject":`...)
-	b = jsonstr.Append(b, e.Subject)
+	b = jsonout.AppendString(b, e.Subject)
 	if e.Type != "" {
 		b = append(b, `,"type":`...)
-		b = jsonstr.Append(b, e.Type)
+		b = jsonout.AppendString(b, e.Type)
 	}
 	b = append(b, `,"time":"`...)
 	b = e.Time.AppendFormat(b, time.RFC3339Nano)
@@ -40,9 +40,9 @@ func (e *Envelope) appendJSON(b []byte) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = jsonstr.Append(b, k)
+			b = jsonout.AppendString(b, k)
 			b = append(b, ':')
-			b = jsonstr.Append(b, e.Headers[k])
+			b = jsonout.AppendString(b, e.Headers[k])
 		}
 		b = append(b, '}')
 	}

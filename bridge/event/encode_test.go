@@ -7,14 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/intercom-bridge/bridge/internal/jsonstr"
+	"github.com/intercom-bridge/bridge/internal/jsonout"
 )
 
 // marshalled is what encoding/json writes for e, without HTML escaping
 // (which JSON does not need): the output appendJSON must match.
 func marshalled(t testing.TB, e *Envelope) []byte {
 	t.Helper()
-	b, err := jsonstr.Marshal(e)
+	b, err := jsonout.Marshal(e)
 	if err != nil {
 		t.Fatal(err)
 	}

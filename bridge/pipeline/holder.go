@@ -17,8 +17,8 @@ import (
 // by a timer, not a goroutine of its own: almost every request is answered
 // long before half its lease has run, and costs nothing but the timer.
 type holder struct {
-	ledger *Ledger
 	msg    jobMsg
+	ledger *Ledger
 	t      Timeouts
 	key    string
 	log    zerolog.Logger

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/intercom-bridge/bridge/internal/jsonstr"
+	"github.com/intercom-bridge/bridge/internal/jsonout"
 )
 
 // Ledger states.
@@ -170,30 +170,29 @@ func (l *Ledger) write(ctx context.Context, e ledgerEntry, rev uint64) (uint64, 
 // At is the writer's clock, in UTC, so always within the years JSON
 // times allow.
 func (e *ledgerEntry) appendJSON(b []byte) []byte {
-	b = append(b, `{"state":`...)
-	b = jsonstr.Append(b, e.State)
-	b = append(b, `,"key":`...)
-	b = jsonstr.Append(b, e.Key)
-	for _, f := range [...]struct{ name, v string }{
-		{`,"message_id":`, e.MessageID}, {`,"conversation_id":`, e.ConversationID}, {`,"error":`, e.Error},
-	} {
-		if f.v != "" {
-			b = append(b, f.name...)
-			b = jsonstr.Append(b, f.v)
+	// The fields tagged omitempty: left out when zero.
+	str := func(b []byte, field, v string) []byte {
+		if v == "" {
+			return b
 		}
+		return jsonout.AppendString(append(b, field...), v)
 	}
-	if e.Attempts != 0 {
-		b = append(b, `,"attempts":`...)
-		b = strconv.AppendInt(b, int64(e.Attempts), 10)
+	num := func(b []byte, field string, v int64) []byte {
+		if v == 0 {
+			return b
+		}
+		return strconv.AppendInt(append(b, field...), v, 10)
 	}
-	if e.Owner != "" {
-		b = append(b, `,"owner":`...)
-		b = jsonstr.Append(b, e.Owner)
-	}
-	if e.Lease != 0 {
-		b = append(b, `,"lease":`...)
-		b = strconv.AppendInt(b, int64(e.Lease), 10)
-	}
+	b = append(b, `{"state":`...)
+	b = jsonout.AppendString(b, e.State)
+	b = append(b, `,"key":`...)
+	b = jsonout.AppendString(b, e.Key)
+	b = str(b, `,"message_id":`, e.MessageID)
+	b = str(b, `,"conversation_id":`, e.ConversationID)
+	b = str(b, `,"error":`, e.Error)
+	b = num(b, `,"attempts":`, int64(e.Attempts))
+	b = str(b, `,"owner":`, e.Owner)
+	b = num(b, `,"lease":`, int64(e.Lease))
 	b = append(b, `,"at":"`...)
 	b = e.At.AppendFormat(b, time.RFC3339Nano)
 	return append(b, `"}`...)

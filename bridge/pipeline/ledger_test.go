@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/intercom-bridge/bridge/internal/jsonstr"
+	"github.com/intercom-bridge/bridge/internal/jsonout"
 )
 
 // marshalledEntry is what encoding/json writes for e, HTML left unescaped
 // as appendJSON leaves it.
 func marshalledEntry(t testing.TB, e *ledgerEntry) []byte {
 	t.Helper()
-	b, err := jsonstr.Marshal(e)
+	b, err := jsonout.Marshal(e)
 	if err != nil {
 		t.Fatal(err)
 	}

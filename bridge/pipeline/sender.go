@@ -17,7 +17,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/intercom"
-	"github.com/intercom-bridge/bridge/internal/jsonstr"
+	"github.com/intercom-bridge/bridge/internal/jsonout"
 )
 
 // MessageSender sends one message to Intercom; *intercom.Client is one.
@@ -643,7 +643,7 @@ func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
 // dryRunSend logs the request that would be sent, its HTML as it is (not
 // \u003cp\u003e): the line is there to be read.
 func (s *Sender) dryRunSend(msg jetstream.Msg, job *Job, log zerolog.Logger) string {
-	body, _ := jsonstr.Marshal(job.Message)
+	body, _ := jsonout.Marshal(job.Message)
 	ev := log.Info().RawJSON("request", body)
 	if job.Throttle != nil {
 		ev = ev.Str("throttle_key", job.Throttle.Key).Str("throttle_per", job.Throttle.Per.String())

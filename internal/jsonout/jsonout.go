@@ -1,8 +1,8 @@
-// Package jsonstr writes JSON as the bridge sends and stores it: strings
+// Package jsonout writes JSON as the bridge sends and stores it: strings
 // without encoding/json's reflection, for the JSON written by hand on the
 // hot paths (the event envelope, the sent ledger's entries), and values
 // with HTML left unescaped. It imports nothing of the bridge's.
-package jsonstr
+package jsonout
 
 import (
 	"bytes"
@@ -10,10 +10,10 @@ import (
 	"unicode/utf8"
 )
 
-// Append appends s as a JSON string, escaped as encoding/json
+// AppendString appends s as a JSON string, escaped as encoding/json
 // escapes it except for <, > and &, which JSON does not require: invalid
 // UTF-8 becomes U+FFFD, and U+2028 and U+2029 are escaped for JavaScript.
-func Append(b []byte, s string) []byte {
+func AppendString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
@@ -69,8 +69,8 @@ func Append(b []byte, s string) []byte {
 // Marshal is v as encoding/json writes it, compact and without the
 // trailing newline, but with <, > and & left as they are: JSON does not
 // need them escaped, and bodies are HTML that people read in requests and
-// logs. It is also what Append's and the hand-written encoders' output is
-// checked against.
+// logs. The hand-written encoders' output, and AppendString's, is checked
+// against it.
 func Marshal(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
