@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -56,6 +57,13 @@ var transientCodes = map[jetstream.ErrorCode]bool{
 	10202: true, // JSClusterServerMemberChangeInflightErr
 }
 
+// offlinePeers is JetStream's refusal to place a stream or consumer when
+// the only reason is that peers it needs are offline: what a cluster
+// answers while its nodes are starting and have not all reported in yet.
+// The same code with any other reason (too few servers for the replicas,
+// no storage, tags) is a configuration that will not pass.
+const offlinePeers = "no suitable peers for placement, peer offline"
+
 // Transient reports whether a JetStream request failed for a reason that
 // passes by itself: no answer in time, no server to answer, or one of the
 // errors of a cluster that is not ready yet. Any other answer of
@@ -63,7 +71,8 @@ var transientCodes = map[jetstream.ErrorCode]bool{
 func Transient(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		return transientCodes[apiErr.ErrorCode] || (apiErr.ErrorCode == 0 && apiErr.Code == 503)
+		return transientCodes[apiErr.ErrorCode] || (apiErr.ErrorCode == 0 && apiErr.Code == 503) ||
+			(apiErr.ErrorCode == 10005 && strings.HasSuffix(apiErr.Description, offlinePeers)) // JSClusterNoPeersErrF
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||

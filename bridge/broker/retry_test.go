@@ -61,6 +61,12 @@ func TestTransient(t *testing.T) {
 		{&jetstream.APIError{Code: 500, ErrorCode: 10069, Description: "stream configuration update can not change retention"}, false},
 		{&jetstream.APIError{Code: 400, ErrorCode: 10052, Description: "stream configuration update can not change retention"}, false},
 		{&jetstream.APIError{Code: 404, ErrorCode: 10059, Description: "stream not found"}, false},
+		// A node of a starting cluster that has not reported in yet; the
+		// same code for a configuration no cluster of this size can place.
+		{&jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement, peer offline"}, true},
+		{&jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement"}, false},
+		{&jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement, peer offline, insufficient storage"}, false},
+		{&jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement, tags not matched ['az:x']"}, false},
 		{errors.New("something else"), false},
 	} {
 		if got := Transient(tt.err); got != tt.want {
