@@ -294,11 +294,11 @@ func (s *Sender) unlooked(job *Job, busy bool, delivered uint64) bool {
 // is taken to be absent until the write of its pending entry says
 // otherwise (see unlooked).
 func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string, log zerolog.Logger) (string, error) {
-	// The steps before the send share one Step. Most jobs have none of
-	// them (a first delivery, unlooked, with no wait or throttle) and get
+	// The steps before the send share one Step. An unlooked job, most of
+	// them, has none (no read, no wait, no throttle: see unlooked) and gets
 	// no timer: one per message is a cost a profile shows.
 	ctx := context.Background()
-	if job.Schedule != nil || !unlooked || job.Throttle != nil {
+	if !unlooked {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.Timeouts.Step)
 		defer cancel()
