@@ -254,6 +254,10 @@ type flexString string
 
 func (s *flexString) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
+	if v, ok := plainString(b); ok {
+		*s = flexString(v)
+		return nil
+	}
 	if len(b) > 0 && b[0] == '"' {
 		var v string
 		if err := json.Unmarshal(b, &v); err != nil {
@@ -265,12 +269,34 @@ func (s *flexString) UnmarshalJSON(b []byte) error {
 	if bytes.Equal(b, []byte("null")) {
 		return nil
 	}
+	if len(b) > 0 && (b[0] == '-' || '0' <= b[0] && b[0] <= '9') {
+		// A number, checked as such: its text is the id.
+		*s = flexString(b)
+		return nil
+	}
 	var n json.Number
 	if err := json.Unmarshal(b, &n); err != nil {
 		return err
 	}
 	*s = flexString(n)
 	return nil
+}
+
+// plainString reads a JSON string of printable ASCII without escapes, as
+// ids and timestamps are, without decoding it again: encoding/json has
+// checked the token before it calls an UnmarshalJSON, and such a string
+// means exactly its bytes. Any other string is not plain.
+func plainString(b []byte) (string, bool) {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return "", false
+	}
+	in := b[1 : len(b)-1]
+	for _, c := range in {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	return string(in), true
 }
 
 // unixTime accepts unix seconds as a JSON number (integer or decimal) or as a
@@ -283,7 +309,9 @@ func (t *unixTime) UnmarshalJSON(b []byte) error {
 	if bytes.Equal(b, []byte("null")) {
 		return nil
 	}
-	if len(b) > 0 && b[0] == '"' {
+	if v, ok := plainString(b); ok {
+		b = []byte(v)
+	} else if len(b) > 0 && b[0] == '"' {
 		var s string
 		if json.Unmarshal(b, &s) != nil {
 			return nil
