@@ -80,7 +80,7 @@ func parseCompareOptions(args []string, stderr io.Writer) (*compareOptions, int,
 	fs.IntVar(&co.rounds, "rounds", 3, "rounds; each runs every contender once, in an order rotated by one and reversed every other round")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a run after this long")
 	fs.StringVar(&co.jsonPath, "json", "", "also write every run as JSON to `file`")
-	fs.StringVar(&co.profileDir, "cpuprofile", "", "write a CPU profile of each bridge run into `dir` (<run>.pprof, over -profile-for from its first message; turns admin.pprof on), and its goroutines if no message reaches the fake for a second (<run>-pause.txt)")
+	fs.StringVar(&co.profileDir, "cpuprofile", "", "write CPU profiles of each run into `dir`, over -profile-for from its first message: the bridge's (<run>.pprof; turns admin.pprof on) and the NATS server's (<run>-nats.pprof); and the bridge's goroutines if no message reaches the fake for a second (<run>-pause.txt)")
 	fs.DurationVar(&co.profileFor, "profile-for", 3*time.Second, "how long each -cpuprofile profile lasts")
 	fs.BoolVar(&co.intake, "intake", false, "measure webhook intake instead: -events signed POSTs from -concurrency senders, answered once stored (see intake.go)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "with -intake: concurrent webhook senders")
@@ -221,7 +221,7 @@ func runCompare(ctx context.Context, co *compareOptions, stdout, stderr io.Write
 			return nil, err
 		}
 	}
-	ns, err := startNATS(ctx, dir)
+	ns, err := startNATS(ctx, dir, co.profileDir != "")
 	if err != nil {
 		return nil, err
 	}
@@ -351,6 +351,9 @@ func (c *comparison) run(ctx context.Context, k contender, round int, name, dir 
 				fmt.Fprintf(c.stderr, "bridge-load compare: %v\n", err)
 			}
 		}()
+		var wait func()
+		profile, _, wait = c.profiler(ctx, "", name)
+		defer wait()
 	default:
 		o := *c.o
 		o.state = stateConfig{natsURL: c.nats.url, prefix: name}
@@ -527,32 +530,42 @@ func (r *compareRun) setRates(n int64, elapsed time.Duration, own0, srv0, own1, 
 	r.PeakRSSMB = mb(own1.HWM)
 }
 
-// profiler returns, with -cpuprofile, start, which profiles run name of the
-// bridge whose admin listener is at adminURL from then on, paused, which
-// writes the bridge's goroutines as they are then (for a run that has
-// stopped moving), and wait, which waits for both to be written; without,
-// nil start and paused and a wait that does nothing.
+// profiler returns, with -cpuprofile, start, which profiles run name from
+// then on: the bridge whose admin listener is at adminURL and the NATS
+// server; paused, which writes the bridge's goroutines as they are then
+// (for a run that has stopped moving); and wait, which waits for all to be
+// written. adminURL "" (a ceiling, an engine) profiles the NATS server
+// alone, and paused is nil. Without -cpuprofile, start and paused are nil
+// and wait does nothing.
 func (c *comparison) profiler(ctx context.Context, adminURL, name string) (start, paused, wait func()) {
 	if c.co.profileDir == "" {
 		return nil, nil, func() {}
 	}
 	var wg sync.WaitGroup
+	seconds := max(1, int(c.co.profileFor.Seconds()))
 	start = func() {
+		if adminURL != "" {
+			wg.Go(func() {
+				url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", adminURL, seconds)
+				c.profile(ctx, url, filepath.Join(c.co.profileDir, name+".pprof"))
+			})
+		}
 		wg.Go(func() {
-			url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", adminURL, max(1, int(c.co.profileFor.Seconds())))
-			c.profile(ctx, url, filepath.Join(c.co.profileDir, name+".pprof"))
+			url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", c.nats.profURL, seconds)
+			c.profile(ctx, url, filepath.Join(c.co.profileDir, name+"-nats.pprof"))
 		})
 	}
-	paused = func() {
-		wg.Go(func() {
-			c.profile(ctx, adminURL+"/debug/pprof/goroutine?debug=2", filepath.Join(c.co.profileDir, name+"-pause.txt"))
-		})
+	if adminURL != "" {
+		paused = func() {
+			wg.Go(func() {
+				c.profile(ctx, adminURL+"/debug/pprof/goroutine?debug=2", filepath.Join(c.co.profileDir, name+"-pause.txt"))
+			})
+		}
 	}
 	return start, paused, wg.Wait
 }
 
-// profile writes what the bridge's admin listener answers at url (a
-// profile) into path.
+// profile writes what a pprof handler answers at url into path.
 func (c *comparison) profile(ctx context.Context, url, path string) {
 	err := func() error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

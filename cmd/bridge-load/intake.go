@@ -83,6 +83,9 @@ func (c *comparison) runIntake(ctx context.Context, k contender, round int, name
 			return nil, err
 		}
 		proc, d.url = ch, "http://"+addr+"/hook"
+		var wait func()
+		profile, _, wait = c.profiler(ctx, "", name)
+		defer wait()
 	}
 
 	own0, srv0, err := c.sample(proc)

@@ -313,16 +313,21 @@ func TestCompareEndToEnd(t *testing.T) {
 			t.Errorf("no %q in the table", row)
 		}
 	}
-	// The bridge's runs, the baseline's included, and no other.
-	for _, run := range []string{"c1", "b1", "pc1", "pb1"} {
-		if st, err := os.Stat(filepath.Join(profiles, run+".pprof")); err != nil || st.Size() == 0 {
-			t.Errorf("profile of run %s: %v", run, err)
+	// The bridge's runs, the baseline's included, and no other; the NATS
+	// server's in every run.
+	want := []string{"c1", "b1", "pc1", "pb1"}
+	for _, run := range append(want, "e1", "f1", "x1") {
+		want = append(want, run+"-nats")
+	}
+	for _, name := range want {
+		if st, err := os.Stat(filepath.Join(profiles, name+".pprof")); err != nil || st.Size() == 0 {
+			t.Errorf("profile %s: %v", name, err)
 		}
 	}
 	// A run that stood still for a second would also leave its goroutines
 	// (<run>-pause.txt); only the profiles are certain.
-	if names, _ := filepath.Glob(filepath.Join(profiles, "*.pprof")); len(names) != 4 {
-		t.Errorf("profiles %v, want the 4 of the bridge's runs", names)
+	if names, _ := filepath.Glob(filepath.Join(profiles, "*.pprof")); len(names) != len(want) {
+		t.Errorf("profiles %v, want the %d of %v", names, len(want), want)
 	}
 }
 

@@ -378,7 +378,7 @@ func runSoak(ctx context.Context, so *soakOptions, stderr io.Writer) (*soakRepor
 	smp := &sampler{store: filepath.Join(dir, "data"), client: &http.Client{Timeout: 10 * time.Second},
 		events: "BRIDGE_EVENTS", outbox: "BRIDGE_OUTBOX"}
 	if so.mode == "external" {
-		ns, err := startNATS(ctx, dir)
+		ns, err := startNATS(ctx, dir, false)
 		if err != nil {
 			return nil, nil, err
 		}
