@@ -132,9 +132,7 @@ func (mt *Matcher) Stop() {
 }
 
 func (mt *Matcher) handle(msg jetstream.Msg) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := mt.process(ctx, msg); err != nil {
+	if err := mt.process(time.Now().Add(eventTimeout), msg); err != nil {
 		// Nothing is lost: the event is redelivered and its jobs, if some
 		// were stored, are dropped as duplicates by the outbox.
 		ev := mt.log.Warn().Err(err).Str("subject", msg.Subject())
@@ -148,8 +146,17 @@ func (mt *Matcher) handle(msg jetstream.Msg) {
 	msg.Ack()
 }
 
-// process stores the jobs and dead letters of one event.
-func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
+// eventTimeout bounds what stage 1 stores of one event: its jobs, its dead
+// letters, its waiting messages. A first attempt has timeouts of its own.
+const eventTimeout = 10 * time.Second
+
+// process stores the jobs and dead letters of one event by deadline. Each
+// step that talks to JetStream makes its context (step): most events have
+// none, and a context with a deadline costs a timer.
+func (mt *Matcher) process(deadline time.Time, msg jetstream.Msg) error {
+	step := func() (context.Context, context.CancelFunc) {
+		return context.WithDeadline(context.Background(), deadline)
+	}
 	meta, err := msg.Metadata()
 	if err != nil {
 		return err
@@ -167,6 +174,8 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 		}
 		mt.m.EventsInvalid.WithLabelValues(source).Inc()
 		mt.log.Error().Err(err).Uint64("seq", meta.Sequence.Stream).Msg("event cannot be read; dead-lettered")
+		ctx, cancel := step()
+		defer cancel()
 		return mt.deadLetter(ctx, &DeadLetter{Reason: ReasonInvalidEvent, Error: err.Error(), Source: source,
 			EventID: event.Seq(mt.names.Events.Name, meta.Sequence.Stream),
 			Raw:     &RawEvent{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}}, origin)
@@ -184,7 +193,9 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 		if shadow(set, c.Rule) {
 			continue
 		}
+		ctx, cancel := step()
 		cancelled, err := mt.waiting.Cancel(ctx, c.Rule, c.Key, meta.Sequence.Stream)
+		cancel()
 		if err != nil {
 			return err
 		}
@@ -214,7 +225,10 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 		if d.Schedule != nil {
 			job.Schedule = &JobSchedule{At: d.Schedule.At, Key: d.Schedule.Key, EventSeq: meta.Sequence.Stream}
 			if d.Schedule.At.After(time.Now()) {
-				if err := mt.schedule(ctx, job); err != nil {
+				ctx, cancel := step()
+				err := mt.schedule(ctx, job)
+				cancel()
+				if err != nil {
 					return err
 				}
 				mt.m.RuleMatches.WithLabelValues(d.Rule, rules.ModeLive).Inc()
@@ -250,26 +264,41 @@ func (mt *Matcher) process(ctx context.Context, msg jetstream.Msg) error {
 			continue
 		}
 		mt.log.Error().Str("rule", e.Rule).Str("event_id", ev.ID).Err(e.Err).Msg("rule failed for event; dead-lettered")
-		if err := mt.deadLetter(ctx, &DeadLetter{Reason: ReasonRender, Error: e.Err.Error(), Rule: e.Rule,
-			EventID: ev.ID, Source: ev.Source, Event: env}, origin); err != nil {
+		ctx, cancel := step()
+		err := mt.deadLetter(ctx, &DeadLetter{Reason: ReasonRender, Error: e.Err.Error(), Rule: e.Rule,
+			EventID: ev.ID, Source: ev.Source, Event: env}, origin)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
-	for i, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			if ack.Duplicate {
-				mt.duplicate(jobs[i], meta.NumDelivered > 1)
-			}
-		case err := <-f.Err():
-			return fmt.Errorf("outbox: %w", err)
-		case <-ctx.Done():
-			return fmt.Errorf("outbox: %w", ctx.Err())
+	if len(futures) > 0 {
+		ctx, cancel := step()
+		defer cancel()
+		if err := mt.stored(ctx, meta.NumDelivered, futures, jobs); err != nil {
+			return err
 		}
 	}
 	for _, job := range first {
 		if err := mt.attemptFirst(meta.NumDelivered, job, origin); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// stored waits until JetStream has stored each of an event's jobs.
+func (mt *Matcher) stored(ctx context.Context, delivered uint64, futures []jetstream.PubAckFuture, jobs []*Job) error {
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				mt.duplicate(jobs[i], delivered > 1)
+			}
+		case err := <-f.Err():
+			return fmt.Errorf("outbox: %w", err)
+		case <-ctx.Done():
+			return fmt.Errorf("outbox: %w", ctx.Err())
 		}
 	}
 	return nil
@@ -289,7 +318,7 @@ func (mt *Matcher) attemptFirst(delivered uint64, job *Job, origin string) error
 		return err
 	}
 	// A context of its own: the attempt may have taken a while.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), eventTimeout)
 	defer cancel()
 	ack, err := mt.js.PublishMsg(ctx, m)
 	if err != nil {

@@ -536,6 +536,9 @@ func (s *Sender) owner(attempt int) string { return s.Replica + "#" + strconv.It
 
 // settleLedger writes what became of an attempt over its pending entry.
 func (s *Sender) settleLedger(job *Job, a decision, attempt int, rev uint64) error {
+	if a.ledger == keepEntry {
+		return nil // a send recorded by succeed, a wait: nothing to write here
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
 	defer cancel()
 	var err error
