@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -377,5 +378,24 @@ func TestRefusedAccessLogIsRateLimited(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), `"status":202`); n != 3 {
 		t.Errorf("%d lines for 3 stored events, want 3", n)
+	}
+}
+
+// The answer to a stored event is what writeJSON writes for it.
+func TestWriteAccepted(t *testing.T) {
+	for _, a := range []accepted{
+		{ID: "msg_2Lx9"},
+		{ID: "BRIDGE_EVENTS-17", Duplicate: true},
+		{ID: `<a href="x">&amp;</a>`},
+		{ID: "caf\u00e9 \u2028 \"q\" \\ \x01 \xff"},
+		{},
+	} {
+		got, want := httptest.NewRecorder(), httptest.NewRecorder()
+		writeAccepted(got, a)
+		writeJSON(want, http.StatusAccepted, a)
+		if got.Code != want.Code || got.Body.String() != want.Body.String() ||
+			!reflect.DeepEqual(got.Header(), want.Header()) {
+			t.Errorf("%+v: got %d %v %q, want %d %v %q", a, got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+		}
 	}
 }

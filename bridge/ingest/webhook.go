@@ -40,6 +40,7 @@ import (
 	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/bridge/webhook"
+	"github.com/intercom-bridge/bridge/internal/jsonout"
 	"github.com/intercom-bridge/bridge/internal/lograte"
 	"github.com/intercom-bridge/bridge/rules"
 )
@@ -380,7 +381,7 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 	if batch {
 		writeJSON(rw, http.StatusAccepted, acceptedBatch{Events: answers})
 	} else {
-		writeJSON(rw, http.StatusAccepted, answers[0])
+		writeAccepted(rw, answers[0])
 	}
 	return http.StatusAccepted, answers, ""
 }
@@ -536,6 +537,20 @@ func writeJSON(rw http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(rw)
 	enc.SetEscapeHTML(false)
 	enc.Encode(v)
+}
+
+// writeAccepted answers a stored event as writeJSON would, written by
+// hand: every stored webhook has this answer.
+func writeAccepted(rw http.ResponseWriter, a accepted) {
+	b := make([]byte, 0, 32+len(a.ID))
+	b = jsonout.AppendString(append(b, `{"id":`...), a.ID)
+	if a.Duplicate {
+		b = append(b, `,"duplicate":true`...)
+	}
+	b = append(b, "}\n"...)
+	rw.Header().Set("Content-Type", "application/json")
+	rw.WriteHeader(http.StatusAccepted)
+	rw.Write(b)
 }
 
 func writeError(rw http.ResponseWriter, status int, msg string) {
