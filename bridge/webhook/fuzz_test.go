@@ -16,6 +16,16 @@ import (
 // fuzzNow is the fixed "now" of the fuzz targets.
 var fuzzNow = time.Unix(1700000000, 0)
 
+// hmacOf is the fuzz targets' own HMAC-SHA256 of parts under key, made
+// with crypto/hmac alone, to hold the verifiers' pooled ones to.
+func hmacOf(key string, parts ...string) []byte {
+	mac := hmac.New(sha256.New, []byte(key))
+	for _, p := range parts {
+		mac.Write([]byte(p))
+	}
+	return mac.Sum(nil)
+}
+
 // checkAuthError fails unless err is nil or an *AuthError whose text holds
 // none of the forbidden strings.
 func checkAuthError(t *testing.T, err error, forbidden ...string) {
@@ -110,7 +120,7 @@ func FuzzHMACVerify(f *testing.F) {
 		if useBase64 {
 			v, prefix, header, enc = b64V, "", "X-Signature-256", "base64"
 		}
-		want := hmacSHA256([]byte(secret), body)
+		want := hmacOf(secret, string(body))
 		if signIt {
 			value = prefix + SignHMAC(secret, body, enc)
 		}
@@ -133,7 +143,7 @@ func FuzzHMACVerify(f *testing.F) {
 			} else {
 				raw, _ = hex.DecodeString(s)
 			}
-			if !hmac.Equal(raw, want) && !hmac.Equal(raw, hmacSHA256([]byte("old-secret"), body)) {
+			if !hmac.Equal(raw, want) && !hmac.Equal(raw, hmacOf("old-secret", string(body))) {
 				t.Fatalf("accepted %q without the right signature", value)
 			}
 		}
@@ -159,10 +169,7 @@ func FuzzStripeVerify(f *testing.F) {
 		// must cover.
 		first, _, _ := strings.Cut(header, ",")
 		t0, _ := strings.CutPrefix(strings.TrimSpace(first), "t=")
-		mac := hmac.New(sha256.New, []byte(secret))
-		mac.Write([]byte(t0 + "."))
-		mac.Write(body)
-		want := mac.Sum(nil)
+		want := hmacOf(secret, t0+".", string(body))
 		if signIt {
 			header += ",v1=" + hex.EncodeToString(want)
 		}
@@ -185,7 +192,7 @@ func FuzzStripeVerify(f *testing.F) {
 			if perr != nil {
 				t.Fatalf("accepted a header the parser refuses: %q", header)
 			}
-			if !strings.Contains(strings.ToLower(header), hex.EncodeToString(signStripe([]byte(secret), pts, body))) {
+			if !strings.Contains(strings.ToLower(header), hex.EncodeToString(hmacOf(secret, pts, ".", string(body)))) {
 				t.Fatalf("accepted without the right signature: %q", header)
 			}
 		}

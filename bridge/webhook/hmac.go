@@ -5,15 +5,60 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"hash"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
+
+// macKey is one secret with a pool of HMAC-SHA256s keyed with it: Reset
+// brings a used one back to its keyed state, so that checking a request
+// does not hash the secret into a new one each time.
+type macKey struct {
+	macs sync.Pool // of hash.Hash
+}
+
+func newMACKey(secret []byte) *macKey {
+	k := &macKey{}
+	k.macs.New = func() any { return hmac.New(sha256.New, secret) }
+	return k
+}
+
+// newMACKeys keys each secret.
+func newMACKeys(secrets [][]byte) []*macKey {
+	keys := make([]*macKey, len(secrets))
+	for i, s := range secrets {
+		keys[i] = newMACKey(s)
+	}
+	return keys
+}
+
+// sum returns the HMAC of parts, written one after the other.
+func (k *macKey) sum(parts ...[]byte) []byte {
+	mac := k.macs.Get().(hash.Hash)
+	for _, p := range parts {
+		mac.Write(p)
+	}
+	sum := mac.Sum(nil)
+	mac.Reset()
+	k.macs.Put(mac)
+	return sum
+}
+
+// sums returns the HMAC of parts under each key.
+func sums(keys []*macKey, parts ...[]byte) [][]byte {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = k.sum(parts...)
+	}
+	return out
+}
 
 // hmacVerifier checks an HMAC-SHA256 of the raw body carried in one header,
 // optionally after a prefix (GitHub: "X-Hub-Signature-256: sha256=<hex>").
 type hmacVerifier struct {
-	keys     [][]byte
+	keys     []*macKey
 	header   string // canonical form, used in error reasons too
 	prefix   string
 	encoding string
@@ -35,9 +80,11 @@ func newHMACVerifier(c AuthConfig) *hmacVerifier {
 	if v.encoding == "" {
 		v.encoding = EncodingHex
 	}
+	var secrets [][]byte
 	for _, s := range c.Secrets {
-		v.keys = append(v.keys, []byte(s))
+		secrets = append(secrets, []byte(s))
 	}
+	v.keys = newMACKeys(secrets)
 	v.reasonMissing = "missing " + v.header + " header"
 	v.reasonNoPrefix = "malformed " + v.header + " header: want prefix " + v.prefix
 	v.reasonMalformed = "malformed " + v.header + " header: want " + v.encoding + " HMAC-SHA256"
@@ -55,11 +102,7 @@ func (v *hmacVerifier) Verify(h http.Header, body []byte, _ time.Time) error {
 	if err != nil {
 		return err
 	}
-	want := make([][]byte, len(v.keys))
-	for i, key := range v.keys {
-		want[i] = hmacSHA256(key, body)
-	}
-	if !matchAny([][]byte{sig}, want) {
+	if !matchAny([][]byte{sig}, sums(v.keys, body)) {
 		return authError(reasonSignatureMismatch)
 	}
 	return nil
@@ -95,17 +138,11 @@ func decodeHMAC(s, encoding string) ([]byte, error) {
 	return hex.DecodeString(s)
 }
 
-func hmacSHA256(key, body []byte) []byte {
-	mac := hmac.New(sha256.New, key)
-	mac.Write(body)
-	return mac.Sum(nil)
-}
-
 // SignHMAC returns the HMAC-SHA256 of body under secret, encoded as
 // "base64" or, for any other encoding (including ""), lower-case hex. The
 // caller adds the prefix the receiver expects, for example "sha256=".
 func SignHMAC(secret string, body []byte, encoding string) string {
-	sig := hmacSHA256([]byte(secret), body)
+	sig := newMACKey([]byte(secret)).sum(body)
 	if encoding == EncodingBase64 {
 		return base64.StdEncoding.EncodeToString(sig)
 	}

@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -117,4 +119,24 @@ func TestHMACRotation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A pooled MAC is back at its keyed state each time it is handed out: sums
+// made one after another and at once, on one key, are each the HMAC of
+// their own parts alone.
+func TestMACKeyReuse(t *testing.T) {
+	k := newMACKey([]byte("secret"))
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				body := fmt.Sprintf("body %d of %d", i, g)
+				if got, want := k.sum([]byte("id."), []byte(body)), hmacOf("secret", "id.", body); !hmac.Equal(got, want) {
+					t.Errorf("sum of %q: %x, want %x", body, got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -57,7 +56,7 @@ func headerSet(h http.Header) (standardHeaders, bool) {
 // standardVerifier implements https://www.standardwebhooks.com/: the
 // signature is HMAC-SHA256 over "{webhook-id}.{webhook-timestamp}.{body}".
 type standardVerifier struct {
-	keys      [][]byte
+	keys      []*macKey
 	tolerance time.Duration
 }
 
@@ -66,13 +65,15 @@ func newStandardVerifier(c AuthConfig) (*standardVerifier, error) {
 	if v.tolerance == 0 {
 		v.tolerance = DefaultTolerance
 	}
+	var secrets [][]byte
 	for i, s := range c.Secrets {
 		key, err := decodeStandardSecret(s)
 		if err != nil {
 			return nil, fmt.Errorf("webhook auth: secrets[%d]: %w", i, err)
 		}
-		v.keys = append(v.keys, key)
+		secrets = append(secrets, key)
 	}
+	v.keys = newMACKeys(secrets)
 	return v, nil
 }
 
@@ -88,12 +89,8 @@ func (v *standardVerifier) Verify(h http.Header, body []byte, now time.Time) err
 	if err != nil {
 		return err
 	}
-	want := make([][]byte, len(v.keys))
-	for i, key := range v.keys {
-		// The header string is signed as sent, not a re-formatted number.
-		want[i] = signStandard(key, id, ts, body)
-	}
-	if !matchAny(sigs, want) {
+	// The header string is signed as sent, not a re-formatted number.
+	if !matchAny(sigs, sums(v.keys, standardSigned(id, ts, body)...)) {
 		return authError(reasonSignatureMismatch)
 	}
 	return nil
@@ -205,14 +202,10 @@ func checkTimestamp(ts int64, now time.Time, tolerance time.Duration) error {
 	return nil
 }
 
-func signStandard(key []byte, id, ts string, body []byte) []byte {
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(id))
-	mac.Write([]byte{'.'})
-	mac.Write([]byte(ts))
-	mac.Write([]byte{'.'})
-	mac.Write(body)
-	return mac.Sum(nil)
+// standardSigned is what a Standard Webhooks sender signs:
+// "{webhook-id}.{webhook-timestamp}.{body}".
+func standardSigned(id, ts string, body []byte) [][]byte {
+	return [][]byte{[]byte(id), {'.'}, []byte(ts), {'.'}, body}
 }
 
 // SignStandard signs a request the way a Standard Webhooks sender does and
@@ -225,6 +218,6 @@ func SignStandard(secret, id string, ts time.Time, body []byte) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("webhook: sign: %w", err)
 	}
-	sig := signStandard(key, id, strconv.FormatInt(ts.Unix(), 10), body)
+	sig := newMACKey(key).sum(standardSigned(id, strconv.FormatInt(ts.Unix(), 10), body)...)
 	return "v1," + base64.StdEncoding.EncodeToString(sig), nil
 }

@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"cmp"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -29,15 +28,17 @@ const (
 // "{t}.{body}" with the endpoint secret. Stripe uses the secret as it is
 // shown ("whsec_..."), as raw bytes, not decoded as standard-webhooks does.
 type stripeVerifier struct {
-	keys      [][]byte
+	keys      []*macKey
 	tolerance time.Duration
 }
 
 func newStripeVerifier(c AuthConfig) *stripeVerifier {
 	v := &stripeVerifier{tolerance: cmp.Or(c.Tolerance, DefaultTolerance)}
+	var secrets [][]byte
 	for _, s := range c.Secrets {
-		v.keys = append(v.keys, []byte(s))
+		secrets = append(secrets, []byte(s))
 	}
+	v.keys = newMACKeys(secrets)
 	return v
 }
 
@@ -53,12 +54,8 @@ func (v *stripeVerifier) Verify(h http.Header, body []byte, now time.Time) error
 	if err != nil {
 		return err
 	}
-	want := make([][]byte, len(v.keys))
-	for i, key := range v.keys {
-		// The timestamp is signed as sent, like standard-webhooks'.
-		want[i] = signStripe(key, ts, body)
-	}
-	if !matchAny(sigs, want) {
+	// The timestamp is signed as sent, like standard-webhooks'.
+	if !matchAny(sigs, sums(v.keys, stripeSigned(ts, body)...)) {
 		return authError(reasonSignatureMismatch)
 	}
 	return nil
@@ -131,12 +128,9 @@ func parseStripeSignature(header string) (ts string, sigs [][]byte, err error) {
 	return ts, sigs, nil
 }
 
-func signStripe(key []byte, ts string, body []byte) []byte {
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(ts))
-	mac.Write([]byte{'.'})
-	mac.Write(body)
-	return mac.Sum(nil)
+// stripeSigned is what Stripe signs: "{t}.{body}".
+func stripeSigned(ts string, body []byte) [][]byte {
+	return [][]byte{[]byte(ts), {'.'}, body}
 }
 
 // SignStripe signs body the way Stripe does and returns the value for the
@@ -144,5 +138,5 @@ func signStripe(key []byte, ts string, body []byte) []byte {
 // secret as Stripe shows it ("whsec_...").
 func SignStripe(secret string, ts time.Time, body []byte) string {
 	t := strconv.FormatInt(ts.Unix(), 10)
-	return "t=" + t + ",v1=" + hex.EncodeToString(signStripe([]byte(secret), t, body))
+	return "t=" + t + ",v1=" + hex.EncodeToString(newMACKey([]byte(secret)).sum(stripeSigned(t, body)...))
 }
