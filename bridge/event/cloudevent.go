@@ -91,6 +91,10 @@ func ParseCloudEventBatch(body []byte) ([]*CloudEvent, error) {
 // mediaType returns the lower-case media type of a Content-Type value
 // without its parameters, or "" if there is none.
 func mediaType(contentType string) string {
+	switch contentType {
+	case "application/json", mediaTypeStructured, mediaTypeBatch:
+		return contentType // what nearly every request carries, as ParseMediaType gives it
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
 		return ""

@@ -1,6 +1,8 @@
 package event
 
 import (
+	"errors"
+	"mime"
 	"net/http"
 	"reflect"
 	"strings"
@@ -199,5 +201,20 @@ func TestParseCloudEventBatch(t *testing.T) {
 	}
 	if !IsCloudEventBatch(http.Header{"Content-Type": {"application/cloudevents-batch+json; charset=utf-8"}}) {
 		t.Error("IsCloudEventBatch with a charset = false")
+	}
+}
+
+// mediaType reads a Content-Type as mime.ParseMediaType does, whether by
+// its shortcut for the common types or not.
+func TestMediaType(t *testing.T) {
+	for _, ct := range []string{"application/json", mediaTypeStructured, mediaTypeBatch,
+		"Application/JSON", "application/json; charset=utf-8", "application/cloudevents+json;charset=utf-8", "text/plain", "json", ""} {
+		want, _, err := mime.ParseMediaType(ct)
+		if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
+			want = ""
+		}
+		if got := mediaType(ct); got != want {
+			t.Errorf("mediaType(%q) = %q, want %q", ct, got, want)
+		}
 	}
 }

@@ -405,7 +405,7 @@ func (w *Webhooks) envelopes(src *webhookSource, v webhook.Verifier, r *http.Req
 	// Every event is JSON: a payload, or CloudEvents. Size and depth are
 	// checked before anything decodes it.
 	payload := body
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
 		mt, _, err := mime.ParseMediaType(ct)
 		switch {
 		case err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json")):
@@ -511,12 +511,13 @@ func (w *Webhooks) envelope(src *webhookSource, headers map[string]string, in in
 	if err != nil {
 		return nil, fmt.Errorf("id: %w", err)
 	}
-	for _, candidate := range append(append([]string{byExpr}, in.ids...), event.BodyHash(src.name, in.hashOver)) {
+	for _, candidate := range append([]string{byExpr}, in.ids...) {
 		if candidate != "" {
 			env.ID = candidate
-			break
+			return env, nil
 		}
 	}
+	env.ID = event.BodyHash(src.name, in.hashOver) // hashed only when no other id is there
 	return env, nil
 }
 
