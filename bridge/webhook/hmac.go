@@ -25,15 +25,6 @@ func newMACKey(secret []byte) *macKey {
 	return k
 }
 
-// newMACKeys keys each secret.
-func newMACKeys(secrets [][]byte) []*macKey {
-	keys := make([]*macKey, len(secrets))
-	for i, s := range secrets {
-		keys[i] = newMACKey(s)
-	}
-	return keys
-}
-
 // sum returns the HMAC of parts, written one after the other.
 func (k *macKey) sum(parts ...[]byte) []byte {
 	mac := k.macs.Get().(hash.Hash)
@@ -80,11 +71,9 @@ func newHMACVerifier(c AuthConfig) *hmacVerifier {
 	if v.encoding == "" {
 		v.encoding = EncodingHex
 	}
-	var secrets [][]byte
 	for _, s := range c.Secrets {
-		secrets = append(secrets, []byte(s))
+		v.keys = append(v.keys, newMACKey([]byte(s)))
 	}
-	v.keys = newMACKeys(secrets)
 	v.reasonMissing = "missing " + v.header + " header"
 	v.reasonNoPrefix = "malformed " + v.header + " header: want prefix " + v.prefix
 	v.reasonMalformed = "malformed " + v.header + " header: want " + v.encoding + " HMAC-SHA256"

@@ -65,15 +65,13 @@ func newStandardVerifier(c AuthConfig) (*standardVerifier, error) {
 	if v.tolerance == 0 {
 		v.tolerance = DefaultTolerance
 	}
-	var secrets [][]byte
 	for i, s := range c.Secrets {
 		key, err := decodeStandardSecret(s)
 		if err != nil {
 			return nil, fmt.Errorf("webhook auth: secrets[%d]: %w", i, err)
 		}
-		secrets = append(secrets, key)
+		v.keys = append(v.keys, newMACKey(key))
 	}
-	v.keys = newMACKeys(secrets)
 	return v, nil
 }
 

@@ -34,11 +34,9 @@ type stripeVerifier struct {
 
 func newStripeVerifier(c AuthConfig) *stripeVerifier {
 	v := &stripeVerifier{tolerance: cmp.Or(c.Tolerance, DefaultTolerance)}
-	var secrets [][]byte
 	for _, s := range c.Secrets {
-		secrets = append(secrets, []byte(s))
+		v.keys = append(v.keys, newMACKey([]byte(s)))
 	}
-	v.keys = newMACKeys(secrets)
 	return v
 }
 
