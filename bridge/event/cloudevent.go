@@ -92,8 +92,8 @@ func ParseCloudEventBatch(body []byte) ([]*CloudEvent, error) {
 // without its parameters, or "" if there is none.
 func mediaType(contentType string) string {
 	switch contentType {
-	case "application/json", mediaTypeStructured, mediaTypeBatch:
-		return contentType // what nearly every request carries, as ParseMediaType gives it
+	case "", "application/json", mediaTypeStructured, mediaTypeBatch:
+		return contentType // what nearly every event carries, as ParseMediaType gives it
 	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
