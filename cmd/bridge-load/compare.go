@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -80,7 +81,7 @@ func parseCompareOptions(args []string, stderr io.Writer) (*compareOptions, int,
 	fs.IntVar(&co.rounds, "rounds", 3, "rounds; each runs every contender once, in an order rotated by one and reversed every other round")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a run after this long")
 	fs.StringVar(&co.jsonPath, "json", "", "also write every run as JSON to `file`")
-	fs.StringVar(&co.profileDir, "cpuprofile", "", "write CPU profiles of each run into `dir`, over -profile-for from its first message: the bridge's (<run>.pprof; turns admin.pprof on) and the NATS server's (<run>-nats.pprof); and the bridge's goroutines if no message reaches the fake for a second (<run>-pause.txt)")
+	fs.StringVar(&co.profileDir, "cpuprofile", "", "write CPU profiles of each run into `dir`, over -profile-for from its first message: the bridge's (<run>.pprof; turns admin.pprof on) and the NATS server's (<run>-nats.pprof); and, if no message reaches the fake for a second, the bridge's goroutines (<run>-pause.txt) and the server's consumers (<run>-consumers.json)")
 	fs.DurationVar(&co.profileFor, "profile-for", 3*time.Second, "how long each -cpuprofile profile lasts")
 	fs.BoolVar(&co.intake, "intake", false, "measure webhook intake instead: -events signed POSTs from -concurrency senders, answered once stored (see intake.go)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "with -intake: concurrent webhook senders")
@@ -560,9 +561,41 @@ func (c *comparison) profiler(ctx context.Context, adminURL, name string) (start
 			wg.Go(func() {
 				c.profile(ctx, adminURL+"/debug/pprof/goroutine?debug=2", filepath.Join(c.co.profileDir, name+"-pause.txt"))
 			})
+			wg.Go(func() { c.consumers(ctx, filepath.Join(c.co.profileDir, name+"-consumers.json")) })
 		}
 	}
 	return start, paused, wg.Wait
+}
+
+// consumers writes into path what the NATS server says of every consumer
+// it has, as JSON: whether a paused run's consumers had pull requests
+// waiting (num_waiting), messages to deliver (num_pending) and messages
+// unacked (num_ack_pending).
+func (c *comparison) consumers(ctx context.Context, path string) {
+	var infos []*jetstream.ConsumerInfo
+	err := func() error {
+		for name := range c.js.StreamNames(ctx).Name() {
+			s, err := c.js.Stream(ctx, name)
+			if err != nil {
+				return err
+			}
+			list := s.ListConsumers(ctx)
+			for info := range list.Info() {
+				infos = append(infos, info)
+			}
+			if err := list.Err(); err != nil {
+				return err
+			}
+		}
+		b, err := json.MarshalIndent(infos, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(path, b, 0o644)
+	}()
+	if err != nil {
+		fmt.Fprintf(c.stderr, "bridge-load compare: consumers: %v\n", err)
+	}
 }
 
 // profile writes what a pprof handler answers at url into path.

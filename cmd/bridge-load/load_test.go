@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"math/rand/v2"
@@ -16,6 +17,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/intercom-bridge/bridge/internal/natstest"
 )
 
 func TestHistogramPercentiles(t *testing.T) {
@@ -511,5 +516,58 @@ func TestPauseWatch(t *testing.T) {
 		if got := w.observe(step.n, at(step.ms)); got != step.still || w.longest != step.longest {
 			t.Errorf("at %d ms, count %d: still for %v, longest %v; want %v and %v", step.ms, step.n, got, w.longest, step.still, step.longest)
 		}
+	}
+}
+
+// A paused run leaves what the server says of its consumers: here one
+// with a pull request waiting and messages it has not delivered.
+func TestPauseConsumers(t *testing.T) {
+	t.Parallel()
+	js := natstest.JetStream(t)
+	ctx := context.Background()
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EV", Subjects: []string{"ev.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := js.Publish(ctx, "ev.x", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "held", FilterSubject: "ev.none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "behind"}); err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cons.Consume(func(jetstream.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Stop()
+	path := filepath.Join(t.TempDir(), "c1-consumers.json")
+	c := &comparison{js: js, stderr: io.Discard}
+	var got []jetstream.ConsumerInfo
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c.consumers(ctx, path)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("%v: %s", err, b)
+		}
+		byName := map[string]jetstream.ConsumerInfo{}
+		for _, info := range got {
+			byName[info.Stream+"/"+info.Name] = info
+		}
+		if byName["EV/held"].NumWaiting == 1 && byName["EV/behind"].NumPending == 3 && len(got) == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumers %+v; want EV/held with a pull request waiting, EV/behind with 3 messages to deliver", got)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
