@@ -191,14 +191,21 @@ func subjectToken(s string) string {
 }
 
 // PullExpiry is how long each pull request of a durable consumer the
-// bridge reads (both stages, every bind source) waits at the server. A
-// pull request the server no longer holds (around a consumer's creation,
-// or a change of its leader on a cluster) is noticed only when the
-// server's heartbeats, every half of it, are missed twice: with
+// bridge reads (both stages, every bind source) waits at the server. With
 // jetstream's default of 30 s, a replica sat idle that long after
 // starting together with another, and the jobs of a replica that died
 // waited for it; a bind source would read nothing as long.
 const PullExpiry = 5 * time.Second
+
+// PullHeartbeat is how often the server says that it still holds a pull
+// request that has nothing to deliver. A pull request it no longer holds
+// is noticed only when two of them are missed: around a consumer's
+// creation, a change of its leader on a cluster, and, now and then under
+// load, with no cause in sight: the server holds no pull request while
+// the client counts messages still to come (nats.go issue 1622). With
+// jetstream's default, half of PullExpiry, such a consumer delivered
+// nothing for 5 s; with this one, for 2.
+const PullHeartbeat = time.Second
 
 // MatchConsumerConfig is stage 1's durable consumer on the events stream.
 // Its AckWait is stage 2's: stage 1 heartbeats every event it holds, one

@@ -181,9 +181,10 @@ func TestBindStopSettlesCopies(t *testing.T) {
 	e.waitAllStoredOnce(n, 60*time.Second)
 }
 
-// A bind source's pull requests expire within broker.PullExpiry: one the
-// server dropped (around the consumer's creation, a change of its leader)
-// is replaced that soon, not after jetstream's default 30 s, during which
+// A bind source's pull requests expire within broker.PullExpiry and ask
+// for heartbeats every broker.PullHeartbeat: one the server dropped
+// (around the consumer's creation, a change of its leader) is replaced
+// within two heartbeats, not after jetstream's default 30 s, during which
 // the source would deliver nothing.
 func TestBindPullRequestsExpireSoon(t *testing.T) {
 	e := bindEnv(t, 1)
@@ -202,12 +203,16 @@ func TestBindPullRequestsExpireSoon(t *testing.T) {
 		t.Fatalf("no pull request seen: %v", err)
 	}
 	var req struct {
-		Expires time.Duration `json:"expires"` // nanoseconds
+		Expires   time.Duration `json:"expires"`        // nanoseconds
+		Heartbeat time.Duration `json:"idle_heartbeat"` // nanoseconds
 	}
 	if err := json.Unmarshal(m.Data, &req); err != nil {
 		t.Fatalf("pull request %s: %v", m.Data, err)
 	}
 	if req.Expires <= 0 || req.Expires > broker.PullExpiry {
 		t.Errorf("pull request %s expires in %s, want at most %s", m.Data, req.Expires, broker.PullExpiry)
+	}
+	if req.Heartbeat <= 0 || req.Heartbeat > broker.PullHeartbeat {
+		t.Errorf("pull request %s asks for heartbeats every %s, want at most %s", m.Data, req.Heartbeat, broker.PullHeartbeat)
 	}
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/internal/natstest"
 	"github.com/intercom-bridge/bridge/internal/poll"
 )
@@ -155,5 +157,36 @@ func TestWorkersHeartbeatOnlyWhatWaits(t *testing.T) {
 	})
 	if all, progress, _ := f.counts(); all != bursts*each || progress != 0 {
 		t.Errorf("%d handle calls for %d messages, %d said in progress; want %d and 0", all, bursts*each, progress, bursts*each)
+	}
+}
+
+// The workers' pull requests, both stages', expire within
+// broker.PullExpiry and ask for heartbeats every broker.PullHeartbeat, so
+// that one the server no longer holds is replaced within two heartbeats.
+func TestWorkersPullRequests(t *testing.T) {
+	t.Parallel()
+	f := newWorkersFixture(t, time.Second)
+	pulls, err := f.js.Conn().SubscribeSync("$JS.API.CONSUMER.MSG.NEXT.W.w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.start(t, 1, 0)
+	m, err := pulls.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no pull request seen: %v", err)
+	}
+	var req struct {
+		Expires   time.Duration `json:"expires"`        // nanoseconds
+		Heartbeat time.Duration `json:"idle_heartbeat"` // nanoseconds
+	}
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		t.Fatalf("pull request %s: %v", m.Data, err)
+	}
+	if req.Expires <= 0 || req.Expires > broker.PullExpiry || req.Heartbeat <= 0 || req.Heartbeat > broker.PullHeartbeat {
+		t.Errorf("pull request %s: expires in %s with heartbeats every %s; want at most %s and %s",
+			m.Data, req.Expires, req.Heartbeat, broker.PullExpiry, broker.PullHeartbeat)
 	}
 }
