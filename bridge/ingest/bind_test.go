@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
+	"github.com/intercom-bridge/bridge/internal/natstest"
 	"github.com/intercom-bridge/bridge/internal/poll"
 	"github.com/intercom-bridge/bridge/internal/syncbuf"
 )
@@ -189,30 +189,14 @@ func TestBindStopSettlesCopies(t *testing.T) {
 func TestBindPullRequestsExpireSoon(t *testing.T) {
 	e := bindEnv(t, 1)
 	durable := e.top.BindConsumerConfig("orders", nil).Durable
-	pulls, err := e.nc.SubscribeSync("$JS.API.CONSUMER.MSG.NEXT.ORDERS." + durable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	sources, _ := runBindSource(t, e, zerolog.Nop())
-	defer sources.Stop()
-	m, err := pulls.NextMsg(10 * time.Second)
-	if err != nil {
-		t.Fatalf("no pull request seen: %v", err)
-	}
-	var req struct {
-		Expires   time.Duration `json:"expires"`        // nanoseconds
-		Heartbeat time.Duration `json:"idle_heartbeat"` // nanoseconds
-	}
-	if err := json.Unmarshal(m.Data, &req); err != nil {
-		t.Fatalf("pull request %s: %v", m.Data, err)
-	}
+	req := natstest.FirstPullRequest(t, e.nc, "ORDERS", durable, func() {
+		sources, _ := runBindSource(t, e, zerolog.Nop())
+		t.Cleanup(sources.Stop)
+	})
 	if req.Expires <= 0 || req.Expires > broker.PullExpiry {
-		t.Errorf("pull request %s expires in %s, want at most %s", m.Data, req.Expires, broker.PullExpiry)
+		t.Errorf("pull request %+v expires in %s, want at most %s", req, req.Expires, broker.PullExpiry)
 	}
 	if req.Heartbeat <= 0 || req.Heartbeat > broker.PullHeartbeat {
-		t.Errorf("pull request %s asks for heartbeats every %s, want at most %s", m.Data, req.Heartbeat, broker.PullHeartbeat)
+		t.Errorf("pull request %+v asks for heartbeats every %s, want at most %s", req, req.Heartbeat, broker.PullHeartbeat)
 	}
 }

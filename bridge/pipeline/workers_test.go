@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"sync"
@@ -166,27 +165,9 @@ func TestWorkersHeartbeatOnlyWhatWaits(t *testing.T) {
 func TestWorkersPullRequests(t *testing.T) {
 	t.Parallel()
 	f := newWorkersFixture(t, time.Second)
-	pulls, err := f.js.Conn().SubscribeSync("$JS.API.CONSUMER.MSG.NEXT.W.w")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.js.Conn().Flush(); err != nil {
-		t.Fatal(err)
-	}
-	f.start(t, 1, 0)
-	m, err := pulls.NextMsg(10 * time.Second)
-	if err != nil {
-		t.Fatalf("no pull request seen: %v", err)
-	}
-	var req struct {
-		Expires   time.Duration `json:"expires"`        // nanoseconds
-		Heartbeat time.Duration `json:"idle_heartbeat"` // nanoseconds
-	}
-	if err := json.Unmarshal(m.Data, &req); err != nil {
-		t.Fatalf("pull request %s: %v", m.Data, err)
-	}
+	req := natstest.FirstPullRequest(t, f.js.Conn(), "W", "w", func() { f.start(t, 1, 0) })
 	if req.Expires <= 0 || req.Expires > broker.PullExpiry || req.Heartbeat <= 0 || req.Heartbeat > broker.PullHeartbeat {
-		t.Errorf("pull request %s: expires in %s with heartbeats every %s; want at most %s and %s",
-			m.Data, req.Expires, req.Heartbeat, broker.PullExpiry, broker.PullHeartbeat)
+		t.Errorf("pull request %+v: expires in %s with heartbeats every %s; want at most %s and %s",
+			req, req.Expires, req.Heartbeat, broker.PullExpiry, broker.PullHeartbeat)
 	}
 }

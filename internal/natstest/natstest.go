@@ -5,6 +5,7 @@ package natstest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -163,4 +164,35 @@ func Msgs(t testing.TB, js jetstream.JetStream, stream string) uint64 {
 		t.Fatalf("stream %s: %v", stream, err)
 	}
 	return info.State.Msgs
+}
+
+// PullRequest is what a pull request asks of a consumer.
+type PullRequest struct {
+	Batch     int           `json:"batch"`
+	Expires   time.Duration `json:"expires"`        // nanoseconds, on the wire
+	Heartbeat time.Duration `json:"idle_heartbeat"` // nanoseconds, on the wire
+}
+
+// FirstPullRequest runs start and returns the first pull request made to
+// the consumer durable of stream after it, as nc's server receives it.
+func FirstPullRequest(t testing.TB, nc *nats.Conn, stream, durable string, start func()) PullRequest {
+	t.Helper()
+	pulls, err := nc.SubscribeSync("$JS.API.CONSUMER.MSG.NEXT." + stream + "." + durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pulls.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	start()
+	m, err := pulls.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no pull request to %s/%s: %v", stream, durable, err)
+	}
+	var req PullRequest
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		t.Fatalf("pull request %s: %v", m.Data, err)
+	}
+	return req
 }
