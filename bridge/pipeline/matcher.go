@@ -274,8 +274,9 @@ func (mt *Matcher) process(deadline time.Time, msg jetstream.Msg) error {
 	}
 	if len(futures) > 0 {
 		ctx, cancel := step()
-		defer cancel()
-		if err := mt.stored(ctx, meta.NumDelivered, futures, jobs); err != nil {
+		err := mt.stored(ctx, meta.NumDelivered, futures, jobs)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
