@@ -30,6 +30,10 @@ import (
 // EnvelopeHeader marks a stored message whose body is an Envelope.
 const EnvelopeHeader = "Bridge-Envelope"
 
+// RefusedHeader marks a stored message that stands for an event that could
+// not be stored: it says why, and stage 1 dead-letters it with that reason.
+const RefusedHeader = "Bridge-Refused"
+
 // Envelope is an event as the bridge stores it: what rules see.
 type Envelope struct {
 	ID      string            `json:"id"`

@@ -92,8 +92,13 @@ func (d *Decoder) Source(subject string) string {
 }
 
 // Decode returns the envelope of a stored message: its own for a message
-// the bridge stored, else one made from a captured subject.
+// the bridge stored, else one made from a captured subject. A message that
+// stands for an event the bridge could not store (RefusedHeader) is an
+// error with its reason.
 func (d *Decoder) Decode(subject string, h nats.Header, data []byte, seq uint64, stored time.Time) (*Envelope, error) {
+	if reason := h.Get(RefusedHeader); reason != "" {
+		return nil, fmt.Errorf("stored event %s: %s", Seq(d.Stream, seq), reason)
+	}
 	if h.Get(EnvelopeHeader) != "" {
 		if env, ok := decodeEnvelope(data); ok {
 			return &env, nil

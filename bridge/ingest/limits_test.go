@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/internal/natstest"
+	"github.com/intercom-bridge/bridge/internal/poll"
 )
 
 // TestBodyIdleDeadlineMovesWithProgress: a body that keeps arriving, if
@@ -112,5 +115,81 @@ func TestEventOverNATSLimitIs413(t *testing.T) {
 				t.Errorf("status %d, want %d: %s", rw.Code, tc.want, rw.Body)
 			}
 		})
+	}
+}
+
+// A message that fits the NATS server but not once wrapped as an event
+// (its envelope adds to it) is settled, not nakked for ever (bind) or
+// dropped (core): what is stored instead has the event's id, no body, and
+// a reason that stage 1 dead-letters it with, naming the message. The
+// messages after it are copied as usual.
+func TestMessageTooLargeAsAnEvent(t *testing.T) {
+	srv := natstest.StartWith(t, func(o *server.Options) { o.MaxPayload = 8 << 10 })
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	events, err := js.CreateOrUpdateStream(ctx, testTopology.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	big := func(n int) []byte { return fmt.Appendf(nil, `{"order":%d,"note":"%s"}`, n, strings.Repeat("b", 8<<10-40)) } // fits as it is
+	for _, body := range [][]byte{big(1), []byte(`{"order":2}`)} {
+		if _, err := js.Publish(ctx, "orders.eu.paid", body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &env{t: t, srv: srv, top: testTopology, opts: testWebhookOptions, sources: testSources(), nc: nc, js: js, events: events}
+	sources, err := StartNATSSources(ctx, e.top, e.sources, nc, js, zerolog.Nop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sources.Stop()
+	if err := nc.Publish("telemetry.big", big(3)); err != nil {
+		t.Fatal(err)
+	}
+	poll.For(t, 10*time.Second, "both ORDERS messages settled and three events stored", func() bool {
+		info, err := e.bindConsumer().Info(ctx)
+		return err == nil && info.AckFloor.Stream == 2 && info.NumAckPending == 0 && natstest.Msgs(t, js, e.top.Events.Name) == 3
+	})
+
+	dec := &event.Decoder{Stream: e.top.Events.Name, In: e.top.SourceSubject("")}
+	refused := map[string]string{} // reason by Nats-Msg-Id
+	var copied []string
+	for seq := uint64(1); seq <= 3; seq++ {
+		m, err := events.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := dec.Decode(m.Subject, m.Header, m.Data, m.Sequence, m.Time)
+		switch {
+		case err != nil && len(m.Data) == 0:
+			refused[m.Header.Get(nats.MsgIdHdr)] = err.Error()
+		case err != nil:
+			t.Errorf("event %d: %v, with a body of %d bytes", seq, err, len(m.Data))
+		default:
+			copied = append(copied, env.ID)
+		}
+	}
+	if !slices.Equal(copied, []string{"ORDERS-2"}) || len(refused) != 2 {
+		t.Fatalf("stored: copied %v (want [ORDERS-2]), refused %v (want the first order's and the core message's)", copied, refused)
+	}
+	reason := refused[event.MsgID("orders", "ORDERS-1")]
+	for _, want := range []string{"ORDERS-1", "orders.eu.paid", "max_payload 8192"} {
+		if !strings.Contains(reason, want) {
+			t.Errorf("bind: reason %q does not name %q", reason, want)
+		}
+	}
+	delete(refused, event.MsgID("orders", "ORDERS-1"))
+	for _, reason := range refused { // the core message's
+		if !strings.Contains(reason, "telemetry.big") {
+			t.Errorf("core: reason %q does not name telemetry.big", reason)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -142,10 +143,14 @@ func (b *binder) handle(m jetstream.Msg) {
 	// A stored message's own sequence is a stable id: a redelivery
 	// after a crash, or of a copy stored whose answer was lost, is
 	// stored once (the events stream's Nats-Msg-Id window).
-	out := b.n.eventMsg(b.source, b.id, event.NATSMsg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data(),
-		Time: meta.Timestamp, Fallback: event.Seq(b.stream, meta.Sequence.Stream)})
+	msg := event.NATSMsg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data(),
+		Time: meta.Timestamp, Fallback: event.Seq(b.stream, meta.Sequence.Stream)}
+	out := b.n.eventMsg(b.source, b.id, msg)
 	b.slots <- struct{}{}
 	f, err := b.n.js.PublishMsgAsync(out)
+	if errors.Is(err, nats.ErrMaxPayload) {
+		f, err = b.n.js.PublishMsgAsync(b.n.refused(b.source, msg, out))
+	}
 	if err != nil {
 		<-b.slots
 		b.failed(m, err)
@@ -243,7 +248,11 @@ func startCore(_ context.Context, n *NATSSources, s Source) (Reader, error) {
 func (n *NATSSources) store(source string, id *event.Expr, msg event.NATSMsg) error {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	ack, err := n.js.PublishMsg(ctx, n.eventMsg(source, id, msg))
+	out := n.eventMsg(source, id, msg)
+	ack, err := n.js.PublishMsg(ctx, out)
+	if errors.Is(err, nats.ErrMaxPayload) {
+		ack, err = n.js.PublishMsg(ctx, n.refused(source, msg, out))
+	}
 	if err != nil {
 		return err
 	}
@@ -270,6 +279,22 @@ func (n *NATSSources) eventMsg(source string, id *event.Expr, msg event.NATSMsg)
 	m := nats.NewMsg(subject)
 	m.Data = msg.Data
 	m.Header.Set(nats.MsgIdHdr, event.MsgID(source, msg.Fallback))
+	return m
+}
+
+// refused stands for the event out of msg that the NATS server cannot take
+// (with its envelope and headers, larger than max_payload): a message with
+// the event's id and no body, whose RefusedHeader says why, so that stage
+// 1 dead-letters it and the source's message is settled rather than tried
+// again for ever. The message itself stays where it was (a bind source's
+// stream keeps it, at the sequence the reason names).
+func (n *NATSSources) refused(source string, msg event.NATSMsg, out *nats.Msg) *nats.Msg {
+	m := nats.NewMsg(out.Subject)
+	m.Header.Set(nats.MsgIdHdr, out.Header.Get(nats.MsgIdHdr))
+	m.Header.Set(event.RefusedHeader, fmt.Sprintf("the message %s on %s, of %d bytes, is larger as an event than the NATS server takes (max_payload %d bytes): not stored",
+		msg.Fallback, msg.Subject, len(msg.Data), n.nc.MaxPayload()))
+	n.log.Error().Str("source", source).Str("subject", msg.Subject).Str("message", msg.Fallback).Int("bytes", len(msg.Data)).
+		Int64("max_payload", n.nc.MaxPayload()).Msg("message too large to store as an event; dead-lettered")
 	return m
 }
 
