@@ -139,7 +139,10 @@ func TestMessageTooLargeAsAnEvent(t *testing.T) {
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	big := func(n int) []byte { return fmt.Appendf(nil, `{"order":%d,"note":"%s"}`, n, strings.Repeat("b", 8<<10-40)) } // fits as it is
+	// big(n) fits the server as it is, not with an envelope.
+	big := func(n int) []byte {
+		return fmt.Appendf(nil, `{"order":%d,"note":"%s"}`, n, strings.Repeat("b", 8<<10-40))
+	}
 	for _, body := range [][]byte{big(1), []byte(`{"order":2}`)} {
 		if _, err := js.Publish(ctx, "orders.eu.paid", body); err != nil {
 			t.Fatal(err)
