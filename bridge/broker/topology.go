@@ -207,6 +207,13 @@ const PullExpiry = 5 * time.Second
 // nothing for 5 s; with this one, for 2.
 const PullHeartbeat = time.Second
 
+// PullOptions are how every durable consumer the bridge reads pulls: at
+// most maxMessages ahead, with PullExpiry and PullHeartbeat.
+func PullOptions(maxMessages int) []jetstream.PullConsumeOpt {
+	return []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(maxMessages),
+		jetstream.PullExpiry(PullExpiry), jetstream.PullHeartbeat(PullHeartbeat)}
+}
+
 // MatchConsumerConfig is stage 1's durable consumer on the events stream.
 // Its AckWait is stage 2's: stage 1 heartbeats every event it holds, one
 // it makes a first attempt for included, so that a dead replica's events

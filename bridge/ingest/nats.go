@@ -100,7 +100,7 @@ func startBind(ctx context.Context, n *NATSSources, s Source) (Reader, error) {
 	go b.settle()
 	// Pulled no further ahead than the window holds: the rest would only
 	// wait in the client.
-	consumer, err := cons.Consume(b.handle, jetstream.PullMaxMessages(bindWindow), jetstream.PullExpiry(broker.PullExpiry), jetstream.PullHeartbeat(broker.PullHeartbeat))
+	consumer, err := cons.Consume(b.handle, broker.PullOptions(bindWindow)...)
 	if err != nil {
 		close(b.copies)
 		return nil, fmt.Errorf("consume %s: %w", b.stream, err)

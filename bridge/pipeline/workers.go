@@ -62,7 +62,7 @@ func startWorkers(cons jetstream.Consumer, n, batch int, heartbeat time.Duration
 		})
 	}
 	w.wg.Go(func() { w.heartbeat(heartbeat) })
-	cc, err := cons.Consume(w.enqueue, jetstream.PullMaxMessages(batch), jetstream.PullExpiry(broker.PullExpiry), jetstream.PullHeartbeat(broker.PullHeartbeat))
+	cc, err := cons.Consume(w.enqueue, broker.PullOptions(batch)...)
 	if err != nil {
 		w.close()
 		return nil, err
