@@ -212,7 +212,11 @@ func (h *harness) settle() {
 
 func (h *harness) dlq() []dlq.Entry {
 	h.t.Helper()
-	q, err := dlq.Open(context.Background(), h.svc.Broker().JS, h.cfg.Topology())
+	dec, err := h.cfg.Decoder()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	q, err := dlq.Open(context.Background(), h.svc.Broker().JS, h.cfg.Topology(), dec)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -409,7 +413,11 @@ func TestReplayResendsOnce(t *testing.T) {
 	h.webhook("msg_7", map[string]any{"type": "order.paid", "order": 12, "user": "u-12", "name": "Flo", "amount": 10})
 	h.waitFor("the dead letter", func() bool { return len(h.dlq()) == 1 })
 	seq := h.dlq()[0].Seq
-	q, err := dlq.Open(context.Background(), h.svc.Broker().JS, h.cfg.Topology())
+	dec, err := h.cfg.Decoder()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	q, err := dlq.Open(context.Background(), h.svc.Broker().JS, h.cfg.Topology(), dec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,7 +118,7 @@ type Console struct {
 func New(ctx context.Context, opts Options, auth Auth) (*Console, error) {
 	c := &Console{opts: opts, auth: auth, csrf: newCSRF(), tests: &testCache{}}
 	var err error
-	if c.dlq, err = dlq.Open(ctx, opts.JS, opts.Topology); err != nil {
+	if c.dlq, err = dlq.Open(ctx, opts.JS, opts.Topology, opts.Decoder); err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}
 	if c.waiting, err = pipeline.OpenWaiting(ctx, opts.JS, opts.Topology); err != nil {

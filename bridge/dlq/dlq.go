@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
+	"github.com/intercom-bridge/bridge/bridge/event"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 )
 
@@ -36,14 +37,16 @@ var ErrNotFound = errors.New("no such dead letter")
 // works on. It reads with GetMsg and ephemeral ordered consumers only, so
 // it leaves nothing behind on the server and works beside a running bridge.
 type DLQ struct {
-	js     jetstream.JetStream
-	stream jetstream.Stream
-	names  broker.Topology
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	names   broker.Topology
+	decoder *event.Decoder
 }
 
 // Open returns the dead-letter stream of a bridge with topology t,
-// creating it (or updating it to t.DLQ) when needed.
-func Open(ctx context.Context, js jetstream.JetStream, t broker.Topology) (*DLQ, error) {
+// creating it (or updating it to t.DLQ) when needed. dec reads the stored
+// events that dead letters too large to hold them point to.
+func Open(ctx context.Context, js jetstream.JetStream, t broker.Topology, dec *event.Decoder) (*DLQ, error) {
 	sc := t.DLQ
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -51,7 +54,7 @@ func Open(ctx context.Context, js jetstream.JetStream, t broker.Topology) (*DLQ,
 	if err != nil {
 		return nil, fmt.Errorf("stream %s (subjects %v): JetStream refused the configuration: %w", sc.Name, sc.Subjects, err)
 	}
-	return &DLQ{js: js, stream: s, names: t}, nil
+	return &DLQ{js: js, stream: s, names: t, decoder: dec}, nil
 }
 
 // Entry is one dead letter and its sequence in the stream, which is its ID
@@ -252,26 +255,44 @@ func Summarize(entries []Entry) []Summary {
 }
 
 // NotReplayableError reports entries that hold neither a job nor an event
-// (a stored event that could not be read): there is nothing to replay.
+// (a stored event that could not be read), and entries whose event was
+// left out and is no longer in the events stream: there is nothing to
+// replay.
 type NotReplayableError struct {
-	Seqs []uint64
+	Seqs []uint64 // no job or event
+	Gone []uint64 // the event left out is gone from the events stream
 }
 
 func (e *NotReplayableError) Error() string {
-	ids := make([]string, 0, len(e.Seqs))
-	for i, s := range e.Seqs {
+	var parts []string
+	if len(e.Seqs) > 0 {
+		parts = append(parts, fmt.Sprintf("%s no job or event and cannot be replayed (%s)", entriesHave(len(e.Seqs)), seqList(e.Seqs)))
+	}
+	if len(e.Gone) > 0 {
+		parts = append(parts, fmt.Sprintf("%s an event that was too large to keep in the dead letter and is no longer in the events stream (nats.events.max_age): they cannot be replayed (%s)",
+			entriesHave(len(e.Gone)), seqList(e.Gone)))
+	}
+	return strings.Join(parts, "; ") + "; inspect with dlq show and purge them"
+}
+
+func entriesHave(n int) string {
+	if n == 1 {
+		return "1 entry has"
+	}
+	return fmt.Sprintf("%d entries have", n)
+}
+
+// seqList is up to 10 sequences, for an error.
+func seqList(seqs []uint64) string {
+	ids := make([]string, 0, len(seqs))
+	for i, s := range seqs {
 		if i == 10 {
 			ids = append(ids, "...")
 			break
 		}
 		ids = append(ids, strconv.FormatUint(s, 10))
 	}
-	what := fmt.Sprintf("%d entries have", len(e.Seqs))
-	if len(e.Seqs) == 1 {
-		what = "1 entry has"
-	}
-	return fmt.Sprintf("%s no job or event and cannot be replayed (%s); inspect with dlq show and purge them",
-		what, strings.Join(ids, " "))
+	return strings.Join(ids, " ")
 }
 
 // Replay puts the entries f selects back into the pipeline, oldest first,
@@ -282,6 +303,9 @@ func (e *NotReplayableError) Error() string {
 //     again without being rendered again;
 //   - an entry with only an event (a render error) goes back to the events
 //     stream, to be matched and rendered with the current rules;
+//   - an entry whose event was too large to keep in it goes back to the
+//     events stream from where the event is stored, while that stream
+//     keeps it;
 //   - an entry with neither is skipped and reported in a
 //     *NotReplayableError at the end.
 //
@@ -299,16 +323,18 @@ func (q *DLQ) Replay(ctx context.Context, f Filter, progress func(done, total in
 		return 0, err
 	}
 	replayed := 0
-	var skipped []uint64
+	var skipped, gone []uint64
 	for i := range entries {
 		e := &entries[i]
 		ok, err := q.republish(ctx, e)
-		if err != nil {
+		switch {
+		case errors.Is(err, errEventGone):
+			gone = append(gone, e.Seq)
+		case err != nil:
 			return replayed, err
-		}
-		if !ok {
+		case !ok:
 			skipped = append(skipped, e.Seq)
-		} else {
+		default:
 			if err := q.delete(ctx, e.Seq); err != nil {
 				return replayed, fmt.Errorf("dead letter %d was replayed but not deleted: %w", e.Seq, err)
 			}
@@ -318,8 +344,8 @@ func (q *DLQ) Replay(ctx context.Context, f Filter, progress func(done, total in
 			progress(i+1, len(entries))
 		}
 	}
-	if len(skipped) > 0 {
-		return replayed, &NotReplayableError{Seqs: skipped}
+	if len(skipped) > 0 || len(gone) > 0 {
+		return replayed, &NotReplayableError{Seqs: skipped, Gone: gone}
 	}
 	return replayed, nil
 }
@@ -346,16 +372,54 @@ func (q *DLQ) republish(ctx context.Context, e *Entry) (bool, error) {
 			return false, fmt.Errorf("dead letter %d: %w", e.Seq, err)
 		}
 		stream = q.names.Events.Name
+	case e.Omitted != nil && e.Omitted.What == "event" && e.Omitted.Stream == q.names.Events.Name:
+		env, err := q.storedEvent(ctx, e.Omitted.Seq)
+		if err != nil {
+			return false, fmt.Errorf("dead letter %d: %w", e.Seq, err)
+		}
+		if m, err = env.Msg(q.names.SourceSubject(env.Source)); err != nil {
+			return false, fmt.Errorf("dead letter %d: %w", e.Seq, err)
+		}
+		stream = q.names.Events.Name
 	default:
 		return false, nil
 	}
 	m.Header.Set(nats.MsgIdHdr, "replay:"+strconv.FormatUint(e.Seq, 10))
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := q.js.PublishMsg(pctx, m, jetstream.WithExpectStream(stream)); err != nil {
+	_, err := q.js.PublishMsg(pctx, m, jetstream.WithExpectStream(stream))
+	if errors.Is(err, nats.ErrMaxPayload) {
+		// An event as large as the server takes has no room for the
+		// expectation's header; the subject is the bridge's own.
+		m.Header.Del(jetstream.ExpectedStreamHeader)
+		_, err = q.js.PublishMsg(pctx, m)
+	}
+	if err != nil {
 		return false, fmt.Errorf("dead letter %d: replay to %s: %w", e.Seq, stream, err)
 	}
 	return true, nil
+}
+
+// errEventGone is a left-out event that the events stream no longer has.
+var errEventGone = errors.New("its event is no longer in the events stream")
+
+// storedEvent reads the event stored in the events stream at seq.
+func (q *DLQ) storedEvent(ctx context.Context, seq uint64) (*event.Envelope, error) {
+	events, err := q.js.Stream(ctx, q.names.Events.Name)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", q.names.Events.Name, err)
+	}
+	m, err := events.GetMsg(ctx, seq)
+	if err != nil && isMsgGone(err) {
+		return nil, fmt.Errorf("%s %d: %w", q.names.Events.Name, seq, errEventGone)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %d: %w", q.names.Events.Name, seq, err)
+	}
+	if q.decoder == nil {
+		return nil, fmt.Errorf("%s %d: no decoder for stored events", q.names.Events.Name, seq)
+	}
+	return q.decoder.Decode(m.Subject, m.Header, m.Data, m.Sequence, m.Time)
 }
 
 // delete removes the entry seq; one already gone (a concurrent replay or

@@ -45,6 +45,10 @@ func dlqJob(rule, dedupe string) *pipeline.Job {
 var testTopology = broker.NewTopology(broker.TopologyOptions{Prefix: "bridge", Replicas: 1,
 	EventsMaxAge: time.Hour, Duplicates: 10 * time.Minute, DedupeWindow: time.Hour, ContactsTTL: time.Hour})
 
+// testDecoder reads the events of testTopology, as a bridge with no
+// capture sources does.
+var testDecoder = &event.Decoder{Stream: testTopology.Events.Name, In: testTopology.SourceSubject("")}
+
 func newDLQFixture(t *testing.T) *dlqFixture {
 	t.Helper()
 	ctx := context.Background()
@@ -55,7 +59,7 @@ func newDLQFixture(t *testing.T) *dlqFixture {
 			t.Fatal(err)
 		}
 	}
-	q, err := Open(ctx, js, top)
+	q, err := Open(ctx, js, top, testDecoder)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +84,7 @@ func newDLQFixture(t *testing.T) *dlqFixture {
 			EventID: "ev-9", Source: "shop", Key: "trial_ending/9", Job: dlqJob("trial_ending", "9"), At: f.now.Add(-2 * time.Minute)}},
 	}
 	for _, l := range letters {
-		if err := pipeline.WriteDeadLetter(ctx, js, top, &l.d, "TEST:"+l.name); err != nil {
+		if err := pipeline.WriteDeadLetter(ctx, js, top, &l.d, pipeline.Origin{Stream: "TEST_" + l.name}); err != nil {
 			t.Fatal(err)
 		}
 		f.seqs[l.name] = f.lastSeq(t)
@@ -521,7 +525,7 @@ func TestDLQPurge(t *testing.T) {
 		if _, err := f.q.Purge(ctx, Filter{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := pipeline.WriteDeadLetter(ctx, f.js, f.top, &pipeline.DeadLetter{Reason: pipeline.ReasonPermanent, Rule: "late", Key: "late/1"}, "TEST:late"); err != nil {
+		if err := pipeline.WriteDeadLetter(ctx, f.js, f.top, &pipeline.DeadLetter{Reason: pipeline.ReasonPermanent, Rule: "late", Key: "late/1"}, pipeline.Origin{Stream: "TEST_late"}); err != nil {
 			t.Fatal(err)
 		}
 		left, err := f.q.List(ctx, Filter{})
@@ -540,7 +544,7 @@ func TestOpen(t *testing.T) {
 	ctx := context.Background()
 	// Twice: the second open finds the stream as it is.
 	for range 2 {
-		q, err := Open(ctx, js, acme)
+		q, err := Open(ctx, js, acme, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -55,19 +55,25 @@ const brokenRule = `rules:
 
 func newPipelineFixture(t *testing.T, client pipeline.MessageSender) *pipelineFixture {
 	t.Helper()
+	return newPipelineFixtureWith(t, client, natstest.JetStream(t), brokenRule)
+}
+
+// newPipelineFixtureWith is newPipelineFixture on js, with the rules of
+// ruleFile.
+func newPipelineFixtureWith(t *testing.T, client pipeline.MessageSender, js jetstream.JetStream, ruleFile string) *pipelineFixture {
+	t.Helper()
 	ctx := context.Background()
-	js := natstest.JetStream(t)
 	for _, sc := range testTopology.Streams() {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			t.Fatal(err)
 		}
 	}
-	set, err := rules.Parse([]rules.File{{Name: "test.yaml", Data: []byte(brokenRule)}}, rules.Options{DefaultAdminID: "1"})
+	set, err := rules.Parse([]rules.File{{Name: "test.yaml", Data: []byte(ruleFile)}}, rules.Options{DefaultAdminID: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &pipelineFixture{js: js, m: pipeline.NewMetrics(prometheus.NewRegistry())}
-	mt, err := pipeline.StartMatcher(ctx, js, pipeline.MatcherOptions{Topology: testTopology, Decoder: &event.Decoder{Stream: testTopology.Events.Name},
+	mt, err := pipeline.StartMatcher(ctx, js, pipeline.MatcherOptions{Topology: testTopology, Decoder: testDecoder,
 		Rules: func() *rules.Set { return set }, Log: zerolog.Nop(), Metrics: f.m})
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +86,7 @@ func newPipelineFixture(t *testing.T, client pipeline.MessageSender) *pipelineFi
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Stop)
-	if f.q, err = Open(ctx, js, testTopology); err != nil {
+	if f.q, err = Open(ctx, js, testTopology, testDecoder); err != nil {
 		t.Fatal(err)
 	}
 	return f

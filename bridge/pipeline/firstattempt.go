@@ -50,7 +50,7 @@ func (f *firstAttempt) mayWait() bool { return false }
 // origin. It reports whether the job is to go to the outbox after all, and
 // when it may be worked again there (zero: at once). Jobs that wait
 // (schedule), replays and dry runs always go to the outbox.
-func (s *Sender) attemptFirst(delivered uint64, job *Job, origin string) (toOutbox bool, retryAt time.Time) {
+func (s *Sender) attemptFirst(delivered uint64, job *Job, origin Origin) (toOutbox bool, retryAt time.Time) {
 	if s.DryRun || job.Schedule != nil || job.Replay {
 		return true, time.Time{}
 	}

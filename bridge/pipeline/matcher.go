@@ -161,7 +161,7 @@ func (mt *Matcher) process(deadline time.Time, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	origin := dlqOrigin(mt.names.Events.Name, meta.Sequence.Stream)
+	origin := Origin{mt.names.Events.Name, meta.Sequence.Stream}
 	env, err := mt.decoder.Decode(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
 	var ev *rules.Event
 	if err == nil {
@@ -224,6 +224,14 @@ func (mt *Matcher) process(deadline time.Time, msg jetstream.Msg) error {
 		}
 		if d.Schedule != nil {
 			job.Schedule = &JobSchedule{At: d.Schedule.At, Key: d.Schedule.Key, EventSeq: meta.Sequence.Stream}
+		}
+		// A job the outbox cannot store fails as a render does: its
+		// dead letter has the event, to be replayed with a smaller message.
+		if err := job.tooLarge(mt.js.Conn().MaxPayload()); err != nil {
+			res.Errors = append(res.Errors, &rules.EvalError{Rule: d.Rule, Err: err})
+			continue
+		}
+		if d.Schedule != nil {
 			if d.Schedule.At.After(time.Now()) {
 				ctx, cancel := step()
 				err := mt.schedule(ctx, job)
@@ -308,7 +316,7 @@ func (mt *Matcher) stored(ctx context.Context, delivered uint64, futures []jetst
 // attemptFirst has stage 2 make the job's first attempt (see
 // Sender.attemptFirst), and stores the job in the outbox if it is to be
 // worked again.
-func (mt *Matcher) attemptFirst(delivered uint64, job *Job, origin string) error {
+func (mt *Matcher) attemptFirst(delivered uint64, job *Job, origin Origin) error {
 	toOutbox, retryAt := mt.sender.attemptFirst(delivered, job, origin)
 	if !toOutbox {
 		return nil
@@ -373,7 +381,7 @@ func (mt *Matcher) duplicate(job *Job, redelivered bool) {
 		Msg("a message with this delivery key is already queued; duplicate dropped")
 }
 
-func (mt *Matcher) deadLetter(ctx context.Context, d *DeadLetter, origin string) error {
+func (mt *Matcher) deadLetter(ctx context.Context, d *DeadLetter, origin Origin) error {
 	if err := mt.dlq.write(ctx, d, origin); err != nil {
 		return err
 	}

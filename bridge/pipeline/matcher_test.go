@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,61 @@ func TestMatcherOutboxDuplicateIsCounted(t *testing.T) {
 	// Stage 1 works on events in parallel: either may come second.
 	if !strings.Contains(line, `"event_id":"e1"`) && !strings.Contains(line, `"event_id":"e2"`) {
 		t.Errorf("duplicate log line %q names neither event", line)
+	}
+}
+
+// sizeBound, which lets stage 1 skip writing a job to learn its size, is
+// never below the size json.Marshal gives: whatever the strings hold
+// (HTML, control characters, invalid UTF-8) and however many recipients.
+func FuzzJobSizeBound(f *testing.F) {
+	f.Add("<p>Hi & welcome</p>", "Thanks", "u-1", "a@example.com", "order-7", uint8(1))
+	f.Add("\x00\x01\u2028\xff", "", "", "", "", uint8(0))
+	f.Add(strings.Repeat("<", 100), "\"\\", "\t", "é", "k", uint8(30))
+	f.Fuzz(func(t *testing.T, body, subject, userID, email, key string, people uint8) {
+		job := &Job{Key: DeliveryKey("rule", key), Rule: "rule", EventID: key, Source: "shop", DedupeKey: key,
+			Throttle: &Throttle{Key: key, Per: time.Hour}, Schedule: &JobSchedule{At: time.Now(), Key: key, EventSeq: 1 << 60},
+			Message: rules.Message{MessageType: "email", Subject: subject, Body: body, Template: "personal",
+				From: rules.Admin{Type: "admin", ID: userID}, CreatedAt: 1 << 62},
+			Received: time.Now(), Replay: true, RetryAt: time.Now()}
+		for i := range int(people) {
+			r := rules.Recipient{Type: "user", ID: key, UserID: userID, Email: email}
+			switch i % 3 {
+			case 0:
+				job.Message.To = append(job.Message.To, r)
+			case 1:
+				job.Message.Cc = append(job.Message.Cc, r)
+			default:
+				job.Message.Bcc = append(job.Message.Bcc, r)
+			}
+		}
+		b, err := json.Marshal(job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bound := job.sizeBound(); bound < int64(len(b)) {
+			t.Fatalf("sizeBound %d, but the job is %d bytes: %s", bound, len(b), b)
+		}
+	})
+}
+
+// A job larger than the outbox takes, less the room for its dead letter,
+// is refused with its size; one just under is not.
+func TestJobTooLarge(t *testing.T) {
+	const maxPayload = 64 << 10
+	job := testJob("r", "1")
+	job.Message.Body = ""
+	empty, _ := json.Marshal(job)
+	limit := maxPayload - deadLetterRoom(maxPayload)
+	job.Message.Body = strings.Repeat("a", int(limit)-len(empty))
+	if err := job.tooLarge(maxPayload); err != nil {
+		t.Fatalf("a job of exactly %d bytes: %v", limit, err)
+	}
+	job.Message.Body += "a"
+	err := job.tooLarge(maxPayload)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("is %d bytes as a job; the bridge stores at most %d", limit+1, limit)) {
+		t.Fatalf("a job of %d bytes: %v", limit+1, err)
+	}
+	if r := deadLetterRoom(8 << 10); r != 2<<10 {
+		t.Errorf("deadLetterRoom(8 KiB) = %d, want a quarter", r)
 	}
 }

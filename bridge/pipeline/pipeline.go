@@ -18,6 +18,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -98,4 +99,54 @@ func streamOf(ctx context.Context, js jetstream.JetStream, name string) (s jetst
 		return nil, fmt.Errorf("stream %s: %w", name, err)
 	}
 	return s, nil
+}
+
+// deadLetterRoom is what a job leaves free under the NATS server's
+// max_payload for the rest of its dead letter (the reason, Intercom's
+// error): a job that fits is dead-lettered, if it comes to that, with its
+// request, and can be replayed. 8 KiB, or a quarter of a max_payload
+// smaller than 32 KiB.
+func deadLetterRoom(maxPayload int64) int64 { return min(8<<10, maxPayload/4) }
+
+// tooLarge returns why the outbox cannot store job, or nil: a job must fit
+// in maxPayload less deadLetterRoom.
+func (j *Job) tooLarge(maxPayload int64) error {
+	room := deadLetterRoom(maxPayload)
+	limit := maxPayload - room
+	if j.sizeBound() <= limit {
+		return nil
+	}
+	body, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	if n := int64(len(body)); n > limit {
+		return fmt.Errorf("the rendered message is %d bytes as a job; the bridge stores at most %d (the NATS server's max_payload, %d, less %d for its dead letter)",
+			n, limit, maxPayload, room)
+	}
+	return nil
+}
+
+// sizeBound is at least the size of j in JSON, found without writing it:
+// encoding/json writes no byte of a string as more than 6 (\u003c).
+func (j *Job) sizeBound() int64 {
+	m := &j.Message
+	n := len(j.Key) + len(j.Rule) + len(j.EventID) + len(j.Source) + len(j.DedupeKey) +
+		len(m.MessageType) + len(m.Subject) + len(m.Body) + len(m.Template) + len(m.From.Type) + len(m.From.ID)
+	if j.Throttle != nil {
+		n += len(j.Throttle.Key)
+	}
+	if j.Schedule != nil {
+		n += len(j.Schedule.Key)
+	}
+	people := 0
+	for _, rs := range [][]rules.Recipient{m.To, m.Cc, m.Bcc} {
+		for _, r := range rs {
+			n += len(r.Type) + len(r.ID) + len(r.UserID) + len(r.Email)
+		}
+		people += len(rs)
+	}
+	// What is not a string (names, numbers, times) is at most 1 KB, and
+	// 64 bytes a recipient.
+	return 6*int64(n) + 1024 + 64*int64(people)
 }

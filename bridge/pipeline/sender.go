@@ -210,7 +210,7 @@ func (s *Sender) handle(msg jetstream.Msg) {
 		msg.Nak()
 		return
 	}
-	origin := dlqOrigin(s.names.Outbox.Name, meta.Sequence.Stream)
+	origin := Origin{s.names.Outbox.Name, meta.Sequence.Stream}
 	var job Job
 	if err := json.Unmarshal(msg.Data(), &job); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
@@ -256,7 +256,7 @@ func (s *Sender) jobLog(job *Job) zerolog.Logger {
 // key in hand and m kept alive meanwhile, and counts the outcome: what
 // stage 2 and a first attempt share. An error means the job is to be tried
 // again for a reason of the bridge's own (NATS unreachable).
-func (s *Sender) work(m jobMsg, job *Job, delivered uint64, origin string, log zerolog.Logger) error {
+func (s *Sender) work(m jobMsg, job *Job, delivered uint64, origin Origin, log zerolog.Logger) error {
 	_, busy := s.inHand.LoadOrStore(job.Key, struct{}{})
 	if !busy {
 		defer s.inHand.Delete(job.Key)
@@ -293,7 +293,7 @@ func (s *Sender) unlooked(job *Job, busy bool, delivered uint64) bool {
 // this process has the job's key in hand; unlooked, that the key's entry
 // is taken to be absent until the write of its pending entry says
 // otherwise (see unlooked).
-func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string, log zerolog.Logger) (string, error) {
+func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin Origin, log zerolog.Logger) (string, error) {
 	// The steps before the send share one Step. An unlooked job, most of
 	// them, has none (no read, no wait, no throttle: see unlooked) and gets
 	// no timer: one per message is a cost a profile shows.
@@ -441,7 +441,7 @@ func (s *Sender) deliver(h *holder, job *Job, busy, unlooked bool, origin string
 // decideIfEntry reads the key's entry, for a job that skipped reading it
 // (see unlooked), and when there is one after all works the job again,
 // deciding on it; done reports that it did, or that the read failed.
-func (s *Sender) decideIfEntry(h *holder, job *Job, busy bool, origin string, log zerolog.Logger) (outcome string, done bool, err error) {
+func (s *Sender) decideIfEntry(h *holder, job *Job, busy bool, origin Origin, log zerolog.Logger) (outcome string, done bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeouts.Step)
 	defer cancel()
 	e, _, err := s.ledger.get(ctx, job.Key)
@@ -457,7 +457,7 @@ func (s *Sender) decideIfEntry(h *holder, job *Job, busy bool, origin string, lo
 
 // conclude carries out a decision after a failed look-up or send: put
 // the job back, retry it later, or dead-letter it.
-func (s *Sender) conclude(msg jobMsg, job *Job, a decision, attempt int, err error, origin string, log zerolog.Logger) (string, error) {
+func (s *Sender) conclude(msg jobMsg, job *Job, a decision, attempt int, err error, origin Origin, log zerolog.Logger) (string, error) {
 	if intercom.IsUnauthorized(err) && s.OnUnauthorized != nil {
 		s.OnUnauthorized()
 	}
@@ -606,7 +606,7 @@ func (s *Sender) succeed(msg jobMsg, job *Job, sent *intercom.SentMessage, log z
 
 // fail writes the job's dead letter and acks it; d says why and whether
 // the throttle window goes back, cause is the error.
-func (s *Sender) fail(ctx context.Context, msg jobMsg, job *Job, attempts int, d decision, cause error, origin string) (string, error) {
+func (s *Sender) fail(ctx context.Context, msg jobMsg, job *Job, attempts int, d decision, cause error, origin Origin) (string, error) {
 	dl := &DeadLetter{Reason: d.reason, Error: cause.Error(), Rule: job.Rule, EventID: job.EventID, Source: job.Source,
 		Key: job.Key, Attempts: attempts, Job: job}
 	dl.withIntercomError(cause)
@@ -622,7 +622,7 @@ func (s *Sender) fail(ctx context.Context, msg jobMsg, job *Job, attempts int, d
 	return OutcomeDeadLetter, nil
 }
 
-func (s *Sender) deadLetter(ctx context.Context, d *DeadLetter, origin string) error {
+func (s *Sender) deadLetter(ctx context.Context, d *DeadLetter, origin Origin) error {
 	if err := s.dlq.write(ctx, d, origin); err != nil {
 		return err
 	}

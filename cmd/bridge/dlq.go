@@ -150,7 +150,12 @@ func openDLQ(ctx context.Context, path string) (*dlq.DLQ, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	q, err := dlq.Open(ctx, b.JS, cfg.Topology())
+	dec, err := cfg.Decoder()
+	if err != nil {
+		b.Close()
+		return nil, nil, err
+	}
+	q, err := dlq.Open(ctx, b.JS, cfg.Topology(), dec)
 	if err != nil {
 		b.Close()
 		return nil, nil, err

@@ -92,7 +92,13 @@ func (s *Server) Up() {
 // connected to it, closed when the test ends.
 func JetStream(t testing.TB) jetstream.JetStream {
 	t.Helper()
-	srv := Start(t)
+	return JetStreamWith(t, nil)
+}
+
+// JetStreamWith is JetStream on a server started with StartWith(t, set).
+func JetStreamWith(t testing.TB, set func(*server.Options)) jetstream.JetStream {
+	t.Helper()
+	srv := StartWith(t, set)
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)
