@@ -1,11 +1,15 @@
 package console
 
 import (
+	"bytes"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/intercom-bridge/bridge/bridge/dlq"
+	"github.com/intercom-bridge/bridge/bridge/pipeline"
 )
 
 func TestHistoryIsBounded(t *testing.T) {
@@ -76,5 +80,23 @@ func TestAuthAndCSRF(t *testing.T) {
 	c, other := newCSRF(), newCSRF()
 	if c.token("basic:ops") == c.token("bearer") || c.token("") == other.token("") {
 		t.Error("tokens do not depend on the identity and the process")
+	}
+}
+
+// A dead letter that left its payload out says what, and where it is.
+func TestDeadLetterPageShowsOmitted(t *testing.T) {
+	pages, err := parsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := dlq.Entry{Seq: 9, DeadLetter: pipeline.DeadLetter{Reason: pipeline.ReasonRender, Rule: "paid", Error: "boom",
+		Omitted: &pipeline.Omitted{What: "event", Bytes: 1048700, Stream: "BRIDGE_EVENTS", Seq: 17}}}
+	var buf bytes.Buffer
+	if err := pages["deadletter"].ExecuteTemplate(&buf, "layout", page{Nav: "deadletter", Data: deadLetterData{Entry: e}}); err != nil {
+		t.Fatal(err)
+	}
+	want := "<dt>left out</dt><dd>the event: with it the dead letter would have been 1048700 bytes, more than the NATS server takes (max_payload); it is stored in BRIDGE_EVENTS at sequence 17, for as long as that stream keeps it</dd>"
+	if !strings.Contains(buf.String(), want) {
+		t.Errorf("the page lacks %q:\n%s", want, buf.String())
 	}
 }
