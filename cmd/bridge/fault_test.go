@@ -109,7 +109,11 @@ func (e *e2eEnv) faultDeadLetters(b *e2eBridge) []dlq.Entry {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	q, err := dlq.Open(ctx, e.js, cfg.Topology())
+	dec, err := cfg.Decoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := dlq.Open(ctx, e.js, cfg.Topology(), dec)
 	if err != nil {
 		t.Fatal(err)
 	}
