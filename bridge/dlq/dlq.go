@@ -405,6 +405,9 @@ var errEventGone = errors.New("its event is no longer in the events stream")
 
 // storedEvent reads the event stored in the events stream at seq.
 func (q *DLQ) storedEvent(ctx context.Context, seq uint64) (*event.Envelope, error) {
+	if q.decoder == nil {
+		return nil, fmt.Errorf("%s %d: no decoder for stored events", q.names.Events.Name, seq)
+	}
 	events, err := q.js.Stream(ctx, q.names.Events.Name)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", q.names.Events.Name, err)
@@ -415,9 +418,6 @@ func (q *DLQ) storedEvent(ctx context.Context, seq uint64) (*event.Envelope, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %d: %w", q.names.Events.Name, seq, err)
-	}
-	if q.decoder == nil {
-		return nil, fmt.Errorf("%s %d: no decoder for stored events", q.names.Events.Name, seq)
 	}
 	return q.decoder.Decode(m.Subject, m.Header, m.Data, m.Sequence, m.Time)
 }

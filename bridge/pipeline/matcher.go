@@ -207,6 +207,10 @@ func (mt *Matcher) process(deadline time.Time, msg jetstream.Msg) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(res.Deliveries))
 	jobs := make([]*Job, 0, len(res.Deliveries))
 	var first []*Job // for the first attempts, once the rest is stored
+	var maxPayload int64
+	if len(res.Deliveries) > 0 {
+		maxPayload = mt.js.Conn().MaxPayload()
+	}
 	for _, d := range res.Deliveries {
 		mt.activity.matched(d.Rule, time.Now())
 		if shadow(set, d.Rule) {
@@ -227,7 +231,7 @@ func (mt *Matcher) process(deadline time.Time, msg jetstream.Msg) error {
 		}
 		// A job the outbox cannot store fails as a render does: its
 		// dead letter has the event, to be replayed with a smaller message.
-		if err := job.tooLarge(mt.js.Conn().MaxPayload()); err != nil {
+		if err := job.tooLarge(maxPayload); err != nil {
 			res.Errors = append(res.Errors, &rules.EvalError{Rule: d.Rule, Err: err})
 			continue
 		}
