@@ -14,6 +14,7 @@ import (
 type readiness struct {
 	Ready    bool     `json:"ready"`
 	NotReady []string `json:"not_ready,omitempty"`
+	Role     string   `json:"role"`
 	DryRun   bool     `json:"dry_run"`
 	Rules    int      `json:"rules"`
 	// RulesErrors are the errors of the last reload, when it failed: the
@@ -41,6 +42,9 @@ type RuleStatus struct {
 // rulesStatus is what /rules serves.
 func (s *Service) rulesStatus() RulesStatus {
 	set := s.rules.Load()
+	if set == nil {
+		return RulesStatus{Rules: []RuleStatus{}} // an intake replica
+	}
 	st := RulesStatus{Hash: set.Hash(), Rules: make([]RuleStatus, 0, set.Len())}
 	for _, r := range set.Rules() {
 		a := s.activity.Of(r.Name)
@@ -96,10 +100,10 @@ func (s *Service) adminHandler(c *console.Console) http.Handler {
 }
 
 func (s *Service) readiness() readiness {
-	rd := readiness{DryRun: s.dryRun}
+	rd := readiness{Role: s.cfg.Role, DryRun: s.dryRun}
 	if set := s.rules.Load(); set != nil {
 		rd.Rules = set.Len()
-	} else {
+	} else if s.cfg.Delivers() {
 		rd.NotReady = append(rd.NotReady, "rules: not loaded")
 	}
 	if s.broker == nil || !s.broker.Connected() {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/intercom-bridge/bridge/bridge/broker"
 	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/bridge/console"
 	"github.com/intercom-bridge/bridge/bridge/ingest"
 	"github.com/intercom-bridge/bridge/bridge/pipeline"
 	"github.com/intercom-bridge/bridge/intercom"
@@ -80,8 +81,9 @@ func LoadRules(cfg *config.Config) (*rules.Set, error) {
 	return rules.Load(cfg.Rules.Paths, cfg.RuleOptions())
 }
 
-// Start starts the bridge: the rules, NATS and its streams, both pipeline
-// stages, the sources, and the webhook and admin listeners. Stop undoes it.
+// Start starts the bridge: NATS and its streams, and then what cfg.Role
+// runs: the rules and both pipeline stages (delivery), the sources and the
+// webhook listener (intake); and the admin listener. Stop undoes it.
 func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Options) (_ *Service, err error) {
 	reg := newRegistry()
 	s := &Service{cfg: cfg, log: log, registry: reg, metrics: newServiceMetrics(reg), pipeline: pipeline.NewMetrics(reg),
@@ -100,26 +102,15 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 			s.Stop(context.Background())
 		}
 	}()
-	set, err := LoadRules(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("rules:\n%w", err)
-	}
-	s.setRules(set)
-
-	sender := opts.Sender
-	if sender == nil {
-		if cfg.Intercom.DryRun || cfg.Intercom.Token == "" {
-			s.dryRun = true
-			log.Warn().Msg("dry run: messages are rendered and logged, never sent (set intercom.token and dry_run: false to send)")
-		} else {
-			s.client, err = intercom.New(intercom.Config{BaseURL: cfg.Intercom.BaseURL, Token: cfg.Intercom.Token,
-				Version: cfg.Intercom.Version, UserAgent: "intercom-bridge/" + opts.Version,
-				RateLimitPerMinute: cfg.Intercom.RateLimitPerMinute, Timeout: cfg.Intercom.Timeout.D(),
-				Observe: s.observeIntercom})
-			if err != nil {
-				return nil, err
-			}
-			sender = s.client
+	var set *rules.Set
+	var sender pipeline.MessageSender
+	if cfg.Delivers() {
+		if set, err = LoadRules(cfg); err != nil {
+			return nil, fmt.Errorf("rules:\n%w", err)
+		}
+		s.setRules(set)
+		if sender, err = s.messageSender(opts); err != nil {
+			return nil, err
 		}
 	}
 
@@ -140,62 +131,120 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Opt
 	s.streamsReady.Store(true)
 	s.broker.StartProbe(top.Events.Name)
 
-	contacts := cfg.ContactsOptions()
-	contacts.Finder = contactFinder(s.client, sender)
-	s.sender, err = pipeline.StartSender(topoCtx, s.broker.JS, pipeline.SenderOptions{
-		Topology: top, Workers: cfg.Delivery.Workers, Policy: cfg.Policy(), Timeouts: cfg.Timeouts(),
-		Client: sender, DryRun: s.dryRun, Log: log, Metrics: s.pipeline, OnUnauthorized: s.tokenRefused,
-		Contacts: contacts})
-	if err != nil {
-		return nil, err
+	if cfg.Delivers() {
+		if err := s.startStages(topoCtx, sender); err != nil {
+			return nil, err
+		}
 	}
-	decoder, err := cfg.Decoder()
-	if err != nil {
-		return nil, err
-	}
-	if s.matcher, err = pipeline.StartMatcher(topoCtx, s.broker.JS, pipeline.MatcherOptions{
-		Topology: top, Decoder: decoder, Rules: s.rules.Load, Log: log, Metrics: s.pipeline, Received: s.ingest.EventsReceived,
-		Activity: s.activity, Sender: s.sender}); err != nil {
-		return nil, err
-	}
-	sourceMetrics := s.ingest
-	sources := cfg.IngestSources()
-	if s.sources, err = ingest.StartNATSSources(topoCtx, top, sources, s.broker.Conn, s.broker.JS, log, sourceMetrics); err != nil {
-		return nil, err
-	}
-	hookOpts := cfg.WebhookOptions()
-	hookOpts.Unavailable = s.broker.Unavailable
-	if s.webhooks, err = ingest.NewWebhooks(top, hookOpts, sources, s.broker.JS, log, sourceMetrics); err != nil {
-		return nil, err
+	if cfg.Intakes() {
+		sources := cfg.IngestSources()
+		if s.sources, err = ingest.StartNATSSources(topoCtx, top, sources, s.broker.Conn, s.broker.JS, log, s.ingest); err != nil {
+			return nil, err
+		}
+		hookOpts := cfg.WebhookOptions()
+		hookOpts.Unavailable = s.broker.Unavailable
+		if s.webhooks, err = ingest.NewWebhooks(top, hookOpts, sources, s.broker.JS, log, s.ingest); err != nil {
+			return nil, err
+		}
 	}
 	// From here a reload may swap the webhook secrets as well as the rules.
 	s.startReloader(set, opts.Reload)
-	if s.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
-		return nil, fmt.Errorf("http.listen: %w", err)
+	if cfg.Intakes() {
+		if s.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+			return nil, fmt.Errorf("http.listen: %w", err)
+		}
+		s.httpLn = limitListener(s.httpLn, cfg.HTTP.MaxConnections)
+		s.http = s.serve(s.httpLn, s.webhooks.Handler(), "webhook")
 	}
-	s.httpLn = limitListener(s.httpLn, cfg.HTTP.MaxConnections)
-	s.http = s.serve(s.httpLn, s.webhooks.Handler(), "webhook")
 	if cfg.Admin.Listen != "" {
 		if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 			return nil, fmt.Errorf("admin.listen: %w", err)
 		}
-		c, err := s.startConsole(topoCtx)
-		if err != nil {
-			return nil, err
+		var c *console.Console
+		if cfg.Delivers() {
+			// The console is the rules' and the dead letters': an intake
+			// replica has neither.
+			if c, err = s.startConsole(topoCtx); err != nil {
+				return nil, err
+			}
 		}
 		s.admin = s.serve(s.adminLn, s.adminHandler(c), "admin")
 	}
 	for _, w := range cfg.Warnings() {
 		log.Warn().Str("setting", w.Msg).Str("at", w.Pos.String()).Msg("weak setting")
 	}
-	log.Info().Str("webhooks", s.httpLn.Addr().String()).Str("admin", cfg.Admin.Listen).Bool("dry_run", s.dryRun).Msg("bridge running")
+	log.Info().Str("role", cfg.Role).Str("webhooks", s.WebhookAddr()).Str("admin", cfg.Admin.Listen).Bool("dry_run", s.dryRun).Msg("bridge running")
 	return s, nil
+}
+
+// messageSender is what sends to Intercom: the one in opts, a client with
+// the config's token, or none (dry run).
+func (s *Service) messageSender(opts Options) (pipeline.MessageSender, error) {
+	if opts.Sender != nil {
+		return opts.Sender, nil
+	}
+	ic := s.cfg.Intercom
+	if ic.DryRun || ic.Token == "" {
+		s.dryRun = true
+		s.log.Warn().Msg("dry run: messages are rendered and logged, never sent (set intercom.token and dry_run: false to send)")
+		return nil, nil
+	}
+	var err error
+	s.client, err = intercom.New(intercom.Config{BaseURL: ic.BaseURL, Token: ic.Token,
+		Version: ic.Version, UserAgent: "intercom-bridge/" + s.version,
+		RateLimitPerMinute: ic.RateLimitPerMinute, Timeout: ic.Timeout.D(),
+		Observe: s.observeIntercom})
+	if err != nil {
+		return nil, err
+	}
+	return s.client, nil
+}
+
+// startStages starts stage 2 (the sender) and stage 1 (the matcher).
+func (s *Service) startStages(ctx context.Context, sender pipeline.MessageSender) error {
+	cfg, top := s.cfg, s.cfg.Topology()
+	contacts := cfg.ContactsOptions()
+	contacts.Finder = contactFinder(s.client, sender)
+	var err error
+	s.sender, err = pipeline.StartSender(ctx, s.broker.JS, pipeline.SenderOptions{
+		Topology: top, Workers: cfg.Delivery.Workers, Policy: cfg.Policy(), Timeouts: cfg.Timeouts(),
+		Client: sender, DryRun: s.dryRun, Log: s.log, Metrics: s.pipeline, OnUnauthorized: s.tokenRefused,
+		Contacts: contacts})
+	if err != nil {
+		return err
+	}
+	decoder, err := cfg.Decoder()
+	if err != nil {
+		return err
+	}
+	s.matcher, err = pipeline.StartMatcher(ctx, s.broker.JS, pipeline.MatcherOptions{
+		Topology: top, Decoder: decoder, Rules: s.rules.Load, Log: s.log, Metrics: s.pipeline, Received: s.ingest.EventsReceived,
+		Activity: s.activity, Sender: s.sender})
+	return err
 }
 
 // startReloader reloads the webhook secret files and the rules when
 // reload says so, and the rules on changes to the rule files when
 // rules.watch is on.
+//
+// An intake replica has no rules: reload asks for its secret files only.
 func (s *Service) startReloader(set *rules.Set, reload <-chan struct{}) {
+	ctx, stop := context.WithCancel(context.Background())
+	s.stopWatch, s.watchDone = stop, make(chan struct{})
+	if set == nil {
+		go func() {
+			defer close(s.watchDone)
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-reload:
+					s.ReloadSecrets()
+				}
+			}
+		}()
+		return
+	}
 	s.reloader = newReloader(func() (*rules.Set, error) { return LoadRules(s.cfg) }, s.applyRules, s.log, s.metrics)
 	s.reloader.SetCurrent(set)
 	s.reloader.onRequest = func() { s.ReloadSecrets() }
@@ -203,8 +252,6 @@ func (s *Service) startReloader(set *rules.Set, reload <-chan struct{}) {
 	if s.cfg.Rules.Watch {
 		paths = s.cfg.Rules.Paths
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	s.stopWatch, s.watchDone = stop, make(chan struct{})
 	go func() {
 		defer close(s.watchDone)
 		if err := s.reloader.Watch(ctx, paths, 0, reload); err != nil {
@@ -220,6 +267,9 @@ func (s *Service) startReloader(set *rules.Set, reload <-chan struct{}) {
 // scheme refuses) every source keeps the secrets it has. The other *_file
 // keys (NATS, Intercom) are read at start only.
 func (s *Service) ReloadSecrets() error {
+	if s.webhooks == nil {
+		return nil // a delivery replica checks no signatures
+	}
 	secrets, err := s.cfg.ReadWebhookSecretFiles()
 	if err == nil && len(secrets) == 0 {
 		return nil
@@ -237,7 +287,12 @@ func (s *Service) ReloadSecrets() error {
 
 // ReloadRules loads the rule files again and swaps them in if they are
 // valid; on error the running rules stay.
-func (s *Service) ReloadRules() error { return s.reloader.Reload() }
+func (s *Service) ReloadRules() error {
+	if s.reloader == nil {
+		return errors.New("role intake runs no rules")
+	}
+	return s.reloader.Reload()
+}
 
 // maxHeaderBytes bounds a request's headers (431 past it): webhook
 // headers are a few hundred bytes, and the default of 1 MiB is memory a
@@ -304,8 +359,14 @@ func (s *Service) observeIntercom(o intercom.Observation) {
 	}
 }
 
-// WebhookAddr is the address the webhook listener is bound to.
-func (s *Service) WebhookAddr() string { return s.httpLn.Addr().String() }
+// WebhookAddr is the address the webhook listener is bound to; "" when
+// there is none (role delivery).
+func (s *Service) WebhookAddr() string {
+	if s.httpLn == nil {
+		return ""
+	}
+	return s.httpLn.Addr().String()
+}
 
 // AdminAddr is the address of the admin listener; "" when it is off.
 func (s *Service) AdminAddr() string {

@@ -26,6 +26,9 @@ import (
 // Config is the whole configuration file. config.example.yaml documents
 // every key.
 type Config struct {
+	// Role is the part of the bridge this process runs (RoleAll,
+	// RoleIntake, RoleDelivery): replicas of each role share one NATS.
+	Role     string   `yaml:"role"`
 	Log      Log      `yaml:"log"`
 	DataDir  string   `yaml:"data_dir"`
 	NATS     NATS     `yaml:"nats"`
@@ -49,6 +52,22 @@ type Config struct {
 	// warnings are Lint's, at their place in the file.
 	warnings rules.ErrorList
 }
+
+// Roles. Intake is every source (webhooks, bind and core copies) up to
+// the events stream; delivery is both pipeline stages, from the events
+// stream to Intercom. A capture source needs no process: its subjects are
+// the events stream's own.
+const (
+	RoleAll      = "all"
+	RoleIntake   = "intake"
+	RoleDelivery = "delivery"
+)
+
+// Intakes reports whether this process takes events in.
+func (c *Config) Intakes() bool { return c.Role != RoleDelivery }
+
+// Delivers reports whether this process runs the pipeline stages.
+func (c *Config) Delivers() bool { return c.Role != RoleIntake }
 
 // publishedSecrets are secrets printed in the README and the example
 // config: anyone can sign with them, so they are for trying the bridge on
@@ -302,6 +321,7 @@ type Backoff struct {
 // Default returns the configuration used for every key the file leaves out.
 func Default() Config {
 	return Config{
+		Role:    RoleAll,
 		Log:     Log{Level: "info", Format: "json"},
 		DataDir: "./data",
 		NATS: NATS{
@@ -412,6 +432,17 @@ func (c *Config) Validate() []FieldError {
 	}
 	if c.DataDir == "" && c.NATS.URL == "" {
 		bad("data_dir", "is required for the embedded NATS server")
+	}
+	switch c.Role {
+	case RoleAll:
+	case RoleIntake, RoleDelivery:
+		if c.NATS.URL == "" && c.NATS.Listen == "" {
+			// Each role needs the other's replicas, and nothing else
+			// can reach an embedded server without a listener.
+			bad("role", "%s needs replicas of the other role on the same NATS: set nats.url, or nats.listen for the embedded server", c.Role)
+		}
+	default:
+		bad("role", "must be all, intake or delivery, not %q", c.Role)
 	}
 
 	n := c.NATS

@@ -115,6 +115,8 @@ func TestLoadErrors(t *testing.T) {
 		{"on_uncertain", "delivery: {on_uncertain: maybe}\n", `c.yaml:1:26: delivery.on_uncertain: must be resend or dead_letter, not "maybe"`},
 		{"pprof without the admin listener", "admin: {listen: '', pprof: true}\n", "c.yaml:1:28: admin.pprof: is served on the admin listener: set admin.listen, or remove it"},
 		{"admin id", "intercom: {default_admin_id: bob}\n", "c.yaml:1:30: intercom.default_admin_id: must be an admin id (digits)"},
+		{"unknown role", "role: worker\n", `c.yaml:1:7: role: must be all, intake or delivery, not "worker"`},
+		{"a role alone on the embedded server", "role: intake\n", "c.yaml:1:7: role: intake needs replicas of the other role on the same NATS: set nats.url, or nats.listen for the embedded server"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -65,6 +65,9 @@ func (c *Config) Lint() []FieldError {
 			}
 		}
 	}
+	if c.Role == RoleIntake && c.Intercom.Token != "" {
+		warn("intercom.token", "role intake never sends: leave the token to the delivery replicas, so that the process senders reach cannot leak it")
+	}
 	if c.Admin.Listen != "" && !IsLoopback(c.Admin.Listen) && !c.Admin.Auth.IsSet() {
 		warn("admin.listen", "%q is not a loopback address and admin.auth is not set: /metrics and /rules are open to whoever reaches it, and the console is off; set admin.auth", c.Admin.Listen)
 	}

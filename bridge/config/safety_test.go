@@ -161,6 +161,10 @@ func TestLint(t *testing.T) {
 		{"pprof off loopback behind auth", "admin: {listen: '0.0.0.0:9090', pprof: true, auth: {bearer: 0123456789abcdef0123456789abcdef}}\n", nil},
 		{"pprof on loopback", "admin: {pprof: true}\n", nil},
 		{"http intercom on loopback", "intercom: {base_url: 'http://127.0.0.1:8089'}\n", nil},
+		{"a token on an intake replica", "role: intake\nnats: {url: 'nats://127.0.0.1:4222'}\nintercom: {token: tok}\n",
+			[]string{"c.yaml:3:19: intercom.token: role intake never sends"}},
+		{"a token on a delivery replica", "role: delivery\nnats: {url: 'nats://127.0.0.1:4222'}\nintercom: {token: tok}\n", nil},
+		{"an intake replica without a token", "role: intake\nnats: {url: 'nats://127.0.0.1:4222'}\n", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
