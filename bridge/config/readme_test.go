@@ -124,3 +124,45 @@ func TestReadmeAdminAuth(t *testing.T) {
 		t.Errorf("warnings: %v", w)
 	}
 }
+
+// TestReadmeRoles: the README's role example loads for each role it names,
+// an intake replica without a token warns about nothing, and one given the
+// token is warned.
+func TestReadmeRoles(t *testing.T) {
+	src := readmeYAML(t, "### Splitting intake from delivery")
+	cases := []struct {
+		role, token       string
+		intakes, delivers bool
+		warning           string
+	}{
+		{"", "tok", true, true, ""},
+		{"intake", "", true, false, ""},
+		{"intake", "tok", true, false, "intercom.token: role intake never sends"},
+		{"delivery", "tok", false, true, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.role+"/"+tc.token, func(t *testing.T) {
+			vars := map[string]string{}
+			if tc.role != "" {
+				vars["BRIDGE_ROLE"] = tc.role
+			}
+			if tc.token != "" {
+				vars["INTERCOM_TOKEN"] = tc.token
+			}
+			cfg, err := Parse("c.yaml", []byte(src), env(vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Intakes() != tc.intakes || cfg.Delivers() != tc.delivers {
+				t.Errorf("role %q: intakes %v, delivers %v", cfg.Role, cfg.Intakes(), cfg.Delivers())
+			}
+			var got []string
+			for _, w := range cfg.Warnings() {
+				got = append(got, w.Error())
+			}
+			if tc.warning == "" && len(got) != 0 || tc.warning != "" && (len(got) != 1 || !strings.Contains(got[0], tc.warning)) {
+				t.Errorf("warnings %q, want %q", got, tc.warning)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -46,10 +47,14 @@ func (c *comparison) runIntake(ctx context.Context, k contender, round int, name
 	var profile func() // as the POSTs start; nil: none
 	stored := func(ctx context.Context) (uint64, error) { return c.streamMsgs(ctx, intakeStream+"_"+name) }
 	switch k.mode {
-	case "bridge":
+	case "bridge", "intake":
 		o := *c.o
 		o.state = stateConfig{natsURL: c.nats.url, prefix: name}
-		bp, err := startBridge(ctx, k.bin, dir, &o, c.fake.url, c.fake.token, nil)
+		var prepare func(string) error
+		if k.mode == "intake" {
+			prepare = func(cfgPath string) error { return prependLine(cfgPath, "role: intake") }
+		}
+		bp, err := startBridge(ctx, k.bin, dir, &o, c.fake.url, c.fake.token, prepare)
 		if err != nil {
 			return nil, err
 		}
@@ -208,7 +213,10 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // the medians.
 func (c *comparison) compareIntake(ctx context.Context, bin string, stdout io.Writer) ([]*compareRun, error) {
 	o, co := c.o, c.co
-	contenders := []contender{{"bridge, signed webhooks", "w", "bridge", bin}}
+	// The intake role stores and answers, as the engine and the ceiling
+	// do; the whole bridge also matches every event it stores, on the
+	// same two cores.
+	contenders := []contender{{"bridge, signed webhooks", "w", "bridge", bin}, {"bridge, role intake, signed webhooks", "wi", "intake", bin}}
 	if co.baseline != "" {
 		contenders = append(contenders, contender{"baseline, signed webhooks", "pw", "bridge", co.baseline})
 	}
@@ -256,9 +264,22 @@ func printIntake(w io.Writer, o *options, contenders []contender, runs []*compar
 			k.name, thousands(m.rate), m.p50, m.p99, m.cpu, m.cpuAll, m.rss, m.rate/ceil.rate, m.cpuAll/ceil.cpuAll)
 	}
 	for _, k := range contenders {
-		if k.mode == "engine" {
-			b, e := med[contenders[0].name], med[k.name]
-			fmt.Fprintf(w, "\nbridge / %s: %.2fx req/s, %.2fx CPU per request (+ nats-server)\n", k.name, b.rate/e.rate, b.cpuAll/e.cpuAll)
+		if k.mode != "engine" {
+			continue
+		}
+		fmt.Fprintln(w)
+		for _, b := range contenders[:2] {
+			m, e := med[b.name], med[k.name]
+			fmt.Fprintf(w, "%s / %s: %.2fx req/s, %.2fx CPU per request (+ nats-server)\n", b.name, k.name, m.rate/e.rate, m.cpuAll/e.cpuAll)
 		}
 	}
+}
+
+// prependLine puts line at the top of the file at path.
+func prependLine(path, line string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append([]byte(line+"\n"), b...), 0o600)
 }

@@ -348,8 +348,8 @@ func TestCompareIntakeEndToEnd(t *testing.T) {
 	}
 	runs, stdout := runCompareTest(t, t.TempDir(), `ceiling -nats "$NATS_URL" -listen "$LISTEN" -subject "$INTAKE_SUBJECT"`,
 		"-intake", "-events", "300", "-concurrency", "8")
-	if len(runs) != 3 {
-		t.Fatalf("%d runs, want 3 (the bridge, the engine, the ceiling)", len(runs))
+	if len(runs) != 4 {
+		t.Fatalf("%d runs, want 4 (the bridge, its intake role, the engine, the ceiling)", len(runs))
 	}
 	for _, r := range runs {
 		if r.Sends != 300 || r.Lost != 0 || r.EventsPerSec <= 0 || r.P99Ms < r.P50Ms || r.P50Ms <= 0 || r.PeakRSSMB <= 0 {
@@ -357,7 +357,8 @@ func TestCompareIntakeEndToEnd(t *testing.T) {
 				r.Contender, r.Sends, r.Lost, r.EventsPerSec, r.P50Ms, r.P99Ms, r.PeakRSSMB)
 		}
 	}
-	for _, row := range []string{"| bridge, signed webhooks |", "| engine engine.sh |", "| ceiling (POST, publish, 200) |", "bridge / engine engine.sh:"} {
+	for _, row := range []string{"| bridge, signed webhooks |", "| bridge, role intake, signed webhooks |", "| engine engine.sh |", "| ceiling (POST, publish, 200) |",
+		"bridge, signed webhooks / engine engine.sh:", "bridge, role intake, signed webhooks / engine engine.sh:"} {
 		if !strings.Contains(stdout, row) {
 			t.Errorf("no %q in the table", row)
 		}
