@@ -82,7 +82,7 @@ func Open(ctx context.Context, o Options, log zerolog.Logger) (*Broker, error) {
 		b.Close()
 		return nil, err
 	}
-	js, err := jetstream.New(b.Conn)
+	js, err := jetstream.New(b.Conn, jetstream.WithPublishAsyncTimeout(forgetPublishAfter))
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("nats: jetstream: %w", err)
@@ -90,6 +90,13 @@ func Open(ctx context.Context, o Options, log zerolog.Logger) (*Broker, error) {
 	b.JS = js
 	return b, nil
 }
+
+// forgetPublishAfter is when the client gives up an async publish whose
+// acknowledgement never came (a request lost while a stream's leader
+// moves): every caller stops waiting long before, but without it the
+// client would keep each one pending for ever, and stall new publishes
+// once 4,000 were.
+const forgetPublishAfter = time.Minute
 
 // Dial connects a tool (bridge dlq, bridge check) to the NATS that a
 // bridge with options o uses: the external server, or the embedded one

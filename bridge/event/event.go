@@ -61,11 +61,10 @@ func (e *Envelope) Msg(subject string) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := nats.NewMsg(subject)
-	m.Data = body
-	m.Header.Set(nats.MsgIdHdr, MsgID(e.Source, e.ID))
-	m.Header.Set(EnvelopeHeader, "1")
-	return m, nil
+	// Both names are in canonical form already: Header.Set would only
+	// spend time finding that out.
+	return &nats.Msg{Subject: subject, Data: body,
+		Header: nats.Header{nats.MsgIdHdr: {MsgID(e.Source, e.ID)}, EnvelopeHeader: {"1"}}}, nil
 }
 
 // MsgID is the JetStream message id of an event: ids are unique per source.

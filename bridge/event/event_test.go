@@ -1,6 +1,7 @@
 package event
 
 import (
+	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -62,8 +63,13 @@ func TestDecoder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Header.Get(nats.MsgIdHdr) != "shop:e1" {
-		t.Errorf("Nats-Msg-Id %q", m.Header.Get(nats.MsgIdHdr))
+	if m.Header.Get(nats.MsgIdHdr) != "shop:e1" || m.Header.Get(EnvelopeHeader) != "1" || len(m.Header) != 2 {
+		t.Errorf("headers %v", m.Header)
+	}
+	for k := range m.Header {
+		if c := textproto.CanonicalMIMEHeaderKey(k); c != k {
+			t.Errorf("header %q is written as it is, not as %q: Header.Get would not find it", k, c)
+		}
 	}
 	got, err := d.Decode(m.Subject, m.Header, m.Data, 1, time.Now())
 	if err != nil || got.ID != "e1" || got.Source != "shop" || string(got.Data) != `{"a":1}` {

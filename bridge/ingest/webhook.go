@@ -19,7 +19,6 @@ package ingest
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -46,8 +45,11 @@ import (
 )
 
 // Publisher stores a message in JetStream; jetstream.JetStream is one.
+// A webhook's events are published without waiting, and the answer waits
+// for their acknowledgements: a batch's events are on their way together,
+// and no request costs a reply subscription or a context of its own.
 type Publisher interface {
-	PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+	PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
 }
 
 // publishTimeout bounds the wait for JetStream's acknowledgement; past it
@@ -346,37 +348,52 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 	if status != 0 {
 		return fail(status, "%s", msg)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), publishTimeout)
-	defer cancel()
-	// A batch is answered 202 only once JetStream holds every event. The
-	// events are stored one by one, each with its own Nats-Msg-Id: when one
-	// fails, the answer is 503 and the sender's retry of the whole batch
-	// stores only the ones missing.
-	answers := make([]accepted, 0, len(envs))
-	for _, env := range envs {
+	// A batch is answered 202 only once JetStream holds every event. Each
+	// event has its own Nats-Msg-Id: when one fails, the answer is 503 and
+	// the sender's retry of the whole batch stores only the ones missing.
+	futures := make([]jetstream.PubAckFuture, len(envs))
+	for i, env := range envs {
 		m, err := env.Msg(w.topology.SourceSubject(src.name))
 		if err != nil {
 			return fail(http.StatusInternalServerError, "encoding the event: %v", err)
 		}
-		ack, err := w.js.PublishMsg(ctx, m)
-		w.store.record(err)
-		if errors.Is(err, nats.ErrMaxPayload) {
-			// Retrying the same request can never succeed.
-			return fail(http.StatusRequestEntityTooLarge, "the event %s with its headers is larger than the NATS server accepts", env.ID)
+		if futures[i], err = w.js.PublishMsgAsync(m); err != nil {
+			w.store.record(err)
+			if errors.Is(err, nats.ErrMaxPayload) {
+				// Retrying the same request can never succeed.
+				return fail(http.StatusRequestEntityTooLarge, "the event %s with its headers is larger than the NATS server accepts", env.ID)
+			}
+			return w.notStored(rw, fail, src.name, env.ID, err, batch, 0, len(envs))
 		}
+	}
+	expired := make(chan struct{})
+	timer := time.AfterFunc(publishTimeout, func() { close(expired) })
+	defer timer.Stop()
+	answers := make([]accepted, 0, len(envs))
+	var failed error
+	var failedID string
+	for i, env := range envs {
+		var ack *jetstream.PubAck
+		var err error
+		select {
+		case ack = <-futures[i].Ok():
+		case err = <-futures[i].Err():
+		case <-expired:
+			err = fmt.Errorf("no acknowledgement from JetStream within %s", publishTimeout)
+		case <-r.Context().Done():
+			err = r.Context().Err() // the sender is gone; its retry is stored once
+		}
+		w.store.record(err)
 		if err != nil {
-			// A full store fails every request alike: one line per reason
-			// and interval, with the count of the others.
-			if ok, suppressed := w.logs.Allow("store:" + storeReason(err)); ok {
-				w.log.Warn().Err(err).Str("source", src.name).Str("event_id", env.ID).Int("suppressed", suppressed).Msg("cannot store webhook event")
+			if failed == nil {
+				failed, failedID = err, env.ID
 			}
-			rw.Header().Set("Retry-After", "5")
-			if batch {
-				return fail(http.StatusServiceUnavailable, "%d of the batch's %d events were stored, the others could not be; retry the whole batch: the stored ones are not stored twice", len(answers), len(envs))
-			}
-			return fail(http.StatusServiceUnavailable, "the event could not be stored; retry later")
+			continue
 		}
 		answers = append(answers, accepted{ID: env.ID, Duplicate: ack.Duplicate})
+	}
+	if failed != nil {
+		return w.notStored(rw, fail, src.name, failedID, failed, batch, len(answers), len(envs))
 	}
 	if batch {
 		writeJSON(rw, http.StatusAccepted, acceptedBatch{Events: answers})
@@ -384,6 +401,22 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 		writeAccepted(rw, answers[0])
 	}
 	return http.StatusAccepted, answers, ""
+}
+
+// notStored answers a request whose event id could not be stored 503,
+// with how many of a batch's events were.
+func (w *Webhooks) notStored(rw http.ResponseWriter, fail func(int, string, ...any) (int, []accepted, string),
+	source, id string, err error, batch bool, stored, events int) (int, []accepted, string) {
+	// A full store fails every request alike: one line per reason and
+	// interval, with the count of the others.
+	if ok, suppressed := w.logs.Allow("store:" + storeReason(err)); ok {
+		w.log.Warn().Err(err).Str("source", source).Str("event_id", id).Int("suppressed", suppressed).Msg("cannot store webhook event")
+	}
+	rw.Header().Set("Retry-After", "5")
+	if batch {
+		return fail(http.StatusServiceUnavailable, "%d of the batch's %d events were stored, the others could not be; retry the whole batch: the stored ones are not stored twice", stored, events)
+	}
+	return fail(http.StatusServiceUnavailable, "the event could not be stored; retry later")
 }
 
 // incoming is one event as the request carries it, before the source's
