@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -358,4 +360,47 @@ func TestCloudEventsBatch(t *testing.T) {
 			t.Errorf("%d %v", status, answer)
 		}
 	})
+}
+
+// silentPublisher sends every message on its way and never hears back.
+type silentPublisher struct{}
+
+func (silentPublisher) PublishMsgAsync(m *nats.Msg, _ ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	return failedFuture{m: m}, nil // both channels nil: nothing ever arrives
+}
+
+// TestWebhookUnansweredPublish: a publish JetStream never answers is a 503
+// with Retry-After once the wait for it is over, not a request held for
+// ever; and a sender that goes away frees the handler at once.
+func TestWebhookUnansweredPublish(t *testing.T) {
+	e := newEnv(t)
+	hooks, err := NewWebhooks(e.top, e.opts, e.sources, silentPublisher{}, zerolog.Nop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks.ackWithin = 50 * time.Millisecond
+	e.hooks = hooks
+	status, answer := e.post("open", []byte(`{"a":1}`), nil)
+	if status != http.StatusServiceUnavailable || answer["error"] != "the event could not be stored; retry later" {
+		t.Errorf("%d %v, want 503", status, answer)
+	}
+
+	hooks.ackWithin = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	r := httptest.NewRequest(http.MethodPost, "/hooks/open", strings.NewReader(`{"a":2}`)).WithContext(ctx)
+	done := make(chan int)
+	go func() {
+		rw := httptest.NewRecorder()
+		hooks.Handler().ServeHTTP(rw, r)
+		done <- rw.Code
+	}()
+	cancel()
+	select {
+	case code := <-done:
+		if code != http.StatusServiceUnavailable {
+			t.Errorf("a sender gone: %d, want 503", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler still waits for a sender that is gone")
+	}
 }

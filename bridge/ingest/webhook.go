@@ -100,6 +100,7 @@ type Webhooks struct {
 	m           *Metrics
 	store       storeHealth
 	unavailable func() error // see WebhookOptions.Unavailable
+	ackWithin   time.Duration // publishTimeout; tests shorten it
 }
 
 // NewWebhooks prepares the webhook sources among sources, storing their
@@ -110,7 +111,7 @@ func NewWebhooks(t broker.Topology, o WebhookOptions, sources []Source, js Publi
 		js: js, sources: map[string]*webhookSource{}, topology: t,
 		maxBody: o.MaxBodyBytes, maxDepth: o.MaxJSONDepth, log: log, now: time.Now, m: m.orNew(),
 		bodies: newBodyReader(o.MaxBodyBytes, o.MaxInflightBytes, o.BodyIdleTimeout), unavailable: o.Unavailable,
-		logs: lograte.New(logInterval),
+		logs: lograte.New(logInterval), ackWithin: publishTimeout,
 	}
 	for _, s := range sources {
 		if s.Kind != KindWebhook {
@@ -367,7 +368,7 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 		}
 	}
 	expired := make(chan struct{})
-	timer := time.AfterFunc(publishTimeout, func() { close(expired) })
+	timer := time.AfterFunc(w.ackWithin, func() { close(expired) })
 	defer timer.Stop()
 	answers := make([]accepted, 0, len(envs))
 	var failed error
@@ -379,7 +380,7 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 		case ack = <-futures[i].Ok():
 		case err = <-futures[i].Err():
 		case <-expired:
-			err = fmt.Errorf("no acknowledgement from JetStream within %s", publishTimeout)
+			err = fmt.Errorf("no acknowledgement from JetStream within %s", w.ackWithin)
 		case <-r.Context().Done():
 			err = r.Context().Err() // the sender is gone; its retry is stored once
 		}
