@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -70,11 +71,96 @@ func StartNATSSources(ctx context.Context, t broker.Topology, sources []Source, 
 	return n, nil
 }
 
-// bindWindow bounds the copies a bind source has published into the
-// events stream and not yet seen stored: reading waits while this many are
+// copyWindow bounds the copies a source has published into the events
+// stream and not yet seen stored: reading waits while this many are
 // unconfirmed. Publishing without waiting for each answer is what lets a
-// bind source go faster than one store round trip per event.
-const bindWindow = 256
+// bind or core source go faster than one store round trip per event.
+const copyWindow = 256
+
+// window publishes copies into the events stream without waiting, at most
+// copyWindow at once, and settles each, in the order published, with its
+// own done. JetStream answers one connection's publishes to a stream in
+// the order it stores them, so each is settled as soon as it is stored; a
+// publish never answered holds those behind it until its deadline.
+type window struct {
+	js      jetstream.JetStream
+	slots   chan struct{}    // one per copy published and not settled
+	copies  chan pendingCopy // the unsettled copies, in the order published
+	settled chan struct{}    // closed once settle has returned
+
+	mu     sync.RWMutex // held to read by publish, to write by close
+	closed bool
+}
+
+// errWindowClosed is the answer to a publish after close: a core source's
+// callback that outlived Stop's wait.
+var errWindowClosed = errors.New("the source is stopping")
+
+// pendingCopy is a copy on its way to the store.
+type pendingCopy struct {
+	stored   jetstream.PubAckFuture
+	deadline time.Time // past it, the copy counts as not stored
+	done     func(*jetstream.PubAck, error)
+}
+
+func newWindow(js jetstream.JetStream) *window {
+	w := &window{js: js, slots: make(chan struct{}, copyWindow), copies: make(chan pendingCopy, copyWindow), settled: make(chan struct{})}
+	go w.settle()
+	return w
+}
+
+// publish sends out on its way, or instead, when out is larger than the
+// server takes, the stand-in refused makes; done gets the answer. It waits
+// while the window is full.
+func (w *window) publish(out *nats.Msg, refused func() *nats.Msg, done func(*jetstream.PubAck, error)) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		done(nil, errWindowClosed)
+		return
+	}
+	w.slots <- struct{}{}
+	f, err := w.js.PublishMsgAsync(out)
+	if errors.Is(err, nats.ErrMaxPayload) {
+		f, err = w.js.PublishMsgAsync(refused())
+	}
+	if err != nil {
+		<-w.slots
+		done(nil, err)
+		return
+	}
+	w.copies <- pendingCopy{stored: f, deadline: time.Now().Add(publishTimeout), done: done}
+}
+
+func (w *window) settle() {
+	defer close(w.settled)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for c := range w.copies {
+		timer.Reset(time.Until(c.deadline))
+		select {
+		case ack := <-c.stored.Ok():
+			c.done(ack, nil)
+		case err := <-c.stored.Err():
+			c.done(nil, err)
+		case <-timer.C:
+			c.done(nil, fmt.Errorf("no acknowledgement from JetStream within %s", publishTimeout))
+		}
+		<-w.slots
+	}
+}
+
+// close waits until every copy published is settled. Nothing may be
+// published after it.
+func (w *window) close() {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.copies)
+	}
+	w.mu.Unlock()
+	<-w.settled
+}
 
 // startBind reads an existing stream with a durable consumer named
 // <prefix>_<source>, so that replicas share the work and a restart goes on
@@ -94,15 +180,12 @@ func startBind(ctx context.Context, n *NATSSources, s Source) (Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s on stream %s: %w", durable, s.NATS.Stream, err)
 	}
-	b := &binder{n: n, source: s.Name, stream: s.NATS.Stream, id: id,
-		slots: make(chan struct{}, bindWindow), copies: make(chan bindCopy, bindWindow), settled: make(chan struct{}),
-		logs: lograte.New(logInterval)}
-	go b.settle()
+	b := &binder{n: n, source: s.Name, stream: s.NATS.Stream, id: id, copies: newWindow(n.js), logs: lograte.New(logInterval)}
 	// Pulled no further ahead than the window holds: the rest would only
 	// wait in the client.
-	consumer, err := cons.Consume(b.handle, broker.PullOptions(bindWindow)...)
+	consumer, err := cons.Consume(b.handle, broker.PullOptions(copyWindow)...)
 	if err != nil {
-		close(b.copies)
+		b.copies.close()
 		return nil, fmt.Errorf("consume %s: %w", b.stream, err)
 	}
 	b.cc = consumer
@@ -110,8 +193,8 @@ func startBind(ctx context.Context, n *NATSSources, s Source) (Reader, error) {
 }
 
 // binder copies one bind source's messages into the events stream: handle
-// publishes each copy without waiting, settle acks each consumed message
-// once JetStream has stored its copy, or naks it to come back.
+// publishes each copy without waiting, and acks each consumed message once
+// JetStream has stored its copy, or naks it to come back.
 type binder struct {
 	n      *NATSSources
 	source string
@@ -119,17 +202,8 @@ type binder struct {
 	id     *event.Expr
 	cc     jetstream.ConsumeContext
 
-	slots   chan struct{}    // one per copy published and not settled: the window
-	copies  chan bindCopy    // the unsettled copies, in the order published
-	settled chan struct{}    // closed once settle has returned
-	logs    *lograte.Limiter // a copy refused again and again is one line per reason per interval
-}
-
-// bindCopy is a consumed message whose copy is on its way to the store.
-type bindCopy struct {
-	msg      jetstream.Msg
-	stored   jetstream.PubAckFuture
-	deadline time.Time // past it, the copy counts as not stored
+	copies *window
+	logs   *lograte.Limiter // a copy refused again and again is one line per reason per interval
 }
 
 // handle runs for each consumed message, one at a time.
@@ -146,42 +220,16 @@ func (b *binder) handle(m jetstream.Msg) {
 	msg := event.NATSMsg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data(),
 		Time: meta.Timestamp, Fallback: event.Seq(b.stream, meta.Sequence.Stream)}
 	out := b.n.eventMsg(b.source, b.id, msg)
-	b.slots <- struct{}{}
-	f, err := b.n.js.PublishMsgAsync(out)
-	if errors.Is(err, nats.ErrMaxPayload) {
-		f, err = b.n.js.PublishMsgAsync(b.n.refused(b.source, msg, out))
-	}
-	if err != nil {
-		<-b.slots
-		b.failed(m, err)
-		return
-	}
-	b.copies <- bindCopy{msg: m, stored: f, deadline: time.Now().Add(publishTimeout)}
-}
-
-// settle acks or naks the copies in the order they were published.
-// JetStream answers one connection's publishes to a stream in the order it
-// stores them, so this acks each message as soon as its copy is stored; a
-// publish never answered holds those behind it until its deadline.
-func (b *binder) settle() {
-	defer close(b.settled)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for c := range b.copies {
-		timer.Reset(time.Until(c.deadline))
-		select {
-		case ack := <-c.stored.Ok():
-			if !ack.Duplicate {
-				b.n.m.EventsReceived.WithLabelValues(b.source).Inc()
-			}
-			c.msg.Ack()
-		case err := <-c.stored.Err():
-			b.failed(c.msg, err)
-		case <-timer.C:
-			b.failed(c.msg, fmt.Errorf("no acknowledgement from JetStream within %s", publishTimeout))
+	b.copies.publish(out, func() *nats.Msg { return b.n.refused(b.source, msg, out) }, func(ack *jetstream.PubAck, err error) {
+		if err != nil {
+			b.failed(m, err)
+			return
 		}
-		<-b.slots
-	}
+		if !ack.Duplicate {
+			b.n.m.EventsReceived.WithLabelValues(b.source).Inc()
+		}
+		m.Ack()
+	})
 }
 
 // failed puts back a message whose copy was not stored: it comes back in
@@ -195,25 +243,42 @@ func (b *binder) failed(m jetstream.Msg, err error) {
 	m.NakWithDelay(time.Second)
 }
 
-// stop stops reading and waits until every copy published is settled, so
-// that the messages whose copies are stored are acked rather than left to
-// wait out the AckWait.
-// Stop drains the consumer and settles the copies on their way.
+// Stop drains the consumer and waits until every copy published is
+// settled, so that the messages whose copies are stored are acked rather
+// than left to wait out the AckWait.
 func (b *binder) Stop() {
 	b.cc.Drain()
 	<-b.cc.Closed()
-	close(b.copies)
-	<-b.settled
+	b.copies.close()
 }
 
-// coreReader is a core source's queue subscriptions, one per subject.
-type coreReader []*nats.Subscription
+// coreReader is a core source's queue subscriptions, one per subject, and
+// the window their copies go through.
+type coreReader struct {
+	subs   []*nats.Subscription
+	copies *window
+}
 
-// Stop drains the subscriptions: what they hold is stored first.
-func (c coreReader) Stop() {
-	for _, s := range c {
+// coreDrainTimeout bounds Stop's wait for the messages a subscription
+// holds: past it, those still held are dropped with the connection.
+const coreDrainTimeout = 10 * time.Second
+
+// Stop drains the subscriptions, so that what they hold is published, and
+// waits until those copies are settled.
+func (c *coreReader) Stop() {
+	closed := make([]<-chan nats.SubStatus, len(c.subs))
+	for i, s := range c.subs {
+		closed[i] = s.StatusChanged(nats.SubscriptionClosed)
 		s.Drain()
 	}
+	deadline := time.After(coreDrainTimeout)
+	for _, ch := range closed {
+		select {
+		case <-ch:
+		case <-deadline:
+		}
+	}
+	c.copies.close()
 }
 
 // startCore subscribes with a queue group: at-most-once, since a message
@@ -223,43 +288,34 @@ func startCore(_ context.Context, n *NATSSources, s Source) (Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("id: %w", err)
 	}
-	var subs coreReader
+	c := &coreReader{copies: newWindow(n.js)}
+	logs := lograte.New(logInterval)
 	for _, subject := range s.NATS.Subjects {
 		sub, err := n.nc.QueueSubscribe(subject, s.NATS.Queue, func(m *nats.Msg) {
 			msg := event.NATSMsg{Subject: m.Subject, Header: m.Header, Data: m.Data, Time: time.Now(), Fallback: nuid.Next()}
-			if err := n.store(s.Name, id, msg); err != nil {
-				n.log.Warn().Err(err).Str("source", s.Name).Str("subject", m.Subject).Msg("core message dropped")
-			}
+			out := n.eventMsg(s.Name, id, msg)
+			c.copies.publish(out, func() *nats.Msg { return n.refused(s.Name, msg, out) }, func(ack *jetstream.PubAck, err error) {
+				if err != nil {
+					if ok, suppressed := logs.Allow(storeReason(err)); ok {
+						n.log.Warn().Err(err).Str("source", s.Name).Str("subject", m.Subject).Int("suppressed", suppressed).Msg("core message dropped")
+					}
+					return
+				}
+				if !ack.Duplicate {
+					n.m.EventsReceived.WithLabelValues(s.Name).Inc()
+				}
+			})
 		})
 		if err != nil {
-			subs.Stop()
+			c.Stop()
 			return nil, fmt.Errorf("subscribe %s: %w", subject, err)
 		}
 		// Core messages arrive faster than they can be stored at times:
 		// hold many rather than drop them as a slow consumer.
 		sub.SetPendingLimits(1<<20, 1<<30)
-		subs = append(subs, sub)
+		c.subs = append(c.subs, sub)
 	}
-	return subs, nil
-}
-
-// store puts one message's event in the events stream and waits until it
-// is stored.
-func (n *NATSSources) store(source string, id *event.Expr, msg event.NATSMsg) error {
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	defer cancel()
-	out := n.eventMsg(source, id, msg)
-	ack, err := n.js.PublishMsg(ctx, out)
-	if errors.Is(err, nats.ErrMaxPayload) {
-		ack, err = n.js.PublishMsg(ctx, n.refused(source, msg, out))
-	}
-	if err != nil {
-		return err
-	}
-	if !ack.Duplicate {
-		n.m.EventsReceived.WithLabelValues(source).Inc()
-	}
-	return nil
+	return c, nil
 }
 
 // eventMsg is the events-stream message of one message of a source. A

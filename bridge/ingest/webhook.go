@@ -99,7 +99,7 @@ type Webhooks struct {
 	closing     atomic.Bool
 	m           *Metrics
 	store       storeHealth
-	unavailable func() error // see WebhookOptions.Unavailable
+	unavailable func() error  // see WebhookOptions.Unavailable
 	ackWithin   time.Duration // publishTimeout; tests shorten it
 }
 
