@@ -18,16 +18,7 @@ import (
 func TestCoreSourceStopStoresWhatItHolds(t *testing.T) {
 	const burst = 3000
 	e := newEnv(t)
-	var core []Source
-	for _, s := range e.sources {
-		if s.Kind == KindCore {
-			core = append(core, s)
-		}
-	}
-	sources, err := StartNATSSources(context.Background(), e.top, core, e.nc, e.js, zerolog.Nop(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sources := startCoreSources(t, e)
 	publish := func(from, to int) {
 		t.Helper()
 		for i := from; i < to; i++ {
@@ -60,16 +51,7 @@ func TestCoreSourceStopStoresWhatItHolds(t *testing.T) {
 // messages published at once, from the first publish to the last stored.
 func BenchmarkCoreSource(b *testing.B) {
 	e := newEnv(b)
-	var core []Source
-	for _, s := range e.sources {
-		if s.Kind == KindCore {
-			core = append(core, s)
-		}
-	}
-	sources, err := StartNATSSources(context.Background(), e.top, core, e.nc, e.js, zerolog.Nop(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	sources := startCoreSources(b, e)
 	defer sources.Stop()
 	body := []byte(`{"kind":"usage","user":"u-1","used":95}`)
 	b.ResetTimer()
@@ -84,4 +66,20 @@ func BenchmarkCoreSource(b *testing.B) {
 		b.Fatal("not all stored")
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// startCoreSources starts e's core sources only.
+func startCoreSources(tb testing.TB, e *env) *NATSSources {
+	tb.Helper()
+	var core []Source
+	for _, s := range e.sources {
+		if s.Kind == KindCore {
+			core = append(core, s)
+		}
+	}
+	sources, err := StartNATSSources(context.Background(), e.top, core, e.nc, e.js, zerolog.Nop(), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sources
 }
