@@ -242,10 +242,14 @@ func TestShopify(t *testing.T) {
 type failingPublisher struct {
 	jetstream.JetStream
 	n, failAt int
+	atOnce    bool // the publish itself fails, not its acknowledgement
 }
 
 func (p *failingPublisher) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
-	if p.n++; p.n == p.failAt {
+	if p.n++; p.n == p.failAt && p.atOnce {
+		return nil, nats.ErrConnectionClosed
+	}
+	if p.n == p.failAt {
 		errs := make(chan error, 1)
 		errs <- errors.New("nats: timeout")
 		return failedFuture{m: m, errs: errs}, nil
@@ -335,6 +339,27 @@ func TestCloudEventsBatch(t *testing.T) {
 		}
 		if n := len(e.stored()); n != 6 {
 			t.Errorf("%d stored, want 6", n)
+		}
+	})
+
+	t.Run("a publish cannot be sent: 503 once those before it are stored, and the retry stores the rest once", func(t *testing.T) {
+		three := batch(member("f1", "t", `{}`), member("f2", "t", `{}`), member("f3", "t", `{}`))
+		hooks, err := NewWebhooks(e.top, e.opts, e.sources, &failingPublisher{JetStream: e.js, failAt: 2, atOnce: true}, zerolog.Nop(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		real := e.hooks
+		e.hooks = hooks
+		status, answer := post(t, "open", three, ct)
+		e.hooks = real
+		if status != 503 || !strings.Contains(fmt.Sprint(answer["error"]), "1 of the batch's 3 events were stored") {
+			t.Fatalf("%d %v", status, answer)
+		}
+		if status, answer := post(t, "open", three, ct); status != 202 || ids(answer) != "f1 true f2 false f3 false" {
+			t.Fatalf("retry: %d %v", status, answer)
+		}
+		if n := len(e.stored()); n != 9 {
+			t.Errorf("%d stored, want 9", n)
 		}
 	})
 

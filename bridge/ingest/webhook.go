@@ -352,28 +352,33 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 	// A batch is answered 202 only once JetStream holds every event. Each
 	// event has its own Nats-Msg-Id: when one fails, the answer is 503 and
 	// the sender's retry of the whole batch stores only the ones missing.
-	futures := make([]jetstream.PubAckFuture, len(envs))
-	for i, env := range envs {
+	// The events that could not even be sent make the answer a 503 too,
+	// once those sent are known to be stored or not.
+	var failed error
+	var failedID string
+	futures := make([]jetstream.PubAckFuture, 0, len(envs))
+	for _, env := range envs {
 		m, err := env.Msg(w.topology.SourceSubject(src.name))
 		if err != nil {
 			return fail(http.StatusInternalServerError, "encoding the event: %v", err)
 		}
-		if futures[i], err = w.js.PublishMsgAsync(m); err != nil {
-			w.store.record(err)
-			if errors.Is(err, nats.ErrMaxPayload) {
-				// Retrying the same request can never succeed.
-				return fail(http.StatusRequestEntityTooLarge, "the event %s with its headers is larger than the NATS server accepts", env.ID)
-			}
-			return w.notStored(rw, fail, src.name, env.ID, err, batch, 0, len(envs))
+		f, err := w.js.PublishMsgAsync(m)
+		if errors.Is(err, nats.ErrMaxPayload) {
+			// Retrying the same request can never succeed.
+			return fail(http.StatusRequestEntityTooLarge, "the event %s with its headers is larger than the NATS server accepts", env.ID)
 		}
+		if err != nil {
+			w.store.record(err)
+			failed, failedID = err, env.ID
+			break
+		}
+		futures = append(futures, f)
 	}
 	expired := make(chan struct{})
 	timer := time.AfterFunc(w.ackWithin, func() { close(expired) })
 	defer timer.Stop()
 	answers := make([]accepted, 0, len(envs))
-	var failed error
-	var failedID string
-	for i, env := range envs {
+	for i, env := range envs[:len(futures)] {
 		var ack *jetstream.PubAck
 		var err error
 		select {
