@@ -33,6 +33,13 @@ func Check(ctx context.Context, cfg *config.Config, userAgent string) []CheckRes
 		out = append(out, CheckResult{Name: name, Status: status, Detail: fmt.Sprintf(format, args...)})
 	}
 
+	if !cfg.Delivers() {
+		// An intake replica reads no rules and holds no token.
+		add("rules", "skip", "role intake: the delivery replicas load the rules")
+		out = append(out, checkNATS(ctx, cfg)...)
+		add("intercom", "skip", "role intake: the delivery replicas send")
+		return out
+	}
 	admins := map[string][]string{} // admin id -> where it is used
 	if id := cfg.Intercom.DefaultAdminID; id != "" {
 		admins[id] = append(admins[id], "intercom.default_admin_id")

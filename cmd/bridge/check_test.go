@@ -95,6 +95,20 @@ sources: [{name: shop, webhook: {auth: {scheme: none}}}]
 	if code, out := check(); code != 1 || !strings.Contains(out, "fail  intercom token") || strings.Contains(out, "wrong-token") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
+
+	// An intake replica checks NATS only: it has neither the rules nor
+	// the token.
+	intake := strings.Replace(readFile(t, cfgPath), "wrong-token", "", 1)
+	writeFile(t, cfgPath, "role: intake\n"+strings.Replace(intake, "paths: [rules]", "paths: [no-such-dir]", 1))
+	code, out = check()
+	for _, want := range []string{"skip  rules", "role intake", "ok    stream BRIDGE_EVENTS", "skip  intercom"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("intake: output lacks %q:\n%s", want, out)
+		}
+	}
+	if code != 0 {
+		t.Errorf("intake: exit %d:\n%s", code, out)
+	}
 }
 
 func readFile(t *testing.T, path string) string {
