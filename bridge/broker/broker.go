@@ -82,7 +82,8 @@ func Open(ctx context.Context, o Options, log zerolog.Logger) (*Broker, error) {
 		b.Close()
 		return nil, err
 	}
-	js, err := jetstream.New(b.Conn, jetstream.WithPublishAsyncTimeout(forgetPublishAfter))
+	js, err := jetstream.New(b.Conn, jetstream.WithPublishAsyncTimeout(forgetPublishAfter),
+		jetstream.WithPublishAsyncMaxPending(MaxAsyncPublishes))
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("nats: jetstream: %w", err)
@@ -97,6 +98,14 @@ func Open(ctx context.Context, o Options, log zerolog.Logger) (*Broker, error) {
 // client would keep each one pending for ever, and stall new publishes
 // once 4,000 were.
 const forgetPublishAfter = time.Minute
+
+// MaxAsyncPublishes bounds the publishes awaiting an answer on the
+// bridge's connection, past which a publish waits and then fails. The
+// windows of its users add up to far less (webhooks: http.max_connections
+// requests of up to 64 each; a bind or core source: 256; stage 1: a batch
+// of jobs per worker); jetstream's default, 4,000, is less than 64
+// requests with batches would need.
+const MaxAsyncPublishes = 1 << 17
 
 // Dial connects a tool (bridge dlq, bridge check) to the NATS that a
 // bridge with options o uses: the external server, or the embedded one

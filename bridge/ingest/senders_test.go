@@ -371,6 +371,38 @@ func TestCloudEventsBatch(t *testing.T) {
 			t.Fatalf("%d %v", status, answer)
 		}
 	})
+	t.Run("a batch larger than a request's window: stored in order, and a failure counted right", func(t *testing.T) {
+		members := make([]string, 5*requestWindow)
+		for i := range members {
+			members[i] = member(fmt.Sprint("w", i), "t", `{}`)
+		}
+		hooks, err := NewWebhooks(e.top, e.opts, e.sources, &failingPublisher{JetStream: e.js, failAt: 3*requestWindow + 2, atOnce: true}, zerolog.Nop(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		real := e.hooks
+		e.hooks = hooks
+		status, answer := post(t, "open", batch(members...), ct)
+		e.hooks = real
+		if want := fmt.Sprintf("%d of the batch's %d events were stored", 3*requestWindow+1, len(members)); status != 503 || !strings.Contains(fmt.Sprint(answer["error"]), want) {
+			t.Fatalf("%d %v, want 503 %q", status, answer, want)
+		}
+		before := len(e.stored())
+		status, answer = post(t, "open", batch(members...), ct)
+		events, _ := answer["events"].([]any)
+		if status != 202 || len(events) != len(members) {
+			t.Fatalf("retry: %d, %d answers", status, len(events))
+		}
+		for i, a := range events {
+			a := a.(map[string]any)
+			if a["id"] != fmt.Sprint("w", i) || (a["duplicate"] == true) != (i <= 3*requestWindow) {
+				t.Fatalf("answer %d: %v", i, a)
+			}
+		}
+		if n := len(e.stored()) - before; n != len(members)-3*requestWindow-1 {
+			t.Errorf("the retry stored %d, want %d", n, len(members)-3*requestWindow-1)
+		}
+	})
 	t.Run("too many events", func(t *testing.T) {
 		members := make([]string, maxBatchEvents+1)
 		for i := range members {

@@ -56,6 +56,12 @@ type Publisher interface {
 // the sender is told to retry.
 const publishTimeout = 5 * time.Second
 
+// requestWindow bounds the events of one request on their way to the
+// store at once: a batch of up to maxBatchEvents is sent in a stream of
+// publishes, and all the requests together stay well under the client's
+// bound on publishes awaiting an answer (broker.MaxAsyncPublishes).
+const requestWindow = 64
+
 // hopHeaders are request headers that say nothing about the event.
 var hopHeaders = map[string]bool{
 	"connection": true, "content-length": true, "accept-encoding": true, "keep-alive": true,
@@ -352,33 +358,17 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 	// A batch is answered 202 only once JetStream holds every event. Each
 	// event has its own Nats-Msg-Id: when one fails, the answer is 503 and
 	// the sender's retry of the whole batch stores only the ones missing.
-	// The events that could not even be sent make the answer a 503 too,
-	// once those sent are known to be stored or not.
-	var failed error
-	var failedID string
-	futures := make([]jetstream.PubAckFuture, 0, len(envs))
-	for _, env := range envs {
-		m, err := env.Msg(w.topology.SourceSubject(src.name))
-		if err != nil {
-			return fail(http.StatusInternalServerError, "encoding the event: %v", err)
-		}
-		f, err := w.js.PublishMsgAsync(m)
-		if errors.Is(err, nats.ErrMaxPayload) {
-			// Retrying the same request can never succeed.
-			return fail(http.StatusRequestEntityTooLarge, "the event %s with its headers is larger than the NATS server accepts", env.ID)
-		}
-		if err != nil {
-			w.store.record(err)
-			failed, failedID = err, env.ID
-			break
-		}
-		futures = append(futures, f)
-	}
+	// Up to requestWindow of a request's events are on their way at once;
+	// one that cannot even be sent ends the publishing, and makes the
+	// answer a 503 too once those before it are known to be stored or not.
 	expired := make(chan struct{})
 	timer := time.AfterFunc(w.ackWithin, func() { close(expired) })
 	defer timer.Stop()
+	var failed error
+	var failedID string
 	answers := make([]accepted, 0, len(envs))
-	for i, env := range envs[:len(futures)] {
+	futures := make([]jetstream.PubAckFuture, 0, len(envs))
+	await := func(i int) {
 		var ack *jetstream.PubAck
 		var err error
 		select {
@@ -390,13 +380,38 @@ func (w *Webhooks) serve(rw http.ResponseWriter, r *http.Request, name string) (
 			err = r.Context().Err() // the sender is gone; its retry is stored once
 		}
 		w.store.record(err)
+		if err == nil {
+			answers = append(answers, accepted{ID: envs[i].ID, Duplicate: ack.Duplicate})
+		} else if failed == nil {
+			failed, failedID = err, envs[i].ID
+		}
+	}
+	awaited := 0
+	for _, env := range envs {
+		if len(futures)-awaited == requestWindow {
+			await(awaited)
+			awaited++
+		}
+		m, err := env.Msg(w.topology.SourceSubject(src.name))
 		if err != nil {
+			return fail(http.StatusInternalServerError, "encoding the event: %v", err)
+		}
+		f, err := w.js.PublishMsgAsync(m)
+		if errors.Is(err, nats.ErrMaxPayload) {
+			// Retrying the same request can never succeed.
+			return fail(http.StatusRequestEntityTooLarge, "the event %s with its headers is larger than the NATS server accepts", env.ID)
+		}
+		if err != nil {
+			w.store.record(err)
 			if failed == nil {
 				failed, failedID = err, env.ID
 			}
-			continue
+			break
 		}
-		answers = append(answers, accepted{ID: env.ID, Duplicate: ack.Duplicate})
+		futures = append(futures, f)
+	}
+	for ; awaited < len(futures); awaited++ {
+		await(awaited)
 	}
 	if failed != nil {
 		return w.notStored(rw, fail, src.name, failedID, failed, batch, len(answers), len(envs))
