@@ -321,47 +321,45 @@ func TestCloudEventsBatch(t *testing.T) {
 		t.Fatalf("%d stored after the bad batches, want the first 3 only", n)
 	}
 
-	t.Run("a publish fails: 503, and the retry stores the rest once", func(t *testing.T) {
-		four := batch(member("d1", "t", `{}`), member("d2", "t", `{}`), member("d3", "t", `{}`))
-		hooks, err := NewWebhooks(e.top, e.opts, e.sources, &failingPublisher{JetStream: e.js, failAt: 2}, zerolog.Nop(), nil)
+	// postVia posts body to the open source of a handler that publishes
+	// with p.
+	postVia := func(t *testing.T, p Publisher, body []byte) (int, map[string]any) {
+		t.Helper()
+		hooks, err := NewWebhooks(e.top, e.opts, e.sources, p, zerolog.Nop(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		real := e.hooks
 		e.hooks = hooks
-		status, answer := post(t, "open", four, ct)
-		e.hooks = real
-		if status != 503 || !strings.Contains(fmt.Sprint(answer["error"]), "2 of the batch's 3 events were stored") {
-			t.Fatalf("%d %v", status, answer)
-		}
-		if status, answer := post(t, "open", four, ct); status != 202 || ids(answer) != "d1 true d2 false d3 true" {
-			t.Fatalf("retry: %d %v", status, answer)
-		}
-		if n := len(e.stored()); n != 6 {
-			t.Errorf("%d stored, want 6", n)
-		}
-	})
-
-	t.Run("a publish cannot be sent: 503 once those before it are stored, and the retry stores the rest once", func(t *testing.T) {
-		three := batch(member("f1", "t", `{}`), member("f2", "t", `{}`), member("f3", "t", `{}`))
-		hooks, err := NewWebhooks(e.top, e.opts, e.sources, &failingPublisher{JetStream: e.js, failAt: 2, atOnce: true}, zerolog.Nop(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		real := e.hooks
-		e.hooks = hooks
-		status, answer := post(t, "open", three, ct)
-		e.hooks = real
-		if status != 503 || !strings.Contains(fmt.Sprint(answer["error"]), "1 of the batch's 3 events were stored") {
-			t.Fatalf("%d %v", status, answer)
-		}
-		if status, answer := post(t, "open", three, ct); status != 202 || ids(answer) != "f1 true f2 false f3 false" {
-			t.Fatalf("retry: %d %v", status, answer)
-		}
-		if n := len(e.stored()); n != 9 {
-			t.Errorf("%d stored, want 9", n)
-		}
-	})
+		defer func() { e.hooks = real }()
+		return post(t, "open", body, ct)
+	}
+	// The second of three events fails: its acknowledgement is an error
+	// (the third is stored all the same), or it cannot be sent (the
+	// third is not sent).
+	for _, tc := range []struct {
+		name, p       string
+		atOnce        bool
+		stored, retry string
+	}{
+		{"a publish fails: 503, and the retry stores the rest once", "d", false, "2 of the batch's 3", "d1 true d2 false d3 true"},
+		{"a publish cannot be sent: 503 once those before it are stored, and the retry stores the rest once", "f", true, "1 of the batch's 3", "f1 true f2 false f3 false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			three := batch(member(tc.p+"1", "t", `{}`), member(tc.p+"2", "t", `{}`), member(tc.p+"3", "t", `{}`))
+			before := len(e.stored())
+			status, answer := postVia(t, &failingPublisher{JetStream: e.js, failAt: 2, atOnce: tc.atOnce}, three)
+			if status != 503 || !strings.Contains(fmt.Sprint(answer["error"]), tc.stored+" events were stored") {
+				t.Fatalf("%d %v", status, answer)
+			}
+			if status, answer := post(t, "open", three, ct); status != 202 || ids(answer) != tc.retry {
+				t.Fatalf("retry: %d %v", status, answer)
+			}
+			if n := len(e.stored()) - before; n != 3 {
+				t.Errorf("%d stored, want 3", n)
+			}
+		})
+	}
 
 	t.Run("signed: each event's id is its own, not the request's webhook-id", func(t *testing.T) {
 		body := batch(member("s1", "t", `{}`), member("s2", "t", `{}`))
@@ -376,14 +374,7 @@ func TestCloudEventsBatch(t *testing.T) {
 		for i := range members {
 			members[i] = member(fmt.Sprint("w", i), "t", `{}`)
 		}
-		hooks, err := NewWebhooks(e.top, e.opts, e.sources, &failingPublisher{JetStream: e.js, failAt: 3*requestWindow + 2, atOnce: true}, zerolog.Nop(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		real := e.hooks
-		e.hooks = hooks
-		status, answer := post(t, "open", batch(members...), ct)
-		e.hooks = real
+		status, answer := postVia(t, &failingPublisher{JetStream: e.js, failAt: 3*requestWindow + 2, atOnce: true}, batch(members...))
 		if want := fmt.Sprintf("%d of the batch's %d events were stored", 3*requestWindow+1, len(members)); status != 503 || !strings.Contains(fmt.Sprint(answer["error"]), want) {
 			t.Fatalf("%d %v, want 503 %q", status, answer, want)
 		}
