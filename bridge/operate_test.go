@@ -280,8 +280,17 @@ func TestInjectionThroughEventValuesIsNeutralised(t *testing.T) {
 }
 
 // TestSIGHUPRereadsWebhookSecretFiles: a rotated secret file takes effect
-// on SIGHUP; a file that cannot be read leaves the running secrets.
+// on SIGHUP; a file that cannot be read leaves the running secrets. So in
+// role all and in role intake, which runs no rules.
 func TestSIGHUPRereadsWebhookSecretFiles(t *testing.T) {
+	for _, role := range []string{config.RoleAll, config.RoleIntake} {
+		t.Run(role, func(t *testing.T) {
+			testSIGHUPRereadsWebhookSecretFiles(t, role)
+		})
+	}
+}
+
+func testSIGHUPRereadsWebhookSecretFiles(t *testing.T, role string) {
 	const rotated = "whsec_cm90YXRlZC1zZWNyZXQtZm9yLXRoZS1zaG9wLXNvdXJjZQ=="
 	file := filepath.Join(t.TempDir(), "shop-secret")
 	write := func(content string) {
@@ -291,7 +300,7 @@ func TestSIGHUPRereadsWebhookSecretFiles(t *testing.T) {
 		}
 	}
 	write(secret + "\n")
-	h := newHarness(t, func(c *config.Config) { c.Sources[0].Webhook.Auth.SecretFile = file })
+	h := newHarness(t, func(c *config.Config) { c.Sources[0].Webhook.Auth.SecretFile = file; c.Role = role })
 	status := func(key, id string) int {
 		resp := h.webhookSignedBy(key, id, map[string]any{"type": "noop"})
 		resp.Body.Close()
