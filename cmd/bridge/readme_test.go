@@ -53,6 +53,7 @@ func TestReadmeBlocksAccountedFor(t *testing.T) {
 		"tests:\n  - name: activating":      "rules: TestReadmeWaitingMessage",
 		"nats:":                             "bridge/config: TestReadmeNATSListener",
 		"admin:":                            "bridge/config: TestReadmeAdminAuth",
+		"role:":                             "bridge/config: TestReadmeRoles",
 		"sources:\n  - name: shop\n":        "bridge/config: TestReadmeWebhookSources",
 		"sources:\n  - name: github":        "bridge/config: TestReadmePresets",
 		"sources:\n  - name: shopify":       "bridge/config: TestReadmePresets",
