@@ -238,7 +238,11 @@ func (s *Service) startReloader(set *rules.Set, reload <-chan struct{}) {
 				select {
 				case <-ctx.Done():
 					return
-				case <-reload:
+				case _, ok := <-reload:
+					if !ok {
+						reload = nil // closed: no more requests
+						continue
+					}
 					s.ReloadSecrets()
 				}
 			}
