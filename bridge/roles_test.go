@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/intercom-bridge/bridge/bridge/config"
+	"github.com/intercom-bridge/bridge/internal/natstest"
 )
 
 // TestRolesSplitIntakeFromDelivery: an intake replica stores webhooks and
@@ -44,14 +45,7 @@ func TestRolesSplitIntakeFromDelivery(t *testing.T) {
 		t.Fatalf("webhook: %d", code)
 	}
 	h.publish("crm.lead.created", map[string]any{"contact": "c-1", "name": "Bo"})
-	events, err := js.Stream(ctx, top.Events.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.waitFor("both events stored", func() bool {
-		info, err := events.Info(ctx)
-		return err == nil && info.State.Msgs == 2
-	})
+	h.waitFor("both events stored", func() bool { return natstest.Msgs(t, js, top.Events.Name) == 2 })
 	for _, c := range [][2]string{{top.Events.Name, top.MatchConsumer}, {top.Outbox.Name, top.SendConsumer}} {
 		if _, err := js.Consumer(ctx, c[0], c[1]); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			t.Errorf("consumer %s on an intake replica: %v", c[1], err)
@@ -72,6 +66,9 @@ func TestRolesSplitIntakeFromDelivery(t *testing.T) {
 	}
 	if rd := delivery.readiness(); !rd.Ready || rd.Role != config.RoleDelivery || rd.Rules != 4 {
 		t.Errorf("delivery readiness: %+v", rd)
+	}
+	if err := delivery.ReloadRules(); err != nil {
+		t.Errorf("a delivery replica's rule reload: %v", err)
 	}
 	h.waitFor("both messages", func() bool { return len(h.ic.Messages()) >= 2 })
 	h.settle()

@@ -74,11 +74,7 @@ func readyReplicas(t *testing.T, delay time.Duration) (*e2eEnv, []*e2eBridge) {
 func waitReady(t *testing.T, timeout time.Duration, bs ...*e2eBridge) {
 	t.Helper()
 	for _, b := range bs {
-		var code int
-		var body string
-		if !poll.Until(timeout, func() bool { code, body = b.readyz(); return code == http.StatusOK }) {
-			t.Fatalf("%s: /readyz still %d after %v: %s", b.name, code, timeout, body)
-		}
+		b.readyBody(timeout)
 	}
 }
 

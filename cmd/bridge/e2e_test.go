@@ -418,6 +418,29 @@ func (b *e2eBridge) readyz() (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// readyBody waits until the bridge's /readyz answers 200, and returns its
+// body as JSON.
+func (b *e2eBridge) readyBody(timeout time.Duration) map[string]any {
+	t := b.env.t
+	t.Helper()
+	var code int
+	var body string
+	if !poll.Until(timeout, func() bool {
+		if !b.running() {
+			t.Fatalf("%s exited while starting (%v):\n%s", b.name, b.state, b.tail(30))
+		}
+		code, body = b.readyz()
+		return code == http.StatusOK
+	}) {
+		t.Fatalf("%s: /readyz still %d after %v: %s", b.name, code, timeout, body)
+	}
+	var rd map[string]any
+	if err := json.Unmarshal([]byte(body), &rd); err != nil {
+		t.Fatalf("%s: /readyz %q: %v", b.name, body, err)
+	}
+	return rd
+}
+
 // sentMetric reads bridge_deliveries_total{outcome="sent"} from the admin
 // listener.
 func (b *e2eBridge) sentMetric() (int, error) {
